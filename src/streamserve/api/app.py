@@ -1,0 +1,129 @@
+"""create_app: the FastAPI application, its lifespan (load the model, start and stop the engine) and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from streamserve.api.errors import install_error_handlers
+from streamserve.api.metrics import Metrics
+from streamserve.api.middleware import RequestIdMiddleware
+from streamserve.api.params import Limits
+from streamserve.api.routes import health_router, router
+from streamserve.api.state import LoadedModel, ServerState
+from streamserve.config import ServerConfig
+from streamserve.engine import Engine, EngineStats
+from streamserve.llama import Model
+from streamserve.models import resolve_model
+from streamserve.streaming.templates import choose_template
+
+logger = logging.getLogger("streamserve")
+
+
+def load(config: ServerConfig) -> LoadedModel:
+    """Resolve and load the model, pick its chat template, and start the engine (blocking)."""
+    _, path = resolve_model(config.model)
+    model = Model(path)
+    override = Path(config.chat_template_file) if config.chat_template_file else None
+    template = choose_template(
+        override_text=override.read_text() if override else None,
+        override_name=str(override) if override else None,
+        gguf_template=model.chat_template,
+        architecture=model.architecture,
+    )
+    engine = Engine(model, config.engine)
+    engine.start()
+    limits = Limits(
+        ctx_size=config.engine.ctx_size,
+        n_vocab=model.n_vocab,
+        max_n=config.max_n,
+        max_stop_strings=config.max_stop_strings,
+        max_tokens_default=config.max_tokens_default,
+    )
+    fingerprint = "fp_" + hashlib.sha256(f"{path.name}:{path.stat().st_size}".encode()).hexdigest()[:10]
+    return LoadedModel(engine, template, limits, fingerprint)
+
+
+def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
+    """The app; the model loads in the background so ``/health`` can say 503 until it is ready."""
+    holder: list[ServerState] = []
+
+    def stats() -> EngineStats | None:
+        loaded = holder[0].loaded if holder else None
+        return loaded.engine.stats() if loaded else None
+
+    state = ServerState(config=config, model_names=model_names, metrics=Metrics(stats))
+    holder.append(state)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_load_in_background(state))
+        try:
+            yield
+        finally:
+            state.shutting_down = True
+            await asyncio.gather(task, return_exceptions=True)
+            if state.loaded is not None:
+                await asyncio.to_thread(close, state.loaded)
+
+    app = FastAPI(title="streamserve", version=_version(), lifespan=lifespan,
+                  description="An OpenAI-compatible LLM inference server built for streaming.")
+    app.state.streamserve = state
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(router)
+    if config.allowed_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.allowed_origins), allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=["x-request-id"])
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def close(loaded: LoadedModel) -> None:
+    """Stop the engine (open streams end with an error event) and free the model."""
+    loaded.engine.stop()
+    loaded.engine.model.close()
+
+
+async def _load_in_background(state: ServerState) -> None:
+    try:
+        state.loaded = await asyncio.to_thread(load, state.config)
+    except Exception as exc:
+        state.load_error = f"model failed to load: {exc}"
+        logger.exception("model failed to load")
+        return
+    _banner(state)
+
+
+def _banner(state: ServerState) -> None:
+    loaded = state.loaded
+    assert loaded is not None
+    cfg = state.config
+    model = loaded.engine.model
+    url = f"http://{cfg.host}:{cfg.port}"
+    key = f" -H 'Authorization: Bearer {cfg.api_key}'" if cfg.api_key else ""
+    logger.info("model %s (%s, %s) from %s", state.model_names[0], model.name, model.architecture, model.path)
+    logger.info(
+        "chat template: %s; context %d tokens per sequence x %d parallel; queue %d; threads %d; "
+        "limits: n<=%d, stop strings<=%d", loaded.template.name, cfg.engine.ctx_size, cfg.engine.parallel,
+        cfg.engine.max_queue, cfg.engine.n_threads, cfg.max_n, cfg.max_stop_strings,
+    )
+    logger.info("serving %s on %s/v1 (names: %s)", state.model_names[0], url, ", ".join(state.model_names))
+    logger.info(
+        "try: curl %s/v1/chat/completions -H 'Content-Type: application/json'%s -d "
+        "'{\"model\": \"%s\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}], \"stream\": true}'",
+        url, key, state.model_names[0],
+    )
+
+
+def _version() -> str:
+    from streamserve import __version__
+
+    return __version__

@@ -1,0 +1,19 @@
+"""API-key check for the ``/v1`` routes (``--api-key`` or ``STREAMSERVE_API_KEY``)."""
+
+from __future__ import annotations
+
+import secrets
+
+from fastapi import Request
+
+from streamserve.api.errors import AuthenticationError
+
+
+async def require_api_key(request: Request) -> None:
+    """401 unless the request carries ``Authorization: Bearer <key>`` when a key is configured."""
+    expected = request.app.state.streamserve.config.api_key
+    if not expected:
+        return
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(key.strip().encode(), expected.encode()):
+        raise AuthenticationError("Incorrect API key provided. Pass it as 'Authorization: Bearer <key>'.")

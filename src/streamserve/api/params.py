@@ -1,0 +1,172 @@
+"""Protocol request -> neutral GenerationRequest: the one place the wire's fields meet the engine's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from streamserve.api.errors import ContextLengthExceededError, InvalidRequestError, NotSupportedError
+from streamserve.api.protocol import ChatCompletionRequest, CompletionRequest
+from streamserve.engine import SamplingParams
+from streamserve.streaming.generation import ChoiceRequest, GenerationRequest
+from streamserve.streaming.prompt import encode_chat
+from streamserve.streaming.templates import ChatTemplate
+from streamserve.streaming.tokenizer import Tokenizer
+
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the served model and the server's flags allow one request."""
+
+    ctx_size: int
+    n_vocab: int
+    max_n: int
+    max_stop_strings: int
+    max_tokens_default: int | None
+
+
+def chat_request(body: ChatCompletionRequest, tokenizer: Tokenizer, template: ChatTemplate,
+                 limits: Limits) -> GenerationRequest:
+    """Validate a chat request and build its generation: template, tokens, sampling per choice."""
+    _check_common(body, limits)
+    if body.tools and body.tool_choice != "none":
+        raise NotSupportedError("tools (function calling) are not supported yet", param="tools")
+    if body.response_format and body.response_format.get("type", "text") != "text":
+        raise NotSupportedError("response_format other than 'text' is not supported yet", param="response_format")
+    if body.top_logprobs is not None and not body.logprobs:
+        raise InvalidRequestError("top_logprobs requires logprobs to be true", param="top_logprobs")
+    messages = [m.model_dump(exclude_none=True) for m in body.messages]
+    prompt_ids = encode_chat(template, messages, tokenizer)
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    logprobs = (body.top_logprobs or 0) if body.logprobs else None
+    stop_ids = _control_stop_ids(template.stop, tokenizer)
+    params = _sampling(body, prompt_ids, max_tokens, None, logprobs, limits, param="messages", stop_ids=stop_ids)
+    stop = _stops(body.stop, limits) + template.stop
+    return GenerationRequest([ChoiceRequest(prompt_ids, p) for p in params], stop, len(prompt_ids))
+
+
+def completion_request(body: CompletionRequest, tokenizer: Tokenizer, limits: Limits) -> GenerationRequest:
+    """Validate a legacy completions request and build its generation: one set of choices per prompt."""
+    _check_common(body, limits)
+    if body.suffix:
+        raise NotSupportedError("suffix (fill-in-the-middle) is not supported yet", param="suffix")
+    if body.best_of is not None and body.best_of != (body.n or 1):
+        raise NotSupportedError("best_of other than n is not supported yet", param="best_of")
+    if body.echo and body.logprobs is not None:
+        raise NotSupportedError("echo together with logprobs is not supported yet", param="echo")
+    if body.max_tokens == 0:
+        raise InvalidRequestError("max_tokens must be at least 1", param="max_tokens")
+    prompts = _prompts(body.prompt, tokenizer, limits)
+    stop = _stops(body.stop, limits)
+    choices = []
+    for ids, text in prompts:
+        for p in _sampling(body, ids, body.max_tokens, COMPLETIONS_DEFAULT_MAX_TOKENS, body.logprobs, limits,
+                           param="prompt"):
+            choices.append(ChoiceRequest(ids, p, text if body.echo else None))
+    return GenerationRequest(choices, stop, sum(len(ids) for ids, _ in prompts))
+
+
+def _control_stop_ids(stops: tuple[str, ...], tokenizer: Tokenizer) -> frozenset[int]:
+    """Template stop strings that are single control tokens: they never appear as text, so stop on the id."""
+    ids = set()
+    for text in stops:
+        if text in tokenizer.control_texts:
+            tokens = tokenizer.tokenize(text, add_special=False, parse_special=True)
+            if len(tokens) == 1:
+                ids.add(tokens[0])
+    return frozenset(ids)
+
+
+def _check_common(body: ChatCompletionRequest | CompletionRequest, limits: Limits) -> None:
+    if body.stream_options is not None and not body.stream:
+        raise InvalidRequestError("stream_options is only allowed when stream is true", param="stream_options")
+    if (body.n or 1) > limits.max_n:
+        raise InvalidRequestError(f"n must be at most {limits.max_n} on this server", param="n")
+
+
+def _prompts(prompt: Any, tokenizer: Tokenizer, limits: Limits) -> list[tuple[list[int], str]]:
+    """Each prompt's token ids and text; a string, a list of strings, a token list or a list of token lists."""
+    if isinstance(prompt, str):
+        items: list[Any] = [prompt]
+    elif prompt and all(isinstance(t, int) for t in prompt):
+        items = [prompt]
+    else:
+        items = list(prompt)
+    if not items:
+        raise InvalidRequestError("prompt must not be empty", param="prompt")
+    result = []
+    for item in items:
+        if isinstance(item, str):
+            add_bos = tokenizer.add_bos and not item.startswith(tokenizer.bos_text or "\0")
+            ids = tokenizer.tokenize(item, add_special=add_bos, parse_special=False)
+            text = item
+        else:
+            ids = list(item)
+            if not all(0 <= t < limits.n_vocab for t in ids):
+                raise InvalidRequestError("prompt contains a token id outside the vocabulary", param="prompt")
+            text = b"".join(tokenizer.token_bytes(t) for t in ids).decode("utf-8", errors="replace")
+        if not ids:
+            raise InvalidRequestError("prompt must not be empty", param="prompt")
+        result.append((ids, text))
+    return result
+
+
+def _stops(stop: str | list[str] | None, limits: Limits) -> tuple[str, ...]:
+    stops = [stop] if isinstance(stop, str) else list(stop or ())
+    if len(stops) > limits.max_stop_strings:
+        raise InvalidRequestError(f"at most {limits.max_stop_strings} stop sequences are allowed", param="stop")
+    return tuple(s for s in stops if s)
+
+
+def _sampling(body: ChatCompletionRequest | CompletionRequest, prompt_ids: list[int], max_tokens: int | None,
+              default: int | None, logprobs: int | None, limits: Limits, *, param: str,
+              stop_ids: frozenset[int] = frozenset()) -> list[SamplingParams]:
+    """One SamplingParams per choice; each choice gets its own seed so ``n`` choices differ."""
+    room = limits.ctx_size - len(prompt_ids)
+    if room < 1:
+        raise ContextLengthExceededError(
+            f"This model's maximum context length is {limits.ctx_size} tokens; "
+            f"the prompt has {len(prompt_ids)} tokens.", param=param)
+    if max_tokens is None:
+        max_tokens = min(default or room, room)
+        if limits.max_tokens_default is not None:
+            max_tokens = min(max_tokens, limits.max_tokens_default)
+    elif max_tokens > room:
+        raise ContextLengthExceededError(
+            f"This model's maximum context length is {limits.ctx_size} tokens. However, you requested "
+            f"{len(prompt_ids) + max_tokens} tokens ({len(prompt_ids)} in the prompt, {max_tokens} for the "
+            f"completion). Please reduce the prompt or max_tokens.", param=param)
+    bias = _logit_bias(body.logit_bias, limits)
+    temperature = 1.0 if body.temperature is None else body.temperature
+    return [
+        SamplingParams(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=1.0 if body.top_p is None else body.top_p,
+            top_k=body.top_k or 0,
+            min_p=body.min_p or 0.0,
+            seed=None if body.seed is None else (body.seed + i) & 0xFFFFFFFF,
+            presence_penalty=body.presence_penalty or 0.0,
+            frequency_penalty=body.frequency_penalty or 0.0,
+            repetition_penalty=body.repetition_penalty or 1.0,
+            logit_bias=bias,
+            logprobs=logprobs,
+            stop_token_ids=stop_ids,
+        )
+        for i in range(body.n or 1)
+    ]
+
+
+def _logit_bias(bias: dict[str, float] | None, limits: Limits) -> tuple[tuple[int, float], ...]:
+    pairs = []
+    for key, value in (bias or {}).items():
+        try:
+            token = int(key)
+        except ValueError:
+            raise InvalidRequestError(f"logit_bias key {key!r} is not a token id", param="logit_bias") from None
+        if not 0 <= token < limits.n_vocab:
+            raise InvalidRequestError(f"logit_bias token {token} is outside the vocabulary", param="logit_bias")
+        pairs.append((token, float(value)))
+    return tuple(pairs)

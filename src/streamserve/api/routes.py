@@ -1,0 +1,145 @@
+"""HTTP routes: thin handlers that parse, hand over to the streaming layer, and shape the response."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
+
+from streamserve.api.auth import require_api_key
+from streamserve.api.errors import InternalServerError, RateLimitError, ServiceUnavailableError
+from streamserve.api.metrics import RequestRecorder
+from streamserve.api.params import chat_request, completion_request
+from streamserve.api.protocol import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    ModelCard,
+    ModelList,
+)
+from streamserve.api.state import LoadedModel, ServerState
+from streamserve.engine import EngineError, EngineStoppedError, QueueFullError
+from streamserve.streaming import sse
+from streamserve.streaming.chunks import ResponseMeta, Shape, new_response_id
+from streamserve.streaming.generation import GenerationRequest, start_generation
+from streamserve.streaming.response import collect, stream_sse
+
+T = TypeVar("T")
+
+health_router = APIRouter()
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+
+
+def _state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.streamserve
+    return state
+
+
+def _json(payload: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json")
+
+
+@health_router.get("/health")
+async def health(request: Request) -> Response:
+    """Readiness: 200 once the model is loaded, 503 while it loads or the server shuts down."""
+    state = _state(request)
+    if state.loaded is None or state.shutting_down:
+        status = "shutting_down" if state.shutting_down else ("error" if state.load_error else "loading")
+        return _json({"status": status, "detail": state.load_error}, 503)
+    return _json({"status": "ok"})
+
+
+@health_router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics in the text format."""
+    return Response(_state(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(request: Request) -> Response:
+    """Every served name (aliases of the one model), with the per-request context size."""
+    state = _state(request)
+    return _json({"object": "list", "data": [_card(state, name) for name in state.model_names]})
+
+
+@router.get("/models/{model_id:path}", response_model=ModelCard)
+async def get_model(model_id: str, request: Request) -> Response:
+    """One served model, or a 404 ``model_not_found``."""
+    state = _state(request)
+    state.check_model(model_id)
+    return _json(_card(state, model_id))
+
+
+@router.post("/chat/completions", response_model=ChatCompletion)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    """Chat completions, streamed as ``chat.completion.chunk`` events or returned whole."""
+    state = _state(request)
+    state.check_model(body.model)
+    loaded = state.ready()
+    spec = chat_request(body, loaded.engine.tokenizer, loaded.template, loaded.limits)
+    return await _respond(request, state, loaded, Shape.CHAT, body, spec)
+
+
+@router.post("/completions", response_model=Completion)
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    """Legacy completions, streamed as ``text_completion`` chunks or returned whole."""
+    state = _state(request)
+    state.check_model(body.model)
+    loaded = state.ready()
+    spec = completion_request(body, loaded.engine.tokenizer, loaded.limits)
+    return await _respond(request, state, loaded, Shape.COMPLETION, body, spec)
+
+
+async def _respond(request: Request, state: ServerState, loaded: LoadedModel, shape: Shape,
+                   body: ChatCompletionRequest | CompletionRequest, spec: GenerationRequest) -> Response:
+    """The path chat and completions share: admit, then stream or collect."""
+    try:
+        generation = start_generation(loaded.engine, spec)
+    except QueueFullError as exc:
+        raise RateLimitError(f"{exc}; retry shortly.", retry_after=1) from None
+    except EngineStoppedError as exc:
+        raise ServiceUnavailableError(str(exc)) from None
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    meta = ResponseMeta(shape, new_response_id(shape), int(time.time()), body.model, len(spec.choices),
+                        include_usage, loaded.fingerprint)
+    request_id = request.scope.get("state", {}).get("request_id", meta.id)
+    recorder = RequestRecorder(state.metrics, request_id, lambda: generation.streams[0].queue_time)
+    if body.stream:
+        return StreamingResponse(stream_sse(meta, generation, recorder), media_type=sse.MEDIA_TYPE,
+                                 headers=dict(sse.HEADERS))
+    try:
+        result = await _unless_disconnected(request, collect(meta, generation, recorder))
+    except EngineError as exc:
+        raise InternalServerError(str(exc)) from None
+    return Response(status_code=499) if result is None else _json(result)
+
+
+async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
+    """Run ``work``; if the client disconnects first, cancel it (aborting its sequences) and return None."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return None
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _card(state: ServerState, name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": state.created, "owned_by": "streamserve",
+            "max_model_len": state.config.engine.ctx_size}

@@ -1,0 +1,51 @@
+"""ServerState: what the routes share: the engine once loaded, the template, names and limits."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from streamserve.api.errors import ModelNotFoundError, ServiceUnavailableError
+from streamserve.api.metrics import Metrics
+from streamserve.api.params import Limits
+from streamserve.config import ServerConfig
+from streamserve.engine import Engine
+from streamserve.streaming.templates import ChatTemplate
+
+
+@dataclass
+class LoadedModel:
+    """The engine over the loaded model, with the chat template and per-request limits."""
+
+    engine: Engine
+    template: ChatTemplate
+    limits: Limits
+    fingerprint: str
+
+
+@dataclass
+class ServerState:
+    """Shared by every request; ``loaded`` is None until the model is ready (``/health`` says 503)."""
+
+    config: ServerConfig
+    model_names: tuple[str, ...]
+    metrics: Metrics
+    created: int = field(default_factory=lambda: int(time.time()))
+    loaded: LoadedModel | None = None
+    load_error: str | None = None
+    shutting_down: bool = False
+
+    def ready(self) -> LoadedModel:
+        """The loaded model, or a 503 while loading or shutting down."""
+        if self.shutting_down:
+            raise ServiceUnavailableError("The server is shutting down.")
+        if self.loaded is None:
+            raise ServiceUnavailableError(self.load_error or "The model is still loading; retry shortly.")
+        return self.loaded
+
+    def check_model(self, name: str) -> None:
+        """404 unless ``name`` is one of the served model names (aliases of the one model)."""
+        if name not in self.model_names:
+            raise ModelNotFoundError(
+                f"The model '{name}' does not exist on this server. Served: {', '.join(self.model_names)}."
+            )

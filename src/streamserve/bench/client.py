@@ -1,0 +1,270 @@
+"""One benchmark request, streamed or not, against any OpenAI-compatible server.
+
+``BenchClient.send()`` never raises for a failed request: every outcome, an HTTP error, an error
+event, a dropped connection or a timeout, comes back as a ``RequestRecord`` with ``ok=False`` and the
+reason in ``error``. Every request runs under an overall deadline (``timeout``), so none can hang a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+from types import TracebackType
+from typing import Any, Literal
+
+import httpx
+import orjson
+
+from .prompts import Endpoint, Prompt
+from .sse import MalformedEventError, SSEReader, StreamError, error_message
+
+TokenSource = Literal["usage", "chunks", "none"]
+
+
+class RequestFailedError(Exception):
+    """A request failed in a way the server or the wire made plain (HTTP status, early end)."""
+
+
+@dataclass
+class RequestRecord:
+    """Everything measured about one request. Times are seconds.
+
+    ``start`` is relative to the caller's epoch; ``ttft``, ``last_token``, ``e2e`` and every entry of
+    ``chunk_times`` are relative to ``start``. ``chunk_times`` has one entry per chunk that carried
+    content (role-only and finish chunks are not counted). ``e2e`` is when the answer was complete
+    (``[DONE]`` for a stream, the full body otherwise), or when the request failed.
+    ``output_tokens`` comes from the server's usage when it sent one (``token_source="usage"``),
+    otherwise from the counted content chunks (``"chunks"``); ``"none"`` means no count was possible.
+    """
+
+    stream: bool
+    prompt: str = ""
+    ok: bool = False
+    error: str | None = None
+    status: int | None = None
+    start: float = 0.0
+    ttft: float | None = None
+    last_token: float | None = None
+    e2e: float | None = None
+    chunk_times: list[float] = field(default_factory=list)
+    text: str = ""
+    output_tokens: int = 0
+    token_source: TokenSource = "none"
+    content_chunks: int = 0
+    prompt_tokens: int | None = None
+    usage_completion_tokens: int | None = None
+    finish_reason: str | None = None
+    saw_done: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field, raw timings included."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """How requests are sent: endpoint, sampling defaults, usage chunk, and the per-request timeout."""
+
+    endpoint: Endpoint = "chat"
+    max_tokens: int | None = 128
+    temperature: float | None = 0.0
+    include_usage: bool = True
+    timeout: float = 120.0
+
+
+class BenchClient:
+    """An httpx client bound to one server, one model and one set of request options.
+
+    Use it as an async context manager; ``send()`` runs one request and returns its record.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str = "",
+        api_key: str | None = None,
+        options: RequestOptions | None = None,
+        max_connections: int = 64,
+    ) -> None:
+        """Prepare a client for ``base_url`` (ending in ``/v1``); no connection is opened yet."""
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.options = options or RequestOptions()
+        headers = {"Content-Type": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        timeout = httpx.Timeout(self.options.timeout, connect=min(10.0, self.options.timeout))
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._http = httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits)
+
+    async def __aenter__(self) -> BenchClient:
+        """Enter: the client is ready."""
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close every connection."""
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every connection."""
+        await self._http.aclose()
+
+    async def list_models(self) -> list[str]:
+        """The model ids of ``GET /models``; raises ``RequestFailedError`` if the server will not say."""
+        try:
+            response = await self._http.get(self.base_url + "/models")
+        except httpx.HTTPError as exc:
+            raise RequestFailedError(f"GET {self.base_url}/models: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 400:
+            raise RequestFailedError(f"GET {self.base_url}/models: {_status_message(response)}")
+        data = orjson.loads(response.content).get("data") or []
+        return [str(item["id"]) for item in data if isinstance(item, dict) and "id" in item]
+
+    def url(self) -> str:
+        """The endpoint URL requests go to."""
+        path = "/chat/completions" if self.options.endpoint == "chat" else "/completions"
+        return self.base_url + path
+
+    def body(self, prompt: Prompt, *, stream: bool) -> dict[str, Any]:
+        """The JSON body ``send()`` would post for ``prompt``."""
+        opts = self.options
+        return prompt.body(
+            opts.endpoint,
+            model=self.model,
+            max_tokens=opts.max_tokens,
+            temperature=opts.temperature,
+            stream=stream,
+            include_usage=opts.include_usage,
+        )
+
+    async def send(self, prompt: Prompt, *, stream: bool, epoch: float = 0.0) -> RequestRecord:
+        """Run one request to completion or failure, within ``options.timeout`` seconds; never raises."""
+        record = RequestRecord(stream=stream, prompt=prompt.name)
+        body = orjson.dumps(self.body(prompt, stream=stream))
+        t0 = time.perf_counter()
+        record.start = t0 - epoch
+        try:
+            async with asyncio.timeout(self.options.timeout):
+                if stream:
+                    await self._stream(body, record, t0)
+                else:
+                    await self._complete(body, record, t0)
+            record.ok = True
+        except TimeoutError:
+            record.error = f"timeout: not complete after {self.options.timeout:g} s"
+        except StreamError as exc:
+            record.error = f"error event: {exc}"
+        except (RequestFailedError, MalformedEventError) as exc:
+            record.error = str(exc)
+        except Exception as exc:  # a benchmark counts every failure and carries on
+            record.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if record.e2e is None or not record.ok:
+            record.e2e = time.perf_counter() - t0
+        return record
+
+    async def _complete(self, body: bytes, record: RequestRecord, t0: float) -> None:
+        response = await self._http.post(self.url(), content=body)
+        record.status = response.status_code
+        if response.status_code >= 400:
+            raise RequestFailedError(_status_message(response))
+        payload = orjson.loads(response.content)
+        record.e2e = time.perf_counter() - t0
+        if not isinstance(payload, dict):
+            raise RequestFailedError("response is not a JSON object")
+        if payload.get("error") is not None:
+            raise RequestFailedError(f"error body: {error_message(payload['error'])}")
+        for choice in payload.get("choices") or []:
+            if choice.get("index", 0) == 0:
+                message = choice.get("message")
+                text = message.get("content") if isinstance(message, dict) else choice.get("text")
+                record.text = text or ""
+                record.finish_reason = choice.get("finish_reason")
+        _take_usage(payload, record)
+        if record.usage_completion_tokens is not None:
+            record.output_tokens = record.usage_completion_tokens
+            record.token_source = "usage"
+
+    async def _stream(self, body: bytes, record: RequestRecord, t0: float) -> None:
+        headers = {"Accept": "text/event-stream"}
+        pieces: list[str] = []
+        try:
+            async with self._http.stream("POST", self.url(), content=body, headers=headers) as response:
+                record.status = response.status_code
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise RequestFailedError(_status_message(response))
+                reader = SSEReader(response.aiter_lines())
+                async for chunk in reader.chunks():
+                    piece = _take_chunk(chunk.payload, record)
+                    if piece:
+                        record.chunk_times.append(chunk.time - t0)
+                        pieces.append(piece)
+                record.saw_done = reader.saw_done
+                end = reader.done_time if reader.done_time is not None else time.perf_counter()
+            record.e2e = end - t0
+        finally:  # a failed stream keeps what it received, for the raw timings
+            _finish_stream(record, pieces)
+        if not record.saw_done and record.finish_reason is None:
+            raise RequestFailedError(
+                f"stream ended early: no finish_reason and no [DONE] after {record.content_chunks} chunks"
+            )
+
+
+def _finish_stream(record: RequestRecord, pieces: list[str]) -> None:
+    """Fill in text, chunk totals, TTFT and the token count from what the stream delivered."""
+    record.text = "".join(pieces)
+    record.content_chunks = len(record.chunk_times)
+    if record.chunk_times:
+        record.ttft = record.chunk_times[0]
+        record.last_token = record.chunk_times[-1]
+    if record.usage_completion_tokens is not None:
+        record.output_tokens = record.usage_completion_tokens
+        record.token_source = "usage"
+    else:
+        record.output_tokens = record.content_chunks
+        record.token_source = "chunks"
+
+
+def _take_chunk(payload: dict[str, Any], record: RequestRecord) -> str:
+    """Fold one stream chunk into ``record``; return the content it carried for choice 0."""
+    _take_usage(payload, record)
+    piece = ""
+    for choice in payload.get("choices") or []:
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            continue
+        delta = choice.get("delta")
+        text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+        if isinstance(text, str):
+            piece += text
+        if choice.get("finish_reason"):
+            record.finish_reason = str(choice["finish_reason"])
+    return piece
+
+
+def _take_usage(payload: dict[str, Any], record: RequestRecord) -> None:
+    usage = payload.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+        record.usage_completion_tokens = usage["completion_tokens"]
+        if isinstance(usage.get("prompt_tokens"), int):
+            record.prompt_tokens = usage["prompt_tokens"]
+
+
+def _status_message(response: httpx.Response) -> str:
+    """``HTTP 500: <the error envelope's message>`` for a failed response."""
+    detail = response.text[:200]
+    try:
+        payload = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        payload = None
+    if isinstance(payload, dict) and payload.get("error") is not None:
+        detail = error_message(payload["error"])
+    elif isinstance(payload, dict) and "detail" in payload:
+        detail = str(payload["detail"])
+    return f"HTTP {response.status_code}: {detail}".rstrip(": ")

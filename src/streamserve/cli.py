@@ -1,0 +1,139 @@
+"""The ``streamserve`` command: ``serve`` runs the server, ``bench`` measures any OpenAI-compatible one."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+import uvicorn
+
+from streamserve import __version__
+from streamserve.bench.cli import add_bench_parser, run_bench
+from streamserve.config import ServerConfig
+from streamserve.engine import EngineConfig
+from streamserve.models import BUILTIN_MODELS, DEFAULT_MODEL
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with the ``serve`` and ``bench`` subcommands."""
+    parser = argparse.ArgumentParser(prog="streamserve", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"streamserve {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_serve_parser(commands)
+    add_bench_parser(commands)
+    return parser
+
+
+def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    builtins = "; ".join(f"{m.name}: {m.description}" for m in BUILTIN_MODELS.values())
+    serve = commands.add_parser("serve", help="run the OpenAI-compatible server",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Serve a GGUF model over the OpenAI Chat Completions and "
+                                            "Completions APIs, streaming token by token.")
+    http = serve.add_argument_group("HTTP")
+    http.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    http.add_argument("--port", type=int, default=8000, help="port to listen on")
+    http.add_argument("--api-key", default=os.environ.get("STREAMSERVE_API_KEY"),
+                      help="require 'Authorization: Bearer KEY' on /v1 routes (env STREAMSERVE_API_KEY)")
+    http.add_argument("--allowed-origins", default="",
+                      help="comma-separated CORS origins for browser front-ends ('*' for any)")
+    http.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                      help="log verbosity")
+    model = serve.add_argument_group("model")
+    model.add_argument("--model", default=DEFAULT_MODEL,
+                       help=f"a built-in model name or a path to a .gguf file. Built-ins: {builtins}")
+    model.add_argument("--served-model-name", action="append", default=[],
+                       help="name(s) clients use for the model; repeatable or comma-separated, all aliases "
+                            "(e.g. 'smollm2-135m-instruct,gpt-4o-mini'). Default: the model's name")
+    model.add_argument("--chat-template", metavar="FILE",
+                       help="a Jinja chat template file overriding the model's own")
+    engine = serve.add_argument_group("engine")
+    defaults = EngineConfig()
+    engine.add_argument("--ctx-size", type=int, default=defaults.ctx_size,
+                        help="context of one sequence (prompt + output); the KV cache holds ctx-size x parallel")
+    engine.add_argument("--parallel", type=int, default=defaults.parallel,
+                        help="sequences decoded together (continuous batching lanes)")
+    engine.add_argument("--max-queue", type=int, default=defaults.max_queue,
+                        help="sequences that may wait for a lane; beyond that requests get 429")
+    engine.add_argument("--threads", type=int, default=defaults.n_threads, help="CPU threads for llama.cpp")
+    engine.add_argument("--max-batch-tokens", type=int, default=defaults.max_batch_tokens,
+                        help="tokens decoded in one step at most")
+    engine.add_argument("--prefill-chunk", type=int, default=defaults.prefill_chunk,
+                        help="prompt tokens added to a step while other sequences decode")
+    limits = serve.add_argument_group("request limits")
+    limits.add_argument("--max-tokens-default", type=int, default=None,
+                        help="cap on max_tokens when a request gives none (chat defaults to the rest of the context)")
+    limits.add_argument("--max-n", type=int, default=8, help="largest n (choices per request)")
+    serve.set_defaults(handler=_serve)
+
+
+def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
+    from streamserve.models import resolve_model
+
+    name, _ = resolve_model(args.model)
+    names = tuple(dict.fromkeys(n.strip() for arg in args.served_model_name for n in arg.split(",") if n.strip()))
+    engine = EngineConfig(parallel=args.parallel, ctx_size=args.ctx_size, max_queue=args.max_queue,
+                          n_threads=args.threads, max_batch_tokens=max(args.max_batch_tokens, args.parallel),
+                          prefill_chunk=args.prefill_chunk)
+    config = ServerConfig(
+        model=args.model, host=args.host, port=args.port, served_model_names=names or (name,),
+        api_key=args.api_key or None, chat_template_file=args.chat_template,
+        max_tokens_default=args.max_tokens_default, max_n=args.max_n,
+        allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()), engine=engine,
+    )
+    return config, config.served_model_names
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, but Ctrl-C / SIGTERM first ends open streams (error event + [DONE]) and refuses new requests."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: object) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if callable(self._on_exit):
+            self._on_exit()
+        super().handle_exit(sig, frame)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from streamserve.api.app import create_app
+    from streamserve.api.state import ServerState
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config, names = _config(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"streamserve: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(config, names)
+    state: ServerState = app.state.streamserve
+
+    def begin_shutdown() -> None:
+        state.shutting_down = True
+        if state.loaded is not None:
+            state.loaded.engine.shutdown()
+
+    server = _Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level,
+                                    timeout_graceful_shutdown=10), begin_shutdown)
+    server.run()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``streamserve`` console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        return run_bench(args)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.exit(main())

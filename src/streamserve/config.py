@@ -1,0 +1,35 @@
+"""ServerConfig: everything ``streamserve serve`` was asked for, validated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streamserve.engine import EngineConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The HTTP server's settings, the model and the engine's configuration.
+
+    ``served_model_names`` are aliases of the one model; the first is reported by ``/v1/models``.
+    """
+
+    model: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    served_model_names: tuple[str, ...] = ()
+    api_key: str | None = None
+    chat_template_file: str | None = None
+    max_tokens_default: int | None = None
+    max_n: int = 8
+    max_stop_strings: int = 4
+    allowed_origins: tuple[str, ...] = ()
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535, got {self.port}")
+        if self.max_tokens_default is not None and self.max_tokens_default < 1:
+            raise ValueError("max_tokens_default must be at least 1")
+        if self.max_n < 1:
+            raise ValueError("max_n must be at least 1")

@@ -1,0 +1,23 @@
+"""The engine: continuous batching of many sequences through one llama.cpp model, in its own thread.
+
+It knows token ids and sampling parameters only: no HTTP, pydantic or OpenAI names.
+"""
+
+from streamserve.engine.config import EngineConfig
+from streamserve.engine.engine import Engine, EngineStats, SequenceStream
+from streamserve.engine.errors import EngineError, EngineStoppedError, QueueFullError
+from streamserve.engine.events import FinishReason, TokenEvent
+from streamserve.engine.sampling import SamplingParams
+
+__all__ = [
+    "Engine",
+    "EngineConfig",
+    "EngineError",
+    "EngineStats",
+    "EngineStoppedError",
+    "FinishReason",
+    "QueueFullError",
+    "SamplingParams",
+    "SequenceStream",
+    "TokenEvent",
+]

@@ -1,0 +1,36 @@
+"""EngineConfig: the engine's sizes and limits, validated once at startup."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _default_threads() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """How many sequences run at once and how much each may hold.
+
+    ``ctx_size`` is one sequence's context (prompt plus output); the KV cache holds
+    ``ctx_size * parallel`` tokens. ``max_batch_tokens`` caps one step's batch; while sequences
+    are decoding, a step adds at most ``prefill_chunk`` prompt tokens so running streams keep flowing.
+    """
+
+    parallel: int = 8
+    ctx_size: int = 4096
+    max_queue: int = 64
+    n_threads: int = field(default_factory=_default_threads)
+    max_batch_tokens: int = 512
+    prefill_chunk: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("parallel", "ctx_size", "n_threads", "max_batch_tokens", "prefill_chunk"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_queue < 0:
+            raise ValueError(f"max_queue must be at least 0, got {self.max_queue}")
+        if self.max_batch_tokens < self.parallel:
+            raise ValueError("max_batch_tokens must be at least parallel (one decode token per sequence)")

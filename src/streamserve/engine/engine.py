@@ -1,0 +1,270 @@
+"""Engine: one thread that runs schedule -> run -> postprocess steps over all sequences."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass
+
+from streamserve.engine.config import EngineConfig
+from streamserve.engine.errors import EngineError, EngineStoppedError, QueueFullError
+from streamserve.engine.events import FinishReason, TokenEvent
+from streamserve.engine.lanes import LanePool
+from streamserve.engine.runner import ModelRunner, Sampled
+from streamserve.engine.sampling import SamplingParams
+from streamserve.engine.scheduler import Chunk, Scheduler
+from streamserve.engine.sequence import Delivery, Sequence, SequenceStatus
+from streamserve.engine.stream import SequenceStream
+from streamserve.llama import Batch, Context, DecodeError, Model, Sampler
+
+logger = logging.getLogger("streamserve.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """A snapshot of the engine for metrics: gauges and monotonically growing counters."""
+
+    running: int
+    waiting: int
+    kv_used_tokens: int
+    kv_capacity_tokens: int
+    prompt_tokens_total: int
+    cached_prompt_tokens_total: int
+    generation_tokens_total: int
+
+
+class Engine:
+    """Continuous batching over one llama.cpp model in a dedicated thread.
+
+    The asyncio side calls ``submit`` (returns one ``SequenceStream`` per sampling parameter set)
+    and ``abort``; both only queue a command. The engine thread applies commands at step
+    boundaries and hands each step's events to the event loop in one ``call_soon_threadsafe``.
+    """
+
+    def __init__(self, model: Model, config: EngineConfig) -> None:
+        self.model = model
+        self.config = config
+        self.context = Context(
+            model,
+            n_ctx_seq=config.ctx_size,
+            n_seq_max=config.parallel,
+            n_batch=config.max_batch_tokens,
+            n_threads=config.n_threads,
+        )
+        self.lanes = LanePool(config.parallel)
+        self.scheduler = Scheduler(
+            self.lanes, max_batch_tokens=config.max_batch_tokens, prefill_chunk=config.prefill_chunk
+        )
+        self.runner = ModelRunner(self.context, config.max_batch_tokens)
+        self._cond = threading.Condition()
+        self._commands: list[tuple[str, Sequence]] = []
+        self._active = 0
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="streamserve-engine", daemon=True)
+        self._prompt_tokens = 0
+        self._cached_tokens = 0
+        self._generated_tokens = 0
+
+    @property
+    def tokenizer(self) -> Model:
+        """The model's tokenizer (implements ``streaming.tokenizer.Tokenizer``)."""
+        return self.model
+
+    def start(self) -> None:
+        """Warm the model up with one decode, then start the engine thread."""
+        batch = Batch(1)
+        try:
+            batch.add(max(self.model.tokenize("Hi", add_special=False, parse_special=False)[:1] or [0]), 0, 0, True)
+            self.context.decode(batch)
+        finally:
+            batch.close()
+            self.context.remove(0)
+        self._thread.start()
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Refuse new sequences, fail open ones with EngineStoppedError and join the thread; idempotent."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """``shutdown``, then free the batch and the context."""
+        self.shutdown(timeout)
+        self.runner.close()
+        self.context.close()
+
+    def submit(self, requests: Seq[tuple[Seq[int], SamplingParams]]) -> list[SequenceStream]:
+        """Queue one sequence per (prompt ids, parameters) pair, all or none; must run on the event loop.
+
+        Raises QueueFullError when lanes plus queue cannot take them all, EngineStoppedError when stopping.
+        """
+        for prompt_ids, params in requests:
+            if not prompt_ids:
+                raise ValueError("a prompt must have at least one token")
+            if len(prompt_ids) + params.max_tokens > self.config.ctx_size:
+                raise ValueError("prompt plus max_tokens exceeds the context size")
+            if not all(0 <= t < self.model.n_vocab for t in prompt_ids):
+                raise ValueError("prompt token id out of the vocabulary's range")
+        loop = asyncio.get_running_loop()
+        seqs = [Sequence(list(ids), params, loop, asyncio.Queue()) for ids, params in requests]
+        with self._cond:
+            if self._stopping:
+                raise EngineStoppedError("the server is shutting down")
+            if self._active + len(seqs) > self.config.parallel + self.config.max_queue:
+                raise QueueFullError("all sequence slots are busy and the queue is full")
+            self._active += len(seqs)
+            self._commands.extend(("add", seq) for seq in seqs)
+            self._cond.notify()
+        return [SequenceStream(self, seq) for seq in seqs]
+
+    def generate(self, prompt_ids: Seq[int], params: SamplingParams) -> SequenceStream:
+        """Queue one sequence; see ``submit``."""
+        return self.submit([(prompt_ids, params)])[0]
+
+    def abort(self, seq: Sequence) -> None:
+        """Ask the engine to stop a sequence at the next step boundary; safe from any thread."""
+        with self._cond:
+            self._commands.append(("abort", seq))
+            self._cond.notify()
+
+    def stats(self) -> EngineStats:
+        """Current gauges and counters (read without locking: values may be one step old)."""
+        running = list(self.scheduler.running)
+        return EngineStats(
+            running=len(running),
+            waiting=max(0, self._active - len(running)),
+            kv_used_tokens=self.lanes.cached_tokens() + sum(s.num_computed - s.num_cached for s in running),
+            kv_capacity_tokens=self.config.ctx_size * self.config.parallel,
+            prompt_tokens_total=self._prompt_tokens,
+            cached_prompt_tokens_total=self._cached_tokens,
+            generation_tokens_total=self._generated_tokens,
+        )
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._commands or self._stopping or self.scheduler.has_work()):
+                    self._cond.wait()
+                commands, self._commands = self._commands, []
+                stopping = self._stopping
+            for kind, seq in commands:
+                if kind == "add":
+                    self.scheduler.add(seq)
+                else:
+                    self._release(seq, SequenceStatus.ABORTED)
+            if stopping:
+                self._fail_all(EngineStoppedError("the server is shutting down"))
+                return
+            if not self.scheduler.has_work():
+                continue
+            try:
+                self._step()
+            except Exception as exc:
+                logger.exception("engine step failed")
+                self._fail_all(EngineError(f"internal engine error: {exc}"))
+
+    def _step(self) -> None:
+        for seq in self.scheduler.admit():
+            self._prepare(seq)
+        chunks = self.scheduler.schedule()
+        if not chunks:
+            return
+        try:
+            sampled = self.runner.run(chunks)
+        except DecodeError as exc:
+            logger.error("decode failed for %d sequences: %s", len({c.seq for c in chunks}), exc)
+            deliveries = [(c.seq, self._fail(c.seq, exc)) for c in chunks]
+            self._deliver(deliveries)
+            return
+        self._deliver(self._postprocess(chunks, sampled))
+
+    def _prepare(self, seq: Sequence) -> None:
+        if not self.context.remove(seq.lane, seq.num_cached, -1):
+            self.context.remove(seq.lane)
+            self.lanes.contents[seq.lane] = []
+            seq.num_cached = seq.num_computed = 0
+        seq.admit_time = time.monotonic()
+        p = seq.params
+        seed = p.seed if p.seed is not None else random.getrandbits(32)
+        seq.sampler = Sampler(
+            self.model.n_vocab,
+            temperature=p.temperature,
+            top_p=p.top_p,
+            top_k=p.top_k,
+            min_p=p.min_p,
+            seed=seed,
+            presence_penalty=p.presence_penalty,
+            frequency_penalty=p.frequency_penalty,
+            repetition_penalty=p.repetition_penalty,
+            logit_bias=p.logit_bias,
+        )
+        self._prompt_tokens += len(seq.prompt_ids)
+        self._cached_tokens += seq.num_cached
+
+    def _postprocess(self, chunks: list[Chunk], sampled: list[Sampled]) -> list[tuple[Sequence, Delivery]]:
+        for chunk in chunks:
+            chunk.seq.num_computed += len(chunk.tokens)
+        deliveries: list[tuple[Sequence, Delivery]] = []
+        for s in sampled:
+            seq = s.seq
+            finish = None
+            if s.token_id in seq.params.stop_token_ids or (
+                self.model.is_eog(s.token_id) and not seq.params.ignore_eos
+            ):
+                finish = FinishReason.EOG
+            else:
+                seq.output_ids.append(s.token_id)
+                if len(seq.output_ids) >= seq.params.max_tokens or seq.num_tokens >= self.config.ctx_size:
+                    finish = FinishReason.LENGTH
+            self._generated_tokens += 1
+            deliveries.append((seq, [TokenEvent(s.token_id, s.logprob, s.top_logprobs, finish)]))
+            if finish is not None:
+                self._release(seq, SequenceStatus.FINISHED)
+        return deliveries
+
+    def _release(self, seq: Sequence, status: SequenceStatus, *, keep_kv: bool = True) -> None:
+        if seq.is_done:
+            return
+        self.scheduler.remove(seq)
+        if seq.lane >= 0:
+            if not keep_kv:
+                self.context.remove(seq.lane)
+            self.lanes.release(seq.lane, seq.tokens_in_kv() if keep_kv else [])
+        if seq.sampler is not None:
+            seq.sampler.close()
+            seq.sampler = None
+        seq.status = status
+        with self._cond:
+            self._active -= 1
+
+    def _fail(self, seq: Sequence, exc: Exception) -> Delivery:
+        self._release(seq, SequenceStatus.ABORTED, keep_kv=False)
+        return exc if isinstance(exc, EngineError) else EngineError(str(exc))
+
+    def _fail_all(self, exc: EngineError) -> None:
+        seqs = list(self.scheduler.running) + list(self.scheduler.waiting)
+        self._deliver([(seq, self._fail(seq, exc)) for seq in seqs])
+
+    @staticmethod
+    def _deliver(deliveries: Iterable[tuple[Sequence, Delivery]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue[Delivery], Delivery]]] = defaultdict(list)
+        for seq, item in deliveries:
+            by_loop[seq.loop].append((seq.queue, item))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_put_all, items)
+            except RuntimeError:
+                logger.debug("event loop closed; dropped %d deliveries", len(items))
+
+
+def _put_all(items: list[tuple[asyncio.Queue[Delivery], Delivery]]) -> None:
+    for queue, item in items:
+        queue.put_nowait(item)

@@ -1,0 +1,73 @@
+"""Sequence: all the state of one generation, owned by the engine thread."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import time
+from dataclasses import dataclass, field
+
+from streamserve.engine.events import TokenEvent
+from streamserve.engine.sampling import SamplingParams
+from streamserve.llama import Sampler
+
+_numbers = itertools.count(1)
+
+
+class SequenceStatus(enum.Enum):
+    """Where a sequence is in its life::
+
+        WAITING --admit--> RUNNING --EOG / length--> FINISHED
+           |                  |
+           +-----abort--------+--------------------> ABORTED
+
+    A RUNNING sequence first prefills its prompt in chunks (``is_prefilling``), then decodes one
+    token per step. FINISHED and ABORTED sequences hold no lane.
+    """
+
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+    ABORTED = "aborted"
+
+
+Delivery = list[TokenEvent] | BaseException
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One generation: its prompt and output ids, KV lane, sampler and the queue its events go to."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[Delivery]
+    number: int = field(default_factory=lambda: next(_numbers))
+    status: SequenceStatus = SequenceStatus.WAITING
+    lane: int = -1
+    num_computed: int = 0
+    num_cached: int = 0
+    output_ids: list[int] = field(default_factory=list)
+    sampler: Sampler | None = None
+    arrival_time: float = field(default_factory=time.monotonic)
+    admit_time: float | None = None
+
+    @property
+    def is_prefilling(self) -> bool:
+        """Whether prompt tokens remain to be decoded into the KV lane."""
+        return self.num_computed < len(self.prompt_ids)
+
+    @property
+    def num_tokens(self) -> int:
+        """Prompt plus output tokens so far."""
+        return len(self.prompt_ids) + len(self.output_ids)
+
+    def tokens_in_kv(self) -> list[int]:
+        """The tokens the lane holds, in position order."""
+        return (self.prompt_ids + self.output_ids)[: self.num_computed]
+
+    @property
+    def is_done(self) -> bool:
+        """FINISHED or ABORTED."""
+        return self.status in (SequenceStatus.FINISHED, SequenceStatus.ABORTED)

@@ -1,0 +1,35 @@
+"""One-time llama.cpp backend initialisation, with its log routed to Python logging."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+
+import llama_cpp.llama_cpp as lc
+
+logger = logging.getLogger("streamserve.llama")
+
+_lock = threading.Lock()
+_initialised = False
+
+
+@lc.llama_log_callback  # type: ignore[misc]
+def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    message = text.decode("utf-8", errors="replace").rstrip()
+    if message:
+        logger.debug(message)
+
+
+def init_backend() -> None:
+    """Initialise llama.cpp once per process and send its chatter to the debug log.
+
+    The module-level ``_log_callback`` keeps the ctypes callback alive: a collected callback segfaults.
+    """
+    global _initialised
+    with _lock:
+        if _initialised:
+            return
+        lc.llama_log_set(_log_callback, ctypes.c_void_p(0))
+        lc.llama_backend_init()
+        _initialised = True

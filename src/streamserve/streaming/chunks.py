@@ -1,0 +1,224 @@
+"""Neutral events → OpenAI response objects: the one place chat and legacy completions differ in shape.
+
+``ChunkFormatter`` renders the streamed chunks and ``ResponseBuilder`` the non-streamed response,
+both as plain dicts in OpenAI's key order with explicit ``None`` where OpenAI sends null (as
+llama.cpp's one result type renders itself per format). ``sse.encode`` serializes them with orjson.
+No pydantic here: ``render`` runs once per token. ``api/protocol.py`` documents the same shapes.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from streamserve.streaming.events import Event, Finish, LogprobEntry, TextDelta, Usage
+
+
+class Shape(enum.Enum):
+    """The two wire formats: ``/v1/chat/completions`` and legacy ``/v1/completions``."""
+
+    CHAT = "chat"
+    COMPLETION = "completion"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseMeta:
+    """What every chunk of one response shares; ``n`` is the number of choices."""
+
+    shape: Shape
+    id: str
+    created: int
+    model: str
+    n: int
+    include_usage: bool
+    system_fingerprint: str | None
+
+
+_ID_PREFIX = {Shape.CHAT: "chatcmpl-", Shape.COMPLETION: "cmpl-"}
+_CHUNK_OBJECT = {Shape.CHAT: "chat.completion.chunk", Shape.COMPLETION: "text_completion"}
+_RESPONSE_OBJECT = {Shape.CHAT: "chat.completion", Shape.COMPLETION: "text_completion"}
+
+
+def new_response_id(shape: Shape) -> str:
+    """A fresh response id: ``chatcmpl-<hex>`` for chat, ``cmpl-<hex>`` for completions."""
+    return _ID_PREFIX[shape] + uuid.uuid4().hex
+
+
+class ChunkFormatter:
+    """Renders one streamed response's events as chunk dicts, in the chat or the completion shape.
+
+    With ``include_usage`` every chunk carries ``"usage": None`` and the ``Usage`` event becomes a
+    last chunk with ``choices: []``; without it, chunks have no ``usage`` key and ``Usage`` renders
+    nothing.
+    """
+
+    def __init__(self, meta: ResponseMeta) -> None:
+        self._meta = meta
+        self._chat = meta.shape is Shape.CHAT
+        self._object = _CHUNK_OBJECT[meta.shape]
+
+    def opening(self) -> list[dict[str, Any]]:
+        """Chunks sent before any text: chat's role chunk for each choice; none for completions."""
+        if not self._chat:
+            return []
+        return [
+            self._chunk(
+                {
+                    "index": index,
+                    "delta": {"role": "assistant", "content": "", "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            )
+            for index in range(self._meta.n)
+        ]
+
+    def render(self, event: Event) -> list[dict[str, Any]]:
+        """The chunks for one event: zero or one, as a list so callers treat every event alike."""
+        if isinstance(event, TextDelta):
+            if not event.text and not event.logprobs:
+                return []
+            return [self._chunk(self._content_choice(event))]
+        if isinstance(event, Finish):
+            return [self._chunk(self._finish_choice(event))]
+        if not self._meta.include_usage:
+            return []
+        chunk = self._chunk(None)
+        chunk["usage"] = _usage_dict(event)
+        return [chunk]
+
+    def _chunk(self, choice: dict[str, Any] | None) -> dict[str, Any]:
+        """The envelope shared by every chunk; ``None`` gives the usage chunk's empty ``choices``."""
+        meta = self._meta
+        chunk: dict[str, Any] = {
+            "id": meta.id,
+            "object": self._object,
+            "created": meta.created,
+            "model": meta.model,
+            "system_fingerprint": meta.system_fingerprint,
+            "choices": [] if choice is None else [choice],
+        }
+        if meta.include_usage:
+            chunk["usage"] = None
+        return chunk
+
+    def _content_choice(self, event: TextDelta) -> dict[str, Any]:
+        if self._chat:
+            return {
+                "index": event.index,
+                "delta": {"content": event.text},
+                "logprobs": None if event.logprobs is None else _chat_logprobs(event.logprobs),
+                "finish_reason": None,
+            }
+        return {
+            "text": event.text,
+            "index": event.index,
+            "logprobs": None if event.logprobs is None else _completion_logprobs(event.logprobs),
+            "finish_reason": None,
+        }
+
+    def _finish_choice(self, event: Finish) -> dict[str, Any]:
+        if self._chat:
+            return {"index": event.index, "delta": {}, "logprobs": None, "finish_reason": event.reason}
+        return {"text": "", "index": event.index, "logprobs": None, "finish_reason": event.reason}
+
+
+class ResponseBuilder:
+    """Collects one non-streamed response's events and builds the ``chat.completion`` / ``text_completion``.
+
+    Text and logprobs are joined per choice from the same events the stream would send, so the
+    non-streamed response equals the joined stream.
+    """
+
+    def __init__(self, meta: ResponseMeta) -> None:
+        self._meta = meta
+        self._text: dict[int, list[str]] = {index: [] for index in range(meta.n)}
+        # A choice's list exists once any of its deltas carried logprobs (they were requested).
+        self._logprobs: dict[int, list[LogprobEntry]] = {}
+        self._finish: dict[int, str] = {}
+        self._usage: Usage | None = None
+
+    def add(self, event: Event) -> None:
+        """Record one event."""
+        if isinstance(event, TextDelta):
+            self._text.setdefault(event.index, []).append(event.text)
+            if event.logprobs is not None:
+                self._logprobs.setdefault(event.index, []).extend(event.logprobs)
+        elif isinstance(event, Finish):
+            self._finish[event.index] = event.reason
+        else:
+            self._usage = event
+
+    def build(self) -> dict[str, Any]:
+        """The response dict, choices sorted by index; call after every choice finished and usage came."""
+        meta = self._meta
+        assert self._usage is not None, "build() before the Usage event"
+        assert self._finish.keys() >= self._text.keys(), "build() before every choice finished"
+        return {
+            "id": meta.id,
+            "object": _RESPONSE_OBJECT[meta.shape],
+            "created": meta.created,
+            "model": meta.model,
+            "system_fingerprint": meta.system_fingerprint,
+            "choices": [self._choice(index) for index in sorted(self._text)],
+            "usage": _usage_dict(self._usage),
+        }
+
+    def _choice(self, index: int) -> dict[str, Any]:
+        text = "".join(self._text[index])
+        entries = self._logprobs.get(index)
+        if self._meta.shape is Shape.CHAT:
+            return {
+                "index": index,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None if entries is None else _chat_logprobs(entries),
+                "finish_reason": self._finish[index],
+            }
+        return {
+            "text": text,
+            "index": index,
+            "logprobs": None if entries is None else _completion_logprobs(entries),
+            "finish_reason": self._finish[index],
+        }
+
+
+def _usage_dict(usage: Usage) -> dict[str, Any]:
+    """``{prompt_tokens, completion_tokens, total_tokens, prompt_tokens_details: {cached_tokens}}``."""
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    }
+
+
+def _chat_logprobs(entries: Sequence[LogprobEntry]) -> dict[str, Any]:
+    """Chat logprobs: ``{"content": [{token, logprob, bytes, top_logprobs: [...]}], "refusal": None}``."""
+    return {
+        "content": [
+            {
+                "token": entry.token,
+                "logprob": entry.logprob,
+                "bytes": list(entry.bytes),
+                "top_logprobs": [
+                    {"token": top.token, "logprob": top.logprob, "bytes": list(top.bytes)}
+                    for top in entry.top
+                ],
+            }
+            for entry in entries
+        ],
+        "refusal": None,
+    }
+
+
+def _completion_logprobs(entries: Sequence[LogprobEntry]) -> dict[str, Any]:
+    """Legacy logprobs: parallel lists of tokens, their logprobs, top alternatives and text offsets."""
+    return {
+        "tokens": [entry.token for entry in entries],
+        "token_logprobs": [entry.logprob for entry in entries],
+        "top_logprobs": [{top.token: top.logprob for top in entry.top} for entry in entries],
+        "text_offset": [entry.offset for entry in entries],
+    }

@@ -1,0 +1,68 @@
+"""Neutral generation events, shared by chat and completions: text, finish, usage.
+
+``streaming.generation`` turns engine token events into these; ``streaming.chunks`` renders
+them in the chat or the completion shape. Nothing here knows the wire format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class TopLogprob:
+    """One alternative token at a position: its text, logprob and raw UTF-8 bytes."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LogprobEntry:
+    """The sampled token at one position, with its alternatives.
+
+    ``offset`` is the character offset in the choice's text where this token's text begins
+    (the legacy completions ``text_offset``).
+    """
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...]
+    top: tuple[TopLogprob, ...]
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """New text for choice ``index``; ``logprobs`` lists exactly the tokens whose last byte it carries."""
+
+    index: int
+    text: str
+    logprobs: tuple[LogprobEntry, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Choice ``index`` is complete; always its last event."""
+
+    index: int
+    reason: Literal["stop", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts for the whole request, after every choice has finished."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+Event = TextDelta | Finish | Usage
