@@ -48,7 +48,7 @@ class ServerProcess:
 def running_server(*args: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
     """Run ``streamserve serve ARGS`` on a free port until the block ends; wait for /health first."""
     port = free_port()
-    log_file = tempfile.NamedTemporaryFile(prefix="streamserve-", suffix=".log", delete=False)
+    log_file = tempfile.NamedTemporaryFile(prefix="streamserve-", suffix=".log", delete=False)  # noqa: SIM115
     cmd = [sys.executable, "-m", "streamserve", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
     process = subprocess.Popen(
         cmd, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}

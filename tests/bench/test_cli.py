@@ -24,12 +24,22 @@ def test_add_bench_parser_registers_both_subcommands() -> None:
     assert args.concurrency == [1, 2] and args.requests == 3 and args.no_usage
     assert args.base_url == "http://127.0.0.1:8000/v1" and args.endpoint == "chat"
     compare = parser.parse_args(["bench", "compare", "--runs", "5"])
-    assert compare.bench_command == "compare" and compare.runs == 5 and compare.plot == Path("bench-compare.png")
+    assert (
+        compare.bench_command == "compare" and compare.runs == 5 and compare.plot == Path("bench-compare.png")
+    )
 
 
-@pytest.mark.parametrize("bad", [["load", "--concurrency", "0"], ["load", "--concurrency", "a,b"],
-                                 ["load", "--concurrency", ","], ["compare", "--runs", "0"],
-                                 ["load", "--timeout", "-1"], ["compare", "--endpoint", "embeddings"]])  # fmt: skip
+BAD_ARGUMENTS = [
+    ["load", "--concurrency", "0"],
+    ["load", "--concurrency", "a,b"],
+    ["load", "--concurrency", ","],
+    ["compare", "--runs", "0"],
+    ["load", "--timeout", "-1"],
+    ["compare", "--endpoint", "embeddings"],
+]
+
+
+@pytest.mark.parametrize("bad", BAD_ARGUMENTS)
 def test_bad_arguments_are_rejected(bad: list[str]) -> None:
     with pytest.raises(SystemExit) as excinfo:
         build_parser().parse_args(bad)

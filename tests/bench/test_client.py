@@ -62,7 +62,9 @@ def test_http_500_is_a_failed_record(fake_url: str) -> None:
     for stream in (True, False):
         record = send(fake_url, "[error-500]", stream=stream)
         assert not record.ok and record.status == 500
-        assert record.error is not None and "HTTP 500" in record.error and "fake server failed" in record.error
+        assert (
+            record.error is not None and "HTTP 500" in record.error and "fake server failed" in record.error
+        )
 
 
 def test_dropped_connection_is_a_failed_record(fake_url: str) -> None:

@@ -14,7 +14,7 @@ from streamserve.bench.cli import main
 
 from .fakeserver import MODEL
 
-MIXED = [
+MIXED: list[dict[str, Any]] = [
     {"name": "ok", "messages": [{"role": "user", "content": "hello"}]},
     {"name": "no-usage", "messages": [{"role": "user", "content": "hello [no-usage]"}]},
     {"name": "http-500", "messages": [{"role": "user", "content": "[error-500]"}]},

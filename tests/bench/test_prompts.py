@@ -40,7 +40,9 @@ def test_load_prompts(tmp_path: Path) -> None:
         "messages": [{"role": "user", "content": "hi"}],
         "stream": False,
     }
-    legacy = second.body("completions", model="m", max_tokens=9, temperature=None, stream=True, include_usage=False)
+    legacy = second.body(
+        "completions", model="m", max_tokens=9, temperature=None, stream=True, include_usage=False
+    )
     assert legacy["prompt"] == "plain" and "stream_options" not in legacy
 
 
@@ -48,7 +50,7 @@ def test_load_prompts(tmp_path: Path) -> None:
 def test_load_prompts_rejects_bad_lines(tmp_path: Path, line: str) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(line + "\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="bad.jsonl:1"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl:1"):
         load_prompts(path)
 
 

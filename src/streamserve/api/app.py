@@ -20,7 +20,6 @@ from streamserve.api.routes import health_router, router
 from streamserve.api.state import LoadedModel, ServerState
 from streamserve.config import ServerConfig
 from streamserve.engine import Engine, EngineStats
-from streamserve.llama import Model
 from streamserve.models import resolve_model
 from streamserve.streaming.templates import choose_template
 
@@ -30,16 +29,20 @@ logger = logging.getLogger("streamserve")
 def load(config: ServerConfig) -> LoadedModel:
     """Resolve and load the model, pick its chat template, and start the engine (blocking)."""
     _, path = resolve_model(config.model)
-    model = Model(path)
-    override = Path(config.chat_template_file) if config.chat_template_file else None
-    template = choose_template(
-        override_text=override.read_text() if override else None,
-        override_name=str(override) if override else None,
-        gguf_template=model.chat_template,
-        architecture=model.architecture,
-    )
-    engine = Engine(model, config.engine)
-    engine.start()
+    engine = Engine.load(path, config.engine)
+    model = engine.model
+    try:
+        override = Path(config.chat_template_file) if config.chat_template_file else None
+        template = choose_template(
+            override_text=override.read_text() if override else None,
+            override_name=str(override) if override else None,
+            gguf_template=model.chat_template,
+            architecture=model.architecture,
+        )
+        engine.start()
+    except Exception:
+        engine.close()
+        raise
     limits = Limits(
         ctx_size=config.engine.ctx_size,
         n_vocab=model.n_vocab,
@@ -88,8 +91,7 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
 
 def close(loaded: LoadedModel) -> None:
     """Stop the engine (open streams end with an error event) and free the model."""
-    loaded.engine.stop()
-    loaded.engine.model.close()
+    loaded.engine.close()
 
 
 async def _load_in_background(state: ServerState) -> None:

@@ -130,8 +130,9 @@ async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -
         watcher.cancel()
         if not task.done():
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            return None
+    if task.cancelled() or not task.done():
+        await asyncio.gather(task, return_exceptions=True)
+        return None
     return task.result()
 
 

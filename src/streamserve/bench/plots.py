@@ -55,7 +55,7 @@ def plot_compare(result: CompareResult, path: Path) -> None:
             total = plain.output_tokens or streamed.output_tokens
             label = "not streamed (everything at the end)" if first else None
             ax.step(
-                [0.0, plain.e2e, plain.e2e * 1.02],
+                [0.0, plain.e2e, plain.e2e],
                 [0, total, total],
                 where="post",
                 color=PLAIN_COLOR,
@@ -79,8 +79,10 @@ def plot_compare(result: CompareResult, path: Path) -> None:
             label=f"median complete, not streamed: {summary.non_stream_e2e:.3f} s",
         )
     ax.set_xlabel("seconds after the request was sent")
-    ax.set_ylabel(f"output tokens received ({summary.token_source})")
-    ax.set_title(f"{result.model}: {result.prompt.name}, {len(result.pairs)} runs")
+    ax.set_ylabel(f"output tokens received (from {summary.token_source})")
+    prompt = result.prompt.text()
+    prompt = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+    ax.set_title(f"{result.model}, {len(result.pairs)} runs: {prompt!r}", fontsize="medium")
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)

@@ -4,10 +4,11 @@ It knows token ids and sampling parameters only: no HTTP, pydantic or OpenAI nam
 """
 
 from streamserve.engine.config import EngineConfig
-from streamserve.engine.engine import Engine, EngineStats, SequenceStream
+from streamserve.engine.engine import Engine, EngineStats
 from streamserve.engine.errors import EngineError, EngineStoppedError, QueueFullError
 from streamserve.engine.events import FinishReason, TokenEvent
 from streamserve.engine.sampling import SamplingParams
+from streamserve.engine.stream import SequenceStream
 
 __all__ = [
     "Engine",

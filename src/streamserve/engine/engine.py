@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
+from pathlib import Path
 
 from streamserve.engine.config import EngineConfig
 from streamserve.engine.errors import EngineError, EngineStoppedError, QueueFullError
@@ -71,6 +72,16 @@ class Engine:
         self._cached_tokens = 0
         self._generated_tokens = 0
 
+    @classmethod
+    def load(cls, path: Path, config: EngineConfig) -> Engine:
+        """Load the GGUF at ``path`` and build an engine over it (not started yet)."""
+        model = Model(path)
+        try:
+            return cls(model, config)
+        except Exception:
+            model.close()
+            raise
+
     @property
     def tokenizer(self) -> Model:
         """The model's tokenizer (implements ``streaming.tokenizer.Tokenizer``)."""
@@ -100,6 +111,11 @@ class Engine:
         self.shutdown(timeout)
         self.runner.close()
         self.context.close()
+
+    def close(self) -> None:
+        """``stop``, then free the model too (for engines made by ``load``)."""
+        self.stop()
+        self.model.close()
 
     def submit(self, requests: Seq[tuple[Seq[int], SamplingParams]]) -> list[SequenceStream]:
         """Queue one sequence per (prompt ids, parameters) pair, all or none; must run on the event loop.

@@ -14,7 +14,7 @@ _lock = threading.Lock()
 _initialised = False
 
 
-@lc.llama_log_callback  # type: ignore[misc]
+@lc.llama_log_callback  # type: ignore[untyped-decorator]
 def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     message = text.decode("utf-8", errors="replace").rstrip()
     if message:

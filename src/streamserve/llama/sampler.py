@@ -35,12 +35,14 @@ class Sampler:
         params = lc.llama_sampler_chain_default_params()
         params.no_perf = True
         self.ptr = lc.llama_sampler_chain_init(params)
-        add = lambda s: lc.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
+
+        def add(sampler: object) -> None:
+            lc.llama_sampler_chain_add(self.ptr, sampler)
+
         if logit_bias:
-            biases = (lc.llama_logit_bias * len(logit_bias))()
-            for i, (token, bias) in enumerate(logit_bias):
-                biases[i].token = token
-                biases[i].bias = bias
+            biases = (lc.llama_logit_bias * len(logit_bias))(
+                *(lc.llama_logit_bias(token, bias) for token, bias in logit_bias)
+            )
             add(lc.llama_sampler_init_logit_bias(n_vocab, len(logit_bias), biases))
         if presence_penalty or frequency_penalty or repetition_penalty != 1.0:
             add(

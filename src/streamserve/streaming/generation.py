@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Literal
 
 from streamserve.engine import Engine, FinishReason, SamplingParams, SequenceStream, TokenEvent
 from streamserve.streaming.detokenizer import IncrementalDetokenizer
@@ -68,16 +69,18 @@ class ChoiceDecoder:
         if self.stops.matched:
             return [*self._delta(sent), Finish(self.index, "stop")]
         if event.finish is FinishReason.LENGTH:
-            return self._end("length")
+            return self._end("length", sent)
         return self._delta(sent)
 
-    def _end(self, reason: str) -> list[Event]:
+    def _end(self, reason: Literal["stop", "length"], text: str = "") -> list[Event]:
+        """Flush what the detokenizer and the stop matcher hold: the stream ends here."""
         tail = self.detokenizer.flush()
         self._decoded_chars += len(tail)
-        text = self.stops.push(tail)
+        text += self.stops.push(tail)
         if not self.stops.matched:
             text += self.stops.flush()
-        return [*self._delta(text, final=not self.stops.matched), Finish(self.index, "stop" if self.stops.matched else reason)]  # type: ignore[arg-type]
+        final_reason: Literal["stop", "length"] = "stop" if self.stops.matched or reason == "stop" else "length"
+        return [*self._delta(text, final=not self.stops.matched), Finish(self.index, final_reason)]
 
     def _delta(self, text: str, *, final: bool = False) -> list[Event]:
         self._sent_chars += len(text)

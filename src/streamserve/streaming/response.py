@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any, Protocol
 
@@ -54,7 +54,7 @@ async def collect(meta: ResponseMeta, generation: Generation, observer: Observer
     return builder.build()
 
 
-async def observed(generation: Generation, observer: Observer) -> AsyncIterator[Event]:
+async def observed(generation: Generation, observer: Observer) -> AsyncGenerator[Event, None]:
     """The generation's events, reported to ``observer``; its ``finally`` is where a disconnect lands.
 
     Whether the client went away (cancellation) or the consumer stopped, ``finally`` aborts the
