@@ -63,8 +63,10 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     engine.add_argument("--threads", type=int, default=defaults.n_threads, help="CPU threads for llama.cpp")
     engine.add_argument("--max-batch-tokens", type=int, default=defaults.max_batch_tokens,
                         help="tokens decoded in one step at most")
-    engine.add_argument("--prefill-chunk", type=int, default=defaults.prefill_chunk,
-                        help="prompt tokens added to a step while other sequences decode")
+    engine.add_argument("--prefill-stall", type=float, default=defaults.prefill_stall,
+                        help="while streams decode, a step reading a new prompt may take at most this many "
+                             "times a decode-only step (sized online); lower keeps streams smoother, higher "
+                             "reads long prompts faster")
     limits = serve.add_argument_group("request limits")
     limits.add_argument("--max-tokens-default", type=int, default=None,
                         help="cap on max_tokens when a request gives none (chat defaults to the rest of the context)")
@@ -79,7 +81,7 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
     names = tuple(dict.fromkeys(n.strip() for arg in args.served_model_name for n in arg.split(",") if n.strip()))
     engine = EngineConfig(parallel=args.parallel, ctx_size=args.ctx_size, max_queue=args.max_queue,
                           n_threads=args.threads, max_batch_tokens=max(args.max_batch_tokens, args.parallel),
-                          prefill_chunk=args.prefill_chunk)
+                          prefill_stall=args.prefill_stall)
     config = ServerConfig(
         model=args.model, host=args.host, port=args.port, served_model_names=names or (name,),
         api_key=args.api_key or None, chat_template_file=args.chat_template,

@@ -5,6 +5,8 @@ What it does depends on a marker in the last user message (or the prompt):
 - ``[error-500]``: a 500 with the OpenAI error envelope, before any byte of a stream;
 - ``[drop]``: two content chunks, then the connection is cut (no terminating chunk, no ``[DONE]``);
 - ``[error-event]``: two content chunks, then ``data: {"error": ...}`` and ``[DONE]``;
+- ``[interrupted]``: two content chunks, then ``[DONE]`` with no finish chunk (as llama-cpp-python's
+  server ends a stream that a newer request interrupted);
 - ``[slow]``: waits 30 s before answering (for timeout tests);
 - ``[no-usage]``: a well-formed stream that never sends a usage chunk, whatever was asked;
 - anything else: a well-formed stream (role chunk, a ``:`` keep-alive comment, content, a finish chunk,
@@ -46,7 +48,7 @@ def _event(payload: dict[str, Any]) -> bytes:
 def _marker(body: dict[str, Any]) -> str:
     messages = body.get("messages")
     text = str(messages[-1].get("content", "") if messages else body.get("prompt", ""))
-    for marker in ("[error-500]", "[drop]", "[error-event]", "[slow]", "[no-usage]"):
+    for marker in ("[error-500]", "[drop]", "[error-event]", "[interrupted]", "[slow]", "[no-usage]"):
         if marker in text:
             return marker
     return ""
@@ -83,6 +85,9 @@ async def _stream(body: dict[str, Any], chat: bool, marker: str) -> AsyncIterato
         await asyncio.sleep(TOKEN_DELAY_S)
         if index == 2 and marker == "[drop]":
             raise DroppedConnectionError("cut the connection mid-stream")
+        if index == 2 and marker == "[interrupted]":
+            yield b"data: [DONE]\n\n"
+            return
         if index == 2 and marker == "[error-event]":
             yield _event({"error": {"message": "engine failed", "type": "server_error", "code": None}})
             yield b"data: [DONE]\n\n"

@@ -24,9 +24,7 @@ def test_add_bench_parser_registers_both_subcommands() -> None:
     assert args.concurrency == [1, 2] and args.requests == 3 and args.no_usage
     assert args.base_url == "http://127.0.0.1:8000/v1" and args.endpoint == "chat"
     compare = parser.parse_args(["bench", "compare", "--runs", "5"])
-    assert (
-        compare.bench_command == "compare" and compare.runs == 5 and compare.plot == Path("bench-compare.png")
-    )
+    assert compare.bench_command == "compare" and compare.runs == 5 and compare.plot == Path("bench-compare.png")
 
 
 BAD_ARGUMENTS = [

@@ -62,9 +62,7 @@ def test_http_500_is_a_failed_record(fake_url: str) -> None:
     for stream in (True, False):
         record = send(fake_url, "[error-500]", stream=stream)
         assert not record.ok and record.status == 500
-        assert (
-            record.error is not None and "HTTP 500" in record.error and "fake server failed" in record.error
-        )
+        assert record.error is not None and "HTTP 500" in record.error and "fake server failed" in record.error
 
 
 def test_dropped_connection_is_a_failed_record(fake_url: str) -> None:
@@ -78,6 +76,12 @@ def test_error_event_is_a_failed_record(fake_url: str) -> None:
     record = send(fake_url, "[error-event]")
     assert not record.ok
     assert record.error == "error event: server_error: engine failed"
+
+
+def test_stream_without_finish_reason_is_a_failed_record(fake_url: str) -> None:
+    record = send(fake_url, "[interrupted]")
+    assert not record.ok and record.saw_done and record.content_chunks == 2
+    assert record.error == "stream ended early: [DONE] came without a finish_reason, after 2 content chunks"
 
 
 def test_timeout_bounds_a_request(fake_url: str) -> None:

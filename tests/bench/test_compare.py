@@ -13,9 +13,7 @@ from streamserve.bench.cli import main
 from .fakeserver import ANSWER_WORDS, MODEL
 
 
-def test_compare_table_plot_and_json(
-    fake_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_compare_table_plot_and_json(fake_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, plot = tmp_path / "compare.json", tmp_path / "compare.png"
     argv = ["compare", "--base-url", fake_url, "--runs", "2", "--max-tokens", "12"]
     assert main([*argv, "--plot", str(plot), "--json-out", str(out)]) == 0

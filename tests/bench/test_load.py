@@ -20,6 +20,7 @@ MIXED: list[dict[str, Any]] = [
     {"name": "http-500", "messages": [{"role": "user", "content": "[error-500]"}]},
     {"name": "drop", "messages": [{"role": "user", "content": "[drop]"}]},
     {"name": "error-event", "prompt": "[error-event]"},
+    {"name": "interrupted", "prompt": "[interrupted]"},
 ]
 
 
@@ -34,15 +35,15 @@ def test_load_counts_errors_and_reports_token_sources(
     prompts = write_jsonl(tmp_path / "mixed.jsonl", MIXED)
     out, plot = tmp_path / "load.json", tmp_path / "load.png"
     argv = ["load", "--base-url", fake_url, "--prompts", str(prompts), "--concurrency", "1,3"]
-    argv += ["--requests", "10", "--max-tokens", "10", "--warmup", "1", "--timeout", "10"]
+    argv += ["--requests", "12", "--max-tokens", "10", "--warmup", "1", "--timeout", "10"]
     assert main([*argv, "--json-out", str(out), "--plot", str(plot)]) == 0
 
     data = orjson.loads(out.read_bytes())
     assert data["model"] == MODEL and [lv["concurrency"] for lv in data["levels"]] == [1, 3]
     for level in data["levels"]:
         summary, requests = level["summary"], level["requests"]
-        assert len(requests) == 10
-        assert (summary["completed"], summary["errors"], summary["not_sent"]) == (4, 6, 0)
+        assert len(requests) == 12
+        assert (summary["completed"], summary["errors"], summary["not_sent"]) == (4, 8, 0)
         assert summary["token_source"] == "mixed" and summary["output_tokens"] == 2 * 10 + 2 * 9
         by_name: dict[str, list[dict[str, Any]]] = {}
         for request in requests:
@@ -58,6 +59,7 @@ def test_load_counts_errors_and_reports_token_sources(
         assert all("HTTP 500" in r["error"] for r in by_name["http-500"])
         assert all("RemoteProtocolError" in r["error"] for r in by_name["drop"])
         assert all(r["error"].startswith("error event:") for r in by_name["error-event"])
+        assert all("without a finish_reason" in r["error"] for r in by_name["interrupted"])
         assert summary["ttft_p50"] <= summary["ttft_p99"] <= summary["e2e_p99"]
         assert summary["output_tokens_per_s"] > 0 and summary["requests_per_s"] > 0
 

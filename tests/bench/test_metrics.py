@@ -16,9 +16,7 @@ from streamserve.bench.metrics import (
 )
 
 
-def rec(
-    chunks: list[float], e2e: float, tokens: int, *, ok: bool = True, source: str = "usage"
-) -> RequestRecord:
+def rec(chunks: list[float], e2e: float, tokens: int, *, ok: bool = True, source: str = "usage") -> RequestRecord:
     """A streamed record with the given chunk times."""
     return RequestRecord(
         stream=True,

@@ -40,9 +40,7 @@ def test_load_prompts(tmp_path: Path) -> None:
         "messages": [{"role": "user", "content": "hi"}],
         "stream": False,
     }
-    legacy = second.body(
-        "completions", model="m", max_tokens=9, temperature=None, stream=True, include_usage=False
-    )
+    legacy = second.body("completions", model="m", max_tokens=9, temperature=None, stream=True, include_usage=False)
     assert legacy["prompt"] == "plain" and "stream_options" not in legacy
 
 

@@ -15,14 +15,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import plots, report
+from . import report
 from .client import BenchClient, RequestFailedError, RequestOptions
 from .compare import run_compare
 from .load import run_sweep
 from .prompts import COUNT_PROMPT, Prompt, builtin_prompts, load_prompts, user_prompt
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
-EXIT_OK, EXIT_ALL_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_ALL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -70,9 +70,7 @@ def add_bench_commands(parser: argparse.ArgumentParser) -> None:
         description="Send --requests streamed requests at each --concurrency level; print percentiles.",
     )
     _add_common(load, max_tokens=128)
-    load.add_argument(
-        "--concurrency", type=_levels, default=[1, 4, 16], help="comma-separated levels (default 1,4,16)"
-    )
+    load.add_argument("--concurrency", type=_levels, default=[1, 4, 16], help="comma-separated levels (default 1,4,16)")
     load.add_argument("--requests", type=_positive_int, default=16, help="requests per level (default 16)")
     load.add_argument(
         "--prompts",
@@ -169,6 +167,9 @@ def run_bench(args: argparse.Namespace) -> int:
     except (RequestFailedError, ValueError, OSError) as exc:
         console.print(f"[red]bench: {exc}[/red]")
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        console.print("[red]bench: interrupted[/red]")
+        return EXIT_INTERRUPTED
 
 
 async def _run(args: argparse.Namespace, console: Console) -> int:
@@ -182,9 +183,7 @@ async def _run(args: argparse.Namespace, console: Console) -> int:
     prompts = _prompts(args)
     levels: list[int] = getattr(args, "concurrency", [1])
     api_key = args.api_key or os.environ.get("OPENAI_API_KEY")
-    async with BenchClient(
-        args.base_url, api_key=api_key, options=options, max_connections=max(levels) + 2
-    ) as client:
+    async with BenchClient(args.base_url, api_key=api_key, options=options, max_connections=max(levels) + 2) as client:
         client.model = args.model or await _default_model(client)
         console.print(f"bench {args.bench_command}: {client.url()} model={client.model}")
         if args.bench_command == "compare":
@@ -213,6 +212,8 @@ async def _compare(args: argparse.Namespace, client: BenchClient, prompt: Prompt
     for line in report.compare_notes(result):
         console.print(line, highlight=False)
     if not args.no_plot and result.pairs:
+        from . import plots  # matplotlib is imported only when a plot is drawn
+
         plots.plot_compare(result, args.plot)
         console.print(f"plot: {args.plot}")
     if args.json_out is not None:
@@ -221,9 +222,7 @@ async def _compare(args: argparse.Namespace, client: BenchClient, prompt: Prompt
     return EXIT_OK if result.summary.pairs else EXIT_ALL_FAILED  # no run with both halves: failed
 
 
-async def _load(
-    args: argparse.Namespace, client: BenchClient, prompts: list[Prompt], console: Console
-) -> int:
+async def _load(args: argparse.Namespace, client: BenchClient, prompts: list[Prompt], console: Console) -> int:
     with report.RichProgress(Console(stderr=True)) as progress:
         result = await run_sweep(
             client,
@@ -238,6 +237,8 @@ async def _load(
     for line in report.load_notes(result):
         console.print(line, highlight=False)
     if args.plot is not None:
+        from . import plots  # matplotlib is imported only when a plot is drawn
+
         plots.plot_load(result, args.plot)
         console.print(f"plot: {args.plot}")
     if args.json_out is not None:

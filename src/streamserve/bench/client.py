@@ -124,7 +124,13 @@ class BenchClient:
             raise RequestFailedError(f"GET {self.base_url}/models: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 400:
             raise RequestFailedError(f"GET {self.base_url}/models: {_status_message(response)}")
-        data = orjson.loads(response.content).get("data") or []
+        try:
+            payload = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise RequestFailedError(f"GET {self.base_url}/models: not JSON") from exc
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, list):
+            raise RequestFailedError(f"GET {self.base_url}/models: no 'data' list")
         return [str(item["id"]) for item in data if isinstance(item, dict) and "id" in item]
 
     def url(self) -> str:
@@ -171,11 +177,11 @@ class BenchClient:
 
     async def _complete(self, body: bytes, record: RequestRecord, t0: float) -> None:
         response = await self._http.post(self.url(), content=body)
+        record.e2e = time.perf_counter() - t0  # the whole body is in
         record.status = response.status_code
         if response.status_code >= 400:
             raise RequestFailedError(_status_message(response))
         payload = orjson.loads(response.content)
-        record.e2e = time.perf_counter() - t0
         if not isinstance(payload, dict):
             raise RequestFailedError("response is not a JSON object")
         if payload.get("error") is not None:
@@ -211,9 +217,10 @@ class BenchClient:
             record.e2e = end - t0
         finally:  # a failed stream keeps what it received, for the raw timings
             _finish_stream(record, pieces)
-        if not record.saw_done and record.finish_reason is None:
+        if record.finish_reason is None:  # an answer that never finished is not an answer
+            how = "[DONE] came" if record.saw_done else "the body ended"
             raise RequestFailedError(
-                f"stream ended early: no finish_reason and no [DONE] after {record.content_chunks} chunks"
+                f"stream ended early: {how} without a finish_reason, after {record.content_chunks} content chunks"
             )
 
 

@@ -67,12 +67,13 @@ async def run_compare(
         max_tokens=client.options.max_tokens,
         runs_planned=runs,
     )
-    deadline = time.perf_counter() + duration
+    epoch = time.perf_counter()
+    deadline = epoch + duration
     for index in range(warmup + runs):
         if time.perf_counter() >= deadline:
             break
-        plain = await client.send(prompt, stream=False)
-        streamed = await client.send(prompt, stream=True)
+        plain = await client.send(prompt, stream=False, epoch=epoch)
+        streamed = await client.send(prompt, stream=True, epoch=epoch)
         if index < warmup:
             result.warmup_errors += (not plain.ok) + (not streamed.ok)
         else:

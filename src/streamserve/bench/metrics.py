@@ -93,9 +93,7 @@ class LevelSummary:
         return asdict(self)
 
 
-def summarize(
-    records: Sequence[RequestRecord], *, concurrency: int, duration: float, planned: int
-) -> LevelSummary:
+def summarize(records: Sequence[RequestRecord], *, concurrency: int, duration: float, planned: int) -> LevelSummary:
     """Summarise the records of one level run for ``duration`` seconds out of ``planned`` requests."""
     ok = [r for r in records if r.ok]
     ttfts = [r.ttft for r in ok if r.ttft is not None]

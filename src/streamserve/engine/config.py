@@ -15,8 +15,9 @@ class EngineConfig:
     """How many sequences run at once and how much each may hold.
 
     ``ctx_size`` is one sequence's context (prompt plus output); the KV cache holds
-    ``ctx_size * parallel`` tokens. ``max_batch_tokens`` caps one step's batch; while sequences
-    are decoding, a step adds at most ``prefill_chunk`` prompt tokens so running streams keep flowing.
+    ``ctx_size * parallel`` tokens. ``max_batch_tokens`` caps one step's batch. While sequences
+    decode, a step adds only as many prompt tokens as keep it within ``prefill_stall`` times a
+    decode-only step, so running streams keep flowing while a long prompt is read.
     """
 
     parallel: int = 8
@@ -24,10 +25,12 @@ class EngineConfig:
     max_queue: int = 64
     n_threads: int = field(default_factory=_default_threads)
     max_batch_tokens: int = 512
-    prefill_chunk: int = 64
+    prefill_stall: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("parallel", "ctx_size", "n_threads", "max_batch_tokens", "prefill_chunk"):
+        if self.prefill_stall <= 1.0:
+            raise ValueError(f"prefill_stall must be above 1, got {self.prefill_stall}")
+        for name in ("parallel", "ctx_size", "n_threads", "max_batch_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_queue < 0:

@@ -13,6 +13,7 @@ from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamserve.engine.budget import PrefillBudget
 from streamserve.engine.config import EngineConfig
 from streamserve.engine.errors import EngineError, EngineStoppedError, QueueFullError
 from streamserve.engine.events import FinishReason, TokenEvent
@@ -59,9 +60,8 @@ class Engine:
             n_threads=config.n_threads,
         )
         self.lanes = LanePool(config.parallel)
-        self.scheduler = Scheduler(
-            self.lanes, max_batch_tokens=config.max_batch_tokens, prefill_chunk=config.prefill_chunk
-        )
+        self.scheduler = Scheduler(self.lanes, max_batch_tokens=config.max_batch_tokens)
+        self.budget = PrefillBudget(config.prefill_stall, ceiling=config.max_batch_tokens)
         self.runner = ModelRunner(self.context, config.max_batch_tokens)
         self._cond = threading.Condition()
         self._commands: list[tuple[str, Sequence]] = []
@@ -91,7 +91,8 @@ class Engine:
         """Warm the model up with one decode, then start the engine thread."""
         batch = Batch(1)
         try:
-            batch.add(max(self.model.tokenize("Hi", add_special=False, parse_special=False)[:1] or [0]), 0, 0, True)
+            first = (self.model.tokenize("Hi", add_special=False, parse_special=False) or [0])[0]
+            batch.add(first, 0, 0, True)
             self.context.decode(batch)
         finally:
             batch.close()
@@ -190,9 +191,11 @@ class Engine:
     def _step(self) -> None:
         for seq in self.scheduler.admit():
             self._prepare(seq)
-        chunks = self.scheduler.schedule()
+        n_decoding = self.scheduler.num_decoding()
+        chunks = self.scheduler.schedule(self.budget.tokens(n_decoding))
         if not chunks:
             return
+        start = time.perf_counter()
         try:
             sampled = self.runner.run(chunks)
         except DecodeError as exc:
@@ -200,6 +203,7 @@ class Engine:
             deliveries = [(c.seq, self._fail(c.seq, exc)) for c in chunks]
             self._deliver(deliveries)
             return
+        self.budget.observe(n_decoding, sum(len(c.tokens) for c in chunks) - n_decoding, time.perf_counter() - start)
         self._deliver(self._postprocess(chunks, sampled))
 
     def _prepare(self, seq: Sequence) -> None:

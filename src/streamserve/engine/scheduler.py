@@ -22,17 +22,16 @@ class Chunk:
 class Scheduler:
     """Continuous batching: admits waiting sequences into free lanes at every step boundary.
 
-    Each step carries one token for every decoding sequence plus prompt chunks of prefilling ones,
-    within a token budget; while any sequence decodes, prefill gets at most ``prefill_chunk`` tokens
-    so a long new prompt does not stall the running streams.
+    Each step carries one token for every decoding sequence plus prompt chunks of prefilling ones
+    (chunked prefill), within the batch size and the prompt budget the caller gives, so a long new
+    prompt does not freeze the streams already running.
     """
 
-    def __init__(self, lanes: LanePool, *, max_batch_tokens: int, prefill_chunk: int) -> None:
+    def __init__(self, lanes: LanePool, *, max_batch_tokens: int) -> None:
         self.lanes = lanes
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.max_batch_tokens = max_batch_tokens
-        self.prefill_chunk = prefill_chunk
 
     def has_work(self) -> bool:
         """Whether a step would do anything."""
@@ -54,16 +53,18 @@ class Scheduler:
             admitted.append(seq)
         return admitted
 
-    def schedule(self) -> list[Chunk]:
-        """This step's work: every decoding sequence's last token, then prompt chunks within the budget."""
+    def num_decoding(self) -> int:
+        """Running sequences past their prompt: each takes one token of the next step."""
+        return sum(not seq.is_prefilling for seq in self.running)
+
+    def schedule(self, prompt_budget: int) -> list[Chunk]:
+        """This step's work: every decoding sequence's last token, then prompt chunks of at most ``prompt_budget``."""
         chunks = [
             Chunk(seq, [seq.output_ids[-1]], seq.num_computed, True)
             for seq in self.running
             if not seq.is_prefilling
         ]
-        budget = self.max_batch_tokens - len(chunks)
-        if chunks:
-            budget = min(budget, self.prefill_chunk)
+        budget = min(self.max_batch_tokens - len(chunks), prompt_budget)
         for seq in self.running:
             if budget <= 0:
                 break

@@ -1,0 +1,90 @@
+"""Start and stop the servers the engine benchmark compares, all with the same GGUF, context and threads."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every system gets: the model file, lanes, per-sequence context and CPU threads."""
+
+    model_path: Path
+    parallel: int
+    ctx_per_seq: int
+    threads: int
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def command(kind: str, setup: Setup, port: int, llama_server: str | None) -> list[str]:
+    """The command line that starts ``kind`` on ``port``."""
+    if kind == "streamserve":
+        return [sys.executable, "-m", "streamserve", "serve", "--model", str(setup.model_path), "--port", str(port),
+                "--parallel", str(setup.parallel), "--ctx-size", str(setup.ctx_per_seq),
+                "--threads", str(setup.threads), "--max-queue", "256", "--log-level", "warning"]
+    if kind == "llama-server":
+        if not llama_server:
+            raise ValueError("llama-server needs --llama-server PATH")
+        return [llama_server, "-m", str(setup.model_path), "--host", "127.0.0.1", "--port", str(port),
+                "-np", str(setup.parallel), "-c", str(setup.parallel * setup.ctx_per_seq),
+                "-t", str(setup.threads), "-tb", str(setup.threads), "--no-webui"]
+    if kind == "llama-cpp-python":
+        return [sys.executable, "-m", "llama_cpp.server", "--model", str(setup.model_path), "--port", str(port),
+                "--host", "127.0.0.1", "--n_ctx", str(setup.ctx_per_seq), "--n_threads", str(setup.threads),
+                "--n_threads_batch", str(setup.threads), "--interrupt_requests", "False"]
+    raise ValueError(f"unknown server kind {kind}")
+
+
+@contextlib.contextmanager
+def running(kind: str, setup: Setup, llama_server: str | None, log_dir: Path) -> Iterator[str]:
+    """Run one server until the block ends; yields its OpenAI base URL once it answers /v1/models."""
+    port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = (log_dir / f"{kind}.log").open("wb")
+    process = subprocess.Popen(command(kind, setup, port, llama_server), stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{kind} exited with {process.returncode}; see {log.name}")
+            try:
+                if httpx.get(base_url + "/models", timeout=2).status_code == 200 and _healthy(base_url):
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{kind} did not start; see {log.name}")
+            time.sleep(0.5)
+        yield base_url
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _healthy(base_url: str) -> bool:
+    response = httpx.get(base_url.removesuffix("/v1") + "/health", timeout=2)
+    return response.status_code in (200, 404)

@@ -1,0 +1,54 @@
+"""PrefillBudget: the prompt chunk that keeps a mixed step within `stall` times a decode-only step."""
+
+from __future__ import annotations
+
+from streamserve.engine.budget import PrefillBudget
+
+
+def test_whole_batch_when_nothing_decodes() -> None:
+    assert PrefillBudget(2.0, ceiling=512).tokens(0) == 512
+
+
+def test_initial_guess_before_any_measurement() -> None:
+    assert PrefillBudget(2.0, initial=32).tokens(4) == 32
+
+
+def test_budget_follows_measured_costs() -> None:
+    budget = PrefillBudget(2.0, floor=1, ceiling=512)
+    for _ in range(20):
+        budget.observe(8, 0, 0.040)  # decode-only step: 40 ms
+        budget.observe(8, 20, 0.100)  # 20 prompt tokens add 60 ms: 3 ms per token
+    # (2 - 1) * 40 ms / 3 ms per token
+    assert 12 <= budget.tokens(8) <= 14
+    # a bigger stall allows proportionally more
+    budget.stall = 3.0
+    assert 25 <= budget.tokens(8) <= 28
+
+
+def test_decode_time_scales_from_the_nearest_size_seen() -> None:
+    budget = PrefillBudget(2.0)
+    budget.observe(4, 0, 0.020)
+    assert budget.decode_time(4) == 0.020
+    assert abs((budget.decode_time(8) or 0) - 0.040) < 1e-9
+    assert PrefillBudget(2.0).decode_time(3) is None
+
+
+def test_floor_and_ceiling_bound_the_budget() -> None:
+    budget = PrefillBudget(2.0, floor=8, ceiling=64)
+    for _ in range(10):
+        budget.observe(1, 0, 0.001)
+        budget.observe(1, 100, 1.0)
+    assert budget.tokens(1) == 8
+    cheap = PrefillBudget(2.0, floor=8, ceiling=64)
+    for _ in range(10):
+        cheap.observe(16, 0, 1.0)
+        cheap.observe(16, 100, 1.01)
+    assert cheap.tokens(16) == 64
+
+
+def test_outlier_moves_the_average_only_partly() -> None:
+    budget = PrefillBudget(2.0, floor=1, ceiling=512)
+    for _ in range(20):
+        budget.observe(8, 0, 0.040)
+    budget.observe(8, 0, 4.0)
+    assert (budget.decode_time(8) or 0) < 1.0

@@ -1,0 +1,156 @@
+"""LanePool: longest-prefix lane choice, LRU ties, the kept prefix, and what release remembers."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamserve.engine.lanes import LanePool, common_prefix_len
+
+
+def _pool_with(contents: list[list[int]], release_order: list[int]) -> LanePool:
+    """A pool whose lanes hold ``contents``, released (made free) in ``release_order``."""
+    pool = LanePool(len(contents))
+    for _ in contents:
+        pool.acquire([999_999])  # take every lane; nothing matches this prompt
+    for lane in release_order:
+        pool.release(lane, list(contents[lane]))
+    return pool
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [([], [], 0), ([1], [], 0), ([1, 2, 3], [1, 2, 3], 3), ([1, 2, 3], [1, 2, 4], 2), ([5], [6], 0),
+     ([1, 2], [1, 2, 3, 4], 2)],
+)
+def test_common_prefix_len(a: list[int], b: list[int], expected: int) -> None:
+    assert common_prefix_len(a, b) == expected
+    assert common_prefix_len(b, a) == expected
+
+
+def test_fresh_pool_hands_out_each_lane_once() -> None:
+    pool = LanePool(3)
+    assert pool.num_free == 3
+    lanes = [pool.acquire([1, 2, 3])[0] for _ in range(3)]
+    assert sorted(lanes) == [0, 1, 2]
+    assert pool.num_free == 0
+
+
+def test_fresh_lane_keeps_nothing() -> None:
+    pool = LanePool(2)
+    lane, keep = pool.acquire([1, 2, 3])
+    assert keep == 0
+    assert pool.contents[lane] == []
+
+
+def test_longest_prefix_wins_over_release_order() -> None:
+    pool = _pool_with([[1, 2, 3], [1, 2, 3, 4, 5], [9, 9]], release_order=[1, 0, 2])
+    lane, keep = pool.acquire([1, 2, 3, 4, 5, 6, 7])
+    assert (lane, keep) == (1, 5)
+    assert pool.contents[1] == [1, 2, 3, 4, 5]
+
+
+def test_longest_prefix_counts_only_the_common_part() -> None:
+    # Lane 0 holds more tokens, but lane 1 shares more of *this* prompt.
+    pool = _pool_with([[1, 2, 7, 7, 7, 7, 7], [1, 2, 3]], release_order=[0, 1])
+    lane, keep = pool.acquire([1, 2, 3, 4])
+    assert (lane, keep) == (1, 3)
+
+
+def test_ties_go_to_least_recently_released_lane() -> None:
+    pool = _pool_with([[7], [8], [9]], release_order=[2, 0, 1])
+    # No lane shares a prefix with [1]: all tie at 0, so the oldest release goes first.
+    assert [pool.acquire([1])[0] for _ in range(3)] == [2, 0, 1]
+
+
+def test_equal_positive_prefix_ties_take_the_oldest_lane() -> None:
+    pool = _pool_with([[1, 2, 5], [1, 2, 6], [3]], release_order=[1, 0, 2])
+    lane, keep = pool.acquire([1, 2, 7])
+    assert (lane, keep) == (1, 2)
+    # The most recently released of the two tied lanes is still cached.
+    assert pool.contents[0] == [1, 2, 5]
+
+
+def test_reacquired_lane_goes_to_the_back_of_the_lru_order() -> None:
+    pool = LanePool(3)
+    lane, _ = pool.acquire([1])
+    pool.release(lane, [1, 2])
+    others = [pool.acquire([5])[0] for _ in range(2)]
+    assert lane not in others  # the two never-used lanes were older than the released one
+
+
+def test_keep_leaves_at_least_one_prompt_token_on_full_hit() -> None:
+    pool = _pool_with([[1, 2, 3, 4]], release_order=[0])
+    lane, keep = pool.acquire([1, 2, 3, 4])
+    assert (lane, keep) == (0, 3)
+    assert pool.contents[0] == [1, 2, 3]
+
+
+def test_keep_leaves_one_token_when_prompt_is_a_prefix_of_the_cache() -> None:
+    pool = _pool_with([[1, 2, 3, 4, 5, 6]], release_order=[0])
+    lane, keep = pool.acquire([1, 2])
+    assert (lane, keep) == (0, 1)
+    assert pool.contents[0] == [1]
+
+
+def test_single_token_prompt_keeps_nothing() -> None:
+    pool = _pool_with([[4, 5]], release_order=[0])
+    assert pool.acquire([4]) == (0, 0)
+    assert pool.contents[0] == []
+
+
+@pytest.mark.parametrize("prompt_len", range(1, 9))
+def test_keep_never_reaches_prompt_length(prompt_len: int) -> None:
+    cached = list(range(6))
+    pool = _pool_with([cached], release_order=[0])
+    prompt = list(range(prompt_len))
+    _, keep = pool.acquire(prompt)
+    assert keep == min(len(cached), prompt_len - 1)
+    assert keep <= len(prompt) - 1
+
+
+def test_acquire_truncates_contents_to_the_kept_prefix() -> None:
+    pool = _pool_with([[1, 2, 3, 4, 5]], release_order=[0])
+    _, keep = pool.acquire([1, 2, 9, 9])
+    assert keep == 2
+    assert pool.contents[0] == [1, 2]
+
+
+def test_release_remembers_contents_and_frees_the_lane() -> None:
+    pool = LanePool(2)
+    lane, _ = pool.acquire([1, 2, 3])
+    assert pool.num_free == 1
+    pool.release(lane, [1, 2, 3, 10, 11])
+    assert pool.num_free == 2
+    assert pool.contents[lane] == [1, 2, 3, 10, 11]
+    # The next prompt extending those tokens reuses them.
+    assert pool.acquire([1, 2, 3, 10, 11, 12]) == (lane, 5)
+
+
+def test_release_with_nothing_forgets_the_lane() -> None:
+    pool = _pool_with([[1, 2, 3]], release_order=[0])
+    lane, _ = pool.acquire([1, 2, 3, 4])
+    pool.release(lane, [])
+    assert pool.contents[lane] == []
+    assert pool.acquire([1, 2, 3, 4]) == (lane, 0)
+
+
+def test_cached_tokens_counts_free_contents_and_busy_kept_prefixes() -> None:
+    pool = _pool_with([[1, 2, 3], [4, 5], []], release_order=[0, 1, 2])
+    assert pool.cached_tokens() == 5
+    pool.acquire([1, 2, 9])  # lane 0 is busy now and keeps only [1, 2]
+    assert pool.cached_tokens() == 4
+
+
+def test_new_conversation_does_not_evict_a_cached_one_while_empty_lanes_are_free() -> None:
+    """Chat prompts share the system-prompt prefix. A new conversation must not take the lane that
+    holds another conversation's history (keeping 3 shared tokens, discarding 5) while empty lanes
+    are free, or interleaved conversations all land on one lane and lose their cache.
+    """
+    system = [1, 2, 3]
+    conversation_a = [*system, 10, 11, 12, 13, 14]
+    pool = LanePool(4)
+    lane_a, _ = pool.acquire(conversation_a)
+    pool.release(lane_a, conversation_a)
+    lane_b, _ = pool.acquire([*system, 20, 21])
+    assert lane_b != lane_a
+    assert pool.contents[lane_a] == conversation_a

@@ -1,0 +1,275 @@
+"""Scheduler with fake Sequences (no model): admission, decode and prefill chunks, the token budget, remove()."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from streamserve.engine.lanes import LanePool
+from streamserve.engine.sampling import SamplingParams
+from streamserve.engine.scheduler import Chunk, Scheduler
+from streamserve.engine.sequence import Sequence, SequenceStatus
+
+_DUMMY: Any = object()  # the scheduler never touches a sequence's event loop or queue
+
+
+def _seq(prompt_len: int, first_token: int = 100) -> Sequence:
+    return Sequence(list(range(first_token, first_token + prompt_len)), SamplingParams(max_tokens=8), _DUMMY, _DUMMY)
+
+
+def _scheduler(lanes: int = 4, *, max_batch_tokens: int = 64, prefill_chunk: int = 8) -> Scheduler:
+    return Scheduler(LanePool(lanes), max_batch_tokens=max_batch_tokens, prefill_chunk=prefill_chunk)
+
+
+def _run(chunks: list[Chunk], next_token: int = 7) -> None:
+    """What the engine does after a step: count decoded tokens, append a sampled token where sampled."""
+    for chunk in chunks:
+        chunk.seq.num_computed += len(chunk.tokens)
+        if chunk.sample:
+            chunk.seq.output_ids.append(next_token)
+
+
+def _decoding(sched: Scheduler, prompt_len: int = 4) -> Sequence:
+    """Add a sequence and bring it to the decode phase (prompt in KV, one token sampled)."""
+    seq = _seq(prompt_len)
+    sched.add(seq)
+    assert seq in sched.admit()
+    seq.num_computed = len(seq.prompt_ids)
+    seq.output_ids.append(42)
+    return seq
+
+
+# Admission
+
+
+def test_admission_is_fifo_into_free_lanes() -> None:
+    sched = _scheduler(lanes=2)
+    seqs = [_seq(3) for _ in range(3)]
+    for seq in seqs:
+        sched.add(seq)
+    assert sched.admit() == seqs[:2]
+    assert list(sched.waiting) == [seqs[2]]
+    assert sched.running == seqs[:2]
+    assert {seqs[0].lane, seqs[1].lane} == {0, 1}
+    assert all(s.status is SequenceStatus.RUNNING for s in seqs[:2])
+    assert seqs[2].status is SequenceStatus.WAITING and seqs[2].lane == -1
+    assert sched.admit() == []  # no free lane: nothing more
+
+
+def test_admission_fills_a_lane_as_soon_as_it_is_released() -> None:
+    sched = _scheduler(lanes=1)
+    first, second = _seq(3), _seq(3)
+    sched.add(first)
+    sched.add(second)
+    assert sched.admit() == [first]
+    sched.remove(first)
+    sched.lanes.release(first.lane, [])
+    assert sched.admit() == [second]
+    assert second.lane == first.lane
+
+
+def test_admission_takes_cached_prefix_from_the_lane() -> None:
+    sched = _scheduler(lanes=2)
+    seq = _seq(6)
+    lane_a, _ = sched.lanes.acquire([1])
+    lane_b, _ = sched.lanes.acquire([1])
+    sched.lanes.release(lane_b, seq.prompt_ids[:4] + [1, 2])  # the longest prefix, released first
+    sched.lanes.release(lane_a, seq.prompt_ids[:1])
+    sched.add(seq)
+    sched.admit()
+    assert (seq.lane, seq.num_cached, seq.num_computed) == (lane_b, 4, 4)
+    chunks = sched.schedule()
+    assert [(c.tokens, c.start, c.sample) for c in chunks] == [(seq.prompt_ids[4:], 4, True)]
+
+
+def test_has_work() -> None:
+    sched = _scheduler(lanes=1)
+    assert not sched.has_work()
+    a, b = _seq(2), _seq(2)
+    sched.add(a)
+    assert sched.has_work()
+    sched.admit()
+    sched.add(b)
+    assert sched.has_work()  # a is running
+    sched.remove(a)
+    # b waits, but the lane was not given back: nothing can run.
+    assert not sched.has_work()
+    sched.lanes.release(a.lane, [])
+    assert sched.has_work()
+
+
+# Decode chunks
+
+
+def test_decode_chunks_are_one_token_each_at_the_next_position() -> None:
+    sched = _scheduler(lanes=3)
+    seqs = [_decoding(sched, prompt_len=n) for n in (3, 5, 9)]
+    seqs[1].output_ids.append(43)
+    seqs[1].num_computed += 1
+    chunks = sched.schedule()
+    assert [c.seq for c in chunks] == seqs
+    for chunk in chunks:
+        assert chunk.tokens == [chunk.seq.output_ids[-1]]
+        assert chunk.start == chunk.seq.num_computed == chunk.seq.num_tokens - 1
+        assert chunk.sample
+
+
+# Prefill chunks
+
+
+def test_prefill_without_decodes_uses_the_full_budget() -> None:
+    sched = _scheduler(max_batch_tokens=16, prefill_chunk=4)
+    seq = _seq(40)
+    sched.add(seq)
+    sched.admit()
+    chunks = sched.schedule()
+    assert [(c.tokens, c.start, c.sample) for c in chunks] == [(seq.prompt_ids[:16], 0, False)]
+
+
+def test_prefill_without_decodes_spreads_the_budget_over_sequences_in_order() -> None:
+    sched = _scheduler(max_batch_tokens=16, prefill_chunk=4)
+    a, b, c = _seq(10), _seq(10, first_token=200), _seq(10, first_token=300)
+    for seq in (a, b, c):
+        sched.add(seq)
+    sched.admit()
+    chunks = sched.schedule()
+    assert [(ch.seq, len(ch.tokens), ch.start, ch.sample) for ch in chunks] == [(a, 10, 0, True), (b, 6, 0, False)]
+    assert chunks[1].tokens == b.prompt_ids[:6]
+
+
+def test_prefill_while_decoding_is_capped_by_prefill_chunk() -> None:
+    sched = _scheduler(lanes=4, max_batch_tokens=64, prefill_chunk=4)
+    decoders = [_decoding(sched), _decoding(sched)]
+    new = _seq(10, first_token=500)
+    sched.add(new)
+    sched.admit()
+    starts, samples = [], []
+    for _ in range(3):
+        chunks = sched.schedule()
+        assert [c.seq for c in chunks[:2]] == decoders and all(len(c.tokens) == 1 for c in chunks[:2])
+        prefill = chunks[2:]
+        assert len(prefill) == 1 and prefill[0].seq is new
+        assert prefill[0].tokens == new.prompt_ids[prefill[0].start : prefill[0].start + len(prefill[0].tokens)]
+        starts.append((prefill[0].start, len(prefill[0].tokens)))
+        samples.append(prefill[0].sample)
+        _run(chunks)
+    assert starts == [(0, 4), (4, 4), (8, 2)]
+    assert samples == [False, False, True]
+    assert not new.is_prefilling and new.output_ids == [7]
+    # From now on the new sequence decodes like the others.
+    assert [len(c.tokens) for c in sched.schedule()] == [1, 1, 1]
+
+
+def test_prefill_while_decoding_is_capped_by_max_batch_tokens() -> None:
+    sched = _scheduler(lanes=4, max_batch_tokens=5, prefill_chunk=64)
+    for _ in range(3):
+        _decoding(sched)
+    new = _seq(10, first_token=500)
+    sched.add(new)
+    sched.admit()
+    chunks = sched.schedule()
+    assert sum(len(c.tokens) for c in chunks) == 5
+    assert chunks[-1].seq is new and len(chunks[-1].tokens) == 2 and not chunks[-1].sample
+
+
+def test_prefill_chunk_budget_is_shared_by_prefilling_sequences() -> None:
+    sched = _scheduler(lanes=4, max_batch_tokens=64, prefill_chunk=4)
+    _decoding(sched)
+    a, b = _seq(3, first_token=300), _seq(3, first_token=400)
+    sched.add(a)
+    sched.add(b)
+    sched.admit()
+    chunks = sched.schedule()
+    assert [(c.seq, len(c.tokens), c.sample) for c in chunks[1:]] == [(a, 3, True), (b, 1, False)]
+
+
+def test_sample_flag_only_on_the_chunk_that_completes_the_prompt() -> None:
+    sched = _scheduler(lanes=1, max_batch_tokens=8, prefill_chunk=8)
+    seq = _seq(20)
+    sched.add(seq)
+    sched.admit()
+    flags = []
+    while seq.is_prefilling:
+        (chunk,) = sched.schedule()
+        flags.append((len(chunk.tokens), chunk.sample))
+        _run([chunk])
+    assert flags == [(8, False), (8, False), (4, True)]
+
+
+def test_budget_invariants_in_a_random_simulation() -> None:
+    """Random arrivals and lengths: every step stays in budget, and every sequence finishes."""
+    rng = random.Random(1234)
+    max_batch, chunk_cap, lanes = 12, 5, 3
+    sched = _scheduler(lanes=lanes, max_batch_tokens=max_batch, prefill_chunk=chunk_cap)
+    pending = [(_seq(rng.randint(1, 30), first_token=1000 * i), rng.randint(1, 6)) for i in range(20)]
+    limits = {id(seq): limit for seq, limit in pending}
+    finished: list[Sequence] = []
+    for _step in range(500):
+        if pending and rng.random() < 0.5:
+            sched.add(pending.pop(0)[0])
+        sched.admit()
+        chunks = sched.schedule()
+        if not chunks:
+            assert not sched.running
+            if not pending and not sched.waiting:
+                break
+            continue
+        decodes = [c for c in chunks if not c.seq.is_prefilling]
+        prefills = [c for c in chunks if c.seq.is_prefilling]
+        assert sum(len(c.tokens) for c in chunks) <= max_batch
+        assert len({id(c.seq) for c in chunks}) == len(chunks)
+        assert {id(c.seq) for c in decodes} == {id(s) for s in sched.running if not s.is_prefilling}
+        assert all(len(c.tokens) == 1 and c.sample for c in decodes)
+        if decodes:
+            assert sum(len(c.tokens) for c in prefills) <= chunk_cap
+        for c in chunks:
+            assert c.start == c.seq.num_computed
+            assert c.tokens == (c.seq.prompt_ids + c.seq.output_ids)[c.start : c.start + len(c.tokens)]
+            assert c.sample == (c.start + len(c.tokens) >= len(c.seq.prompt_ids))
+        assert len({s.lane for s in sched.running}) == len(sched.running) <= lanes
+        _run(chunks)
+        for seq in list(sched.running):
+            if len(seq.output_ids) >= limits[id(seq)]:
+                sched.remove(seq)
+                sched.lanes.release(seq.lane, seq.tokens_in_kv())
+                finished.append(seq)
+    assert len(finished) == 20
+    assert all(len(s.output_ids) == limits[id(s)] for s in finished)
+
+
+# remove()
+
+
+def test_remove_takes_a_sequence_out_of_either_queue() -> None:
+    sched = _scheduler(lanes=1)
+    running, waiting, other = _seq(2), _seq(2), _seq(2)
+    sched.add(running)
+    sched.add(waiting)
+    sched.admit()
+    sched.remove(waiting)
+    assert list(sched.waiting) == []
+    sched.remove(running)
+    assert sched.running == []
+    sched.remove(other)  # unknown: no error
+    assert not sched.schedule()
+
+
+def test_remove_uses_identity_not_equality() -> None:
+    sched = _scheduler(lanes=2)
+    a, b = _seq(3), _seq(3)  # equal fields except number
+    b.number = a.number
+    sched.add(a)
+    sched.add(b)
+    sched.admit()
+    sched.remove(b)
+    assert sched.running == [a]
+
+
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_removed_running_sequence_gets_no_more_chunks(lanes: int) -> None:
+    sched = _scheduler(lanes=lanes)
+    seqs = [_decoding(sched) for _ in range(lanes)]
+    sched.remove(seqs[0])
+    assert seqs[0] not in [c.seq for c in sched.schedule()]
