@@ -124,7 +124,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     server = _Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level,
                                     timeout_graceful_shutdown=10), begin_shutdown)
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+        return 128 + signal.SIGINT
     return 0
 
 
