@@ -1,0 +1,156 @@
+"""Protocol request -> GenerationRequest: defaults, limits and the 400s, with a scripted tokenizer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from streamserve.api.errors import APIError, ContextLengthExceededError, InvalidRequestError, NotSupportedError
+from streamserve.api.params import Limits, chat_request, completion_request
+from streamserve.api.protocol import ChatCompletionRequest, CompletionRequest
+from streamserve.streaming.templates import TRANSCRIPT
+
+LIMITS = Limits(ctx_size=200, n_vocab=1000, max_n=4, max_stop_strings=4, max_tokens_default=None)
+
+
+class CharTokenizer:
+    """One token per character (its code point modulo the vocabulary)."""
+
+    add_bos = False
+    bos_text = ""
+    eos_text = ""
+    control_texts: frozenset[str] = frozenset()
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        return [ord(c) % 1000 for c in text]
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return chr(token_id).encode()
+
+    def is_eog(self, token_id: int) -> bool:
+        return False
+
+
+TOK = CharTokenizer()
+
+
+def chat(**fields: Any) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], **fields})
+
+
+def completion(**fields: Any) -> CompletionRequest:
+    return CompletionRequest.model_validate({"model": "m", "prompt": "hello", **fields})
+
+
+def error_of(call: Any) -> APIError:
+    with pytest.raises(APIError) as info:
+        call()
+    return info.value
+
+
+def test_chat_defaults_to_the_rest_of_the_context() -> None:
+    spec = chat_request(chat(), TOK, TRANSCRIPT, LIMITS)
+    (choice,) = spec.choices
+    assert choice.params.max_tokens == LIMITS.ctx_size - len(choice.prompt_ids)
+    assert choice.params.temperature == 1.0
+    assert spec.prompt_tokens == len(choice.prompt_ids)
+    assert spec.stop == TRANSCRIPT.stop
+
+
+def test_max_tokens_default_caps_the_default_only() -> None:
+    limits = Limits(ctx_size=200, n_vocab=1000, max_n=4, max_stop_strings=4, max_tokens_default=10)
+    assert chat_request(chat(), TOK, TRANSCRIPT, limits).choices[0].params.max_tokens == 10
+    assert chat_request(chat(max_tokens=50), TOK, TRANSCRIPT, limits).choices[0].params.max_tokens == 50
+
+
+def test_max_completion_tokens_wins_over_max_tokens() -> None:
+    spec = chat_request(chat(max_tokens=5, max_completion_tokens=7), TOK, TRANSCRIPT, LIMITS)
+    assert spec.choices[0].params.max_tokens == 7
+
+
+def test_completions_default_to_16_tokens() -> None:
+    assert completion_request(completion(), TOK, LIMITS).choices[0].params.max_tokens == 16
+
+
+def test_context_length_exceeded() -> None:
+    err = error_of(lambda: chat_request(chat(max_tokens=500), TOK, TRANSCRIPT, LIMITS))
+    assert isinstance(err, ContextLengthExceededError)
+    assert (err.status_code, err.code, err.param) == (400, "context_length_exceeded", "messages")
+    err = error_of(lambda: completion_request(completion(prompt="x" * 300), TOK, LIMITS))
+    assert (err.code, err.param) == ("context_length_exceeded", "prompt")
+
+
+def test_stream_options_need_stream() -> None:
+    err = error_of(lambda: chat_request(chat(stream_options={"include_usage": True}), TOK, TRANSCRIPT, LIMITS))
+    assert isinstance(err, InvalidRequestError)
+    assert err.param == "stream_options"
+    chat_request(chat(stream=True, stream_options={"include_usage": True}), TOK, TRANSCRIPT, LIMITS)
+    chat_request(chat(stream_options=None), TOK, TRANSCRIPT, LIMITS)
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+])
+def test_unsupported_features_name_their_param(fields: dict[str, Any], param: str) -> None:
+    err = error_of(lambda: chat_request(chat(**fields), TOK, TRANSCRIPT, LIMITS))
+    assert isinstance(err, NotSupportedError)
+    assert err.param == param
+
+
+def test_tools_with_tool_choice_none_are_accepted() -> None:
+    chat_request(chat(tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="none"),
+                 TOK, TRANSCRIPT, LIMITS)
+
+
+def test_n_has_a_server_limit_and_each_choice_its_own_seed() -> None:
+    assert error_of(lambda: chat_request(chat(n=5), TOK, TRANSCRIPT, LIMITS)).param == "n"
+    seeds = [c.params.seed for c in chat_request(chat(n=3, seed=7), TOK, TRANSCRIPT, LIMITS).choices]
+    assert seeds == [7, 8, 9]
+
+
+def test_logprobs_and_top_logprobs() -> None:
+    assert error_of(lambda: chat_request(chat(top_logprobs=2), TOK, TRANSCRIPT, LIMITS)).param == "top_logprobs"
+    assert chat_request(chat(logprobs=True, top_logprobs=2), TOK, TRANSCRIPT, LIMITS).choices[0].params.logprobs == 2
+    assert chat_request(chat(logprobs=True), TOK, TRANSCRIPT, LIMITS).choices[0].params.logprobs == 0
+    assert chat_request(chat(), TOK, TRANSCRIPT, LIMITS).choices[0].params.logprobs is None
+
+
+@pytest.mark.parametrize("bias", [{"abc": 1}, {"5000": 1}, {"-1": 1}])
+def test_logit_bias_keys_must_be_token_ids(bias: dict[str, float]) -> None:
+    assert error_of(lambda: chat_request(chat(logit_bias=bias), TOK, TRANSCRIPT, LIMITS)).param == "logit_bias"
+
+
+def test_logit_bias_is_passed_as_pairs() -> None:
+    spec = chat_request(chat(logit_bias={"5": -100, "7": 2.5}), TOK, TRANSCRIPT, LIMITS)
+    assert spec.choices[0].params.logit_bias == ((5, -100.0), (7, 2.5))
+
+
+def test_stops_merge_user_and_template_stops() -> None:
+    spec = chat_request(chat(stop=["END", ""]), TOK, TRANSCRIPT, LIMITS)
+    assert spec.stop == ("END", *TRANSCRIPT.stop)
+    assert completion_request(completion(stop="\n"), TOK, LIMITS).stop == ("\n",)
+
+
+def test_many_prompts_give_n_choices_each() -> None:
+    spec = completion_request(completion(prompt=["ab", "cde"], n=2, echo=True), TOK, LIMITS)
+    assert [c.prompt_ids for c in spec.choices] == [[97, 98]] * 2 + [[99, 100, 101]] * 2
+    assert [c.echo for c in spec.choices] == ["ab", "ab", "cde", "cde"]
+    assert spec.prompt_tokens == 5
+
+
+def test_token_id_prompts() -> None:
+    spec = completion_request(completion(prompt=[104, 105]), TOK, LIMITS)
+    assert spec.choices[0].prompt_ids == [104, 105]
+    assert error_of(lambda: completion_request(completion(prompt=[5000]), TOK, LIMITS)).param == "prompt"
+    assert error_of(lambda: completion_request(completion(prompt=""), TOK, LIMITS)).param == "prompt"
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"suffix": "x"}, "suffix"), ({"best_of": 3}, "best_of"), ({"echo": True, "logprobs": 1}, "echo"),
+    ({"max_tokens": 0}, "max_tokens"),
+])
+def test_completion_only_checks(fields: dict[str, Any], param: str) -> None:
+    assert error_of(lambda: completion_request(completion(**fields), TOK, LIMITS)).param == param
