@@ -72,8 +72,8 @@ def request_log_line(server: ServerProcess, request_id: str, deadline_s: float =
         time.sleep(0.1)
 
 
-def test_closing_a_sdk_stream_frees_the_lane(client: OpenAI, one_lane: ServerProcess) -> None:
-    request_id = f"e2e-disconnect-{uuid.uuid4().hex[:12]}"
+def open_and_abandon(client: OpenAI, request_id: str) -> None:
+    """A long counting stream: read 2 chunks, then close it as a user hitting Ctrl-C would."""
     stream = client.completions.create(model=MODEL, prompt=COUNTING, max_tokens=LONG, temperature=0, stream=True,
                                        extra_headers={"x-request-id": request_id})
     assert stream.response.headers["x-request-id"] == request_id
@@ -82,15 +82,35 @@ def test_closing_a_sdk_stream_frees_the_lane(client: OpenAI, one_lane: ServerPro
     assert all(chunk.choices for chunk in chunks)
     stream.close()
 
+
+def test_closing_a_sdk_stream_frees_the_lane(client: OpenAI, one_lane: ServerProcess) -> None:
+    request_id = f"e2e-disconnect-{uuid.uuid4().hex[:12]}"
+    open_and_abandon(client, request_id)
+
     response, elapsed, _ = until_admitted(short_request(client), PROMPT_DEADLINE_S)
     assert response.choices[0].finish_reason == "length"
     assert elapsed < PROMPT_DEADLINE_S
 
     line = request_log_line(one_lane, request_id)
     assert line.rstrip().endswith("end=disconnect"), line
-    match = re.search(r"output=(\d+)", line)
-    assert match, line
-    assert int(match.group(1)) < LONG // 4, f"the sequence kept generating after the disconnect: {line}"
+
+
+def test_disconnect_log_line_counts_tokens(client: OpenAI, one_lane: ServerProcess) -> None:
+    """build-notes: one log line per request with id, prompt and output tokens, TTFT, and how it ended.
+
+    A disconnected request used real prompt and output tokens; its line must say how many (and the
+    output count shows the sequence stopped soon after the client left).
+    """
+    request_id = f"e2e-disconnect-{uuid.uuid4().hex[:12]}"
+    open_and_abandon(client, request_id)
+    until_admitted(short_request(client), PROMPT_DEADLINE_S)
+    line = request_log_line(one_lane, request_id)
+    assert line.rstrip().endswith("end=disconnect"), line
+    prompt = re.search(r"prompt=(\d+)", line)
+    output = re.search(r"output=(\d+)", line)
+    assert prompt and output, f"no token counts in the disconnect log line: {line}"
+    assert int(prompt.group(1)) > 0
+    assert 2 <= int(output.group(1)) < LONG // 4, f"the sequence kept generating after the disconnect: {line}"
 
 
 def test_closing_a_raw_chat_stream_frees_the_lane(client: OpenAI, one_lane: ServerProcess) -> None:

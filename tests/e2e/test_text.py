@@ -34,19 +34,6 @@ def non_streamed(http: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
 # --- UTF-8 ----------------------------------------------------------------------------------------------
 
 
-def _cut_character(data: bytes) -> int:
-    """How many trailing bytes of ``data`` are the start of a UTF-8 character that never completed."""
-    for back in range(1, min(3, len(data)) + 1):
-        try:
-            data[:-back].decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        lead = data[-back]
-        length = 2 if 0xC2 <= lead <= 0xDF else 3 if 0xE0 <= lead <= 0xEF else 4 if 0xF0 <= lead <= 0xF4 else 0
-        return back if back < length else 0
-    return 0
-
-
 @pytest.mark.parametrize("content", [
     "用中文介绍一下北京。",
     "Reply with emoji only, no words: 🎉🔥😀🌊🐉",
@@ -54,10 +41,9 @@ def _cut_character(data: bytes) -> int:
 def test_multibyte_text_streams_as_whole_characters(http: httpx.Client, content: str) -> None:
     """No U+FFFD, and no piece that is not whole characters.
 
-    One case is not the server's to avoid: when ``max_tokens`` ends the output inside a character
-    (emoji are often 2-3 byte-level tokens), that last half character can only be dropped or shown
-    as U+FFFD. Then, and only then, a single trailing U+FFFD is accepted, and the logprobs bytes of
-    the very same stream must prove it: they end with an incomplete UTF-8 sequence.
+    When ``max_tokens`` ends the output inside a character (emoji are often 2-3 byte-level tokens),
+    the server drops that half character: the logprobs bytes then end with an incomplete UTF-8
+    sequence that the text does not carry.
     """
     body = chat_body(content, max_tokens=40, logprobs=True)
     stream = read_stream(http, "/chat/completions", body)  # strict UTF-8 decode of every event
@@ -73,12 +59,8 @@ def test_multibyte_text_streams_as_whole_characters(http: httpx.Client, content:
     text = "".join(pieces)
     assert any(ord(ch) > 0x7F for ch in text), f"no multi-byte character to test: {text!r}"
     generated = b"".join(bytes(entry["bytes"]) for e in elements for entry in e["logprobs"]["content"])
-    if text.endswith(REPLACEMENT) and finish["finish_reason"] == "length" and _cut_character(generated):
-        text_checked = text[:-1]  # the half character cut by max_tokens (see the docstring)
-    else:
-        text_checked = text
-    assert REPLACEMENT not in text_checked, f"U+FFFD in the streamed text: {pieces}"
-    assert generated.decode("utf-8", "replace") == text
+    assert REPLACEMENT not in text, f"U+FFFD in the streamed text: {pieces}"
+    assert generated.decode("utf-8") == text
     whole = non_streamed(http, body)
     assert text == whole["message"]["content"]
     assert finish_reasons(stream) == {0: whole["finish_reason"]}
@@ -160,3 +142,22 @@ def test_text_held_back_at_the_end_is_flushed(http: httpx.Client, poem: dict[str
     stream = read_stream(http, "/chat/completions", chat_body(POEM, max_tokens=48, stop=[stop]))
     assert chat_text(stream) == reference
     assert finish_reasons(stream) == {0: "length"}
+
+
+# --- control tokens in user text ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("marker", ["<|im_end|>", "<|im_start|>"])
+def test_user_text_cannot_inject_control_tokens(http: httpx.Client, marker: str) -> None:
+    """A control token's text in user content stays plain text (several tokens), never the special token.
+
+    If it were parsed as the one special token, the whole marker would count fewer prompt tokens
+    than the same marker without its last character.
+    """
+    def prompt_tokens(content: str) -> int:
+        response = http.post("/chat/completions", json=chat_body(content, max_tokens=1))
+        assert response.status_code == 200, response.text
+        tokens: int = response.json()["usage"]["prompt_tokens"]
+        return tokens
+
+    assert prompt_tokens(f"a {marker} b") >= prompt_tokens(f"a {marker[:-1]} b")

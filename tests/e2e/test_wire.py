@@ -44,6 +44,7 @@ def check_framing(stream: SSEStream, obj: str, id_prefix: str) -> None:
     assert stream.body.endswith(b"data: [DONE]\n\n")
     assert stream.body.count(b"data: [DONE]") == 1
     assert b"event:" not in stream.body
+    assert stream.headers.get("x-request-id")
     assert stream.chunks
     assert {c["object"] for c in stream.chunks} == {obj}
     for key in ("id", "created", "model", "system_fingerprint"):
@@ -125,8 +126,19 @@ def test_n2_streams_two_demultiplexable_choices(http: httpx.Client) -> None:
     # The prompt is counted once, not once per choice.
     single = read_stream(http, "/chat/completions", chat_body(max_tokens=5, stream_options={"include_usage": True}))
     assert single.chunks[-1]["usage"]["prompt_tokens"] == usage["prompt_tokens"]
-    # Greedy: both choices say the same as the single one.
-    assert chat_text(stream, 0) == chat_text(stream, 1) == chat_text(single)
+    assert chat_text(stream, 0) and chat_text(stream, 1)
+
+
+def test_n2_seeded_sampling_gives_distinct_repeatable_choices(http: httpx.Client) -> None:
+    """Each of n choices samples with its own seed: n=2 gives two stories, the same two every time."""
+    body = chat_body("Write a story.", max_tokens=16, n=2, temperature=1.0, seed=42)
+    first = [c["message"]["content"] for c in http.post("/chat/completions", json=body).json()["choices"]]
+    again = [c["message"]["content"] for c in http.post("/chat/completions", json=body).json()["choices"]]
+    stream = read_stream(http, "/chat/completions", body)
+    check_chat_choices(stream, n=2)
+    assert first[0] != first[1], "n=2 with a seed returned twins"
+    assert again == first
+    assert [chat_text(stream, 0), chat_text(stream, 1)] == first
 
 
 # --- include_usage -----------------------------------------------------------------------------------
@@ -149,6 +161,15 @@ def test_include_usage_adds_one_last_usage_chunk(http: httpx.Client, stream_opti
     assert usage["completion_tokens"] == 6
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     assert not any("obfuscation" in chunk for chunk in stream.chunks)
+
+
+def test_service_tier_accepted_and_consistent(http: httpx.Client) -> None:
+    """Point 16: a request's service_tier is accepted; if echoed, the same on every chunk."""
+    stream = read_stream(http, "/chat/completions", chat_body(max_tokens=4, service_tier="auto",
+                                                              stream_options={"include_usage": True}))
+    check_framing(stream, "chat.completion.chunk", "chatcmpl-")
+    check_chat_choices(stream)
+    assert len({repr(chunk.get("service_tier", "<absent>")) for chunk in stream.chunks}) == 1
 
 
 @pytest.mark.parametrize("stream_options", [None, {}, {"include_usage": False}, "absent"])

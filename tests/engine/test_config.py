@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
 from streamserve.engine import EngineConfig
+from streamserve.engine.budget import PrefillBudget
+
+SIZES = ["parallel", "ctx_size", "n_threads", "max_batch_tokens"]
 
 
 def test_defaults_are_valid_and_consistent() -> None:
@@ -16,17 +20,17 @@ def test_defaults_are_valid_and_consistent() -> None:
     assert config.n_threads >= 1
     assert config.max_queue >= 0
     assert config.max_batch_tokens >= config.parallel
-    assert config.prefill_chunk >= 1
+    assert config.prefill_stall > 1.0
 
 
-@pytest.mark.parametrize("name", ["parallel", "ctx_size", "n_threads", "max_batch_tokens", "prefill_chunk"])
+@pytest.mark.parametrize("name", SIZES)
 @pytest.mark.parametrize("value", [0, -1])
 def test_sizes_below_one_raise(name: str, value: int) -> None:
     with pytest.raises(ValueError, match=name):
         EngineConfig(**{name: value})
 
 
-@pytest.mark.parametrize("name", ["parallel", "ctx_size", "n_threads", "max_batch_tokens", "prefill_chunk"])
+@pytest.mark.parametrize("name", SIZES)
 def test_size_of_one_is_accepted(name: str) -> None:
     kwargs = {name: 1}
     if name == "max_batch_tokens":
@@ -44,6 +48,36 @@ def test_max_batch_tokens_must_hold_one_decode_token_per_lane() -> None:
     assert EngineConfig(parallel=8, max_batch_tokens=8).max_batch_tokens == 8
     with pytest.raises(ValueError, match="max_batch_tokens"):
         EngineConfig(parallel=8, max_batch_tokens=7)
+
+
+@pytest.mark.parametrize("value", [1.0, 0.5, 0.0, -2.0])
+def test_prefill_stall_must_be_above_one(value: float) -> None:
+    with pytest.raises(ValueError, match="prefill_stall"):
+        EngineConfig(prefill_stall=value)
+
+
+def test_prefill_stall_above_one_is_accepted() -> None:
+    assert EngineConfig(prefill_stall=1.01).prefill_stall == 1.01
+    assert EngineConfig(prefill_stall=10).prefill_stall == 10
+
+
+def test_nan_prefill_stall_is_rejected() -> None:
+    """NaN passes ``<= 1.0``; the engine then fails every sequence at the first mixed step."""
+    with pytest.raises(ValueError, match="prefill_stall"):
+        EngineConfig(prefill_stall=math.nan)
+
+
+def test_infinite_prefill_stall_is_rejected_or_means_unlimited() -> None:
+    """``--prefill-stall inf`` must either be refused up front or give prompts the whole batch."""
+    try:
+        config = EngineConfig(prefill_stall=math.inf, max_batch_tokens=64)
+    except ValueError:
+        return
+    budget = PrefillBudget(config.prefill_stall, ceiling=config.max_batch_tokens)
+    for _ in range(3):
+        budget.observe(4, 0, 0.02)
+        budget.observe(4, 10, 0.05)
+    assert budget.tokens(4) == 64  # raises OverflowError today: int(inf)
 
 
 def test_config_is_frozen() -> None:

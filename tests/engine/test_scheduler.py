@@ -1,4 +1,7 @@
-"""Scheduler with fake Sequences (no model): admission, decode and prefill chunks, the token budget, remove()."""
+"""Scheduler with fake Sequences (no model): admission, decode and prefill chunks, the token budgets, remove().
+
+The prompt budget per step comes from ``PrefillBudget`` (tests/engine/test_budget.py); here it is given.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +22,11 @@ def _seq(prompt_len: int, first_token: int = 100) -> Sequence:
     return Sequence(list(range(first_token, first_token + prompt_len)), SamplingParams(max_tokens=8), _DUMMY, _DUMMY)
 
 
-def _scheduler(lanes: int = 4, *, max_batch_tokens: int = 64, prefill_chunk: int = 8) -> Scheduler:
-    return Scheduler(LanePool(lanes), max_batch_tokens=max_batch_tokens, prefill_chunk=prefill_chunk)
+ANY = 10_000  # a prompt budget that does not limit anything
+
+
+def _scheduler(lanes: int = 4, *, max_batch_tokens: int = 64) -> Scheduler:
+    return Scheduler(LanePool(lanes), max_batch_tokens=max_batch_tokens)
 
 
 def _run(chunks: list[Chunk], next_token: int = 7) -> None:
@@ -80,7 +86,7 @@ def test_admission_takes_cached_prefix_from_the_lane() -> None:
     sched.add(seq)
     sched.admit()
     assert (seq.lane, seq.num_cached, seq.num_computed) == (lane_b, 4, 4)
-    chunks = sched.schedule()
+    chunks = sched.schedule(ANY)
     assert [(c.tokens, c.start, c.sample) for c in chunks] == [(seq.prompt_ids[4:], 4, True)]
 
 
@@ -108,7 +114,7 @@ def test_decode_chunks_are_one_token_each_at_the_next_position() -> None:
     seqs = [_decoding(sched, prompt_len=n) for n in (3, 5, 9)]
     seqs[1].output_ids.append(43)
     seqs[1].num_computed += 1
-    chunks = sched.schedule()
+    chunks = sched.schedule(ANY)
     assert [c.seq for c in chunks] == seqs
     for chunk in chunks:
         assert chunk.tokens == [chunk.seq.output_ids[-1]]
@@ -119,35 +125,44 @@ def test_decode_chunks_are_one_token_each_at_the_next_position() -> None:
 # Prefill chunks
 
 
-def test_prefill_without_decodes_uses_the_full_budget() -> None:
-    sched = _scheduler(max_batch_tokens=16, prefill_chunk=4)
+def test_num_decoding_counts_sequences_past_their_prompt() -> None:
+    sched = _scheduler(lanes=4)
+    _decoding(sched)
+    _decoding(sched)
+    sched.add(_seq(5))
+    sched.admit()
+    assert sched.num_decoding() == 2
+
+
+def test_prefill_is_capped_by_max_batch_tokens() -> None:
+    sched = _scheduler(max_batch_tokens=16)
     seq = _seq(40)
     sched.add(seq)
     sched.admit()
-    chunks = sched.schedule()
+    chunks = sched.schedule(ANY)
     assert [(c.tokens, c.start, c.sample) for c in chunks] == [(seq.prompt_ids[:16], 0, False)]
 
 
-def test_prefill_without_decodes_spreads_the_budget_over_sequences_in_order() -> None:
-    sched = _scheduler(max_batch_tokens=16, prefill_chunk=4)
+def test_prefill_spreads_the_budget_over_sequences_in_admission_order() -> None:
+    sched = _scheduler(max_batch_tokens=16)
     a, b, c = _seq(10), _seq(10, first_token=200), _seq(10, first_token=300)
     for seq in (a, b, c):
         sched.add(seq)
     sched.admit()
-    chunks = sched.schedule()
+    chunks = sched.schedule(ANY)
     assert [(ch.seq, len(ch.tokens), ch.start, ch.sample) for ch in chunks] == [(a, 10, 0, True), (b, 6, 0, False)]
     assert chunks[1].tokens == b.prompt_ids[:6]
 
 
-def test_prefill_while_decoding_is_capped_by_prefill_chunk() -> None:
-    sched = _scheduler(lanes=4, max_batch_tokens=64, prefill_chunk=4)
+def test_prefill_while_decoding_is_capped_by_the_prompt_budget() -> None:
+    sched = _scheduler(lanes=4, max_batch_tokens=64)
     decoders = [_decoding(sched), _decoding(sched)]
     new = _seq(10, first_token=500)
     sched.add(new)
     sched.admit()
     starts, samples = [], []
     for _ in range(3):
-        chunks = sched.schedule()
+        chunks = sched.schedule(4)
         assert [c.seq for c in chunks[:2]] == decoders and all(len(c.tokens) == 1 for c in chunks[:2])
         prefill = chunks[2:]
         assert len(prefill) == 1 and prefill[0].seq is new
@@ -159,50 +174,58 @@ def test_prefill_while_decoding_is_capped_by_prefill_chunk() -> None:
     assert samples == [False, False, True]
     assert not new.is_prefilling and new.output_ids == [7]
     # From now on the new sequence decodes like the others.
-    assert [len(c.tokens) for c in sched.schedule()] == [1, 1, 1]
+    assert [len(c.tokens) for c in sched.schedule(4)] == [1, 1, 1]
 
 
 def test_prefill_while_decoding_is_capped_by_max_batch_tokens() -> None:
-    sched = _scheduler(lanes=4, max_batch_tokens=5, prefill_chunk=64)
+    sched = _scheduler(lanes=4, max_batch_tokens=5)
     for _ in range(3):
         _decoding(sched)
     new = _seq(10, first_token=500)
     sched.add(new)
     sched.admit()
-    chunks = sched.schedule()
+    chunks = sched.schedule(64)
     assert sum(len(c.tokens) for c in chunks) == 5
     assert chunks[-1].seq is new and len(chunks[-1].tokens) == 2 and not chunks[-1].sample
 
 
-def test_prefill_chunk_budget_is_shared_by_prefilling_sequences() -> None:
-    sched = _scheduler(lanes=4, max_batch_tokens=64, prefill_chunk=4)
+def test_zero_prompt_budget_still_decodes_every_running_sequence() -> None:
+    sched = _scheduler(lanes=3)
+    decoders = [_decoding(sched), _decoding(sched)]
+    sched.add(_seq(5))
+    sched.admit()
+    assert [(c.seq, len(c.tokens)) for c in sched.schedule(0)] == [(decoders[0], 1), (decoders[1], 1)]
+
+
+def test_prompt_budget_is_shared_by_prefilling_sequences() -> None:
+    sched = _scheduler(lanes=4, max_batch_tokens=64)
     _decoding(sched)
     a, b = _seq(3, first_token=300), _seq(3, first_token=400)
     sched.add(a)
     sched.add(b)
     sched.admit()
-    chunks = sched.schedule()
+    chunks = sched.schedule(4)
     assert [(c.seq, len(c.tokens), c.sample) for c in chunks[1:]] == [(a, 3, True), (b, 1, False)]
 
 
 def test_sample_flag_only_on_the_chunk_that_completes_the_prompt() -> None:
-    sched = _scheduler(lanes=1, max_batch_tokens=8, prefill_chunk=8)
+    sched = _scheduler(lanes=1, max_batch_tokens=8)
     seq = _seq(20)
     sched.add(seq)
     sched.admit()
     flags = []
     while seq.is_prefilling:
-        (chunk,) = sched.schedule()
+        (chunk,) = sched.schedule(ANY)
         flags.append((len(chunk.tokens), chunk.sample))
         _run([chunk])
     assert flags == [(8, False), (8, False), (4, True)]
 
 
 def test_budget_invariants_in_a_random_simulation() -> None:
-    """Random arrivals and lengths: every step stays in budget, and every sequence finishes."""
+    """Random arrivals, lengths and prompt budgets: every step stays in budget, every sequence finishes."""
     rng = random.Random(1234)
-    max_batch, chunk_cap, lanes = 12, 5, 3
-    sched = _scheduler(lanes=lanes, max_batch_tokens=max_batch, prefill_chunk=chunk_cap)
+    max_batch, lanes = 12, 3
+    sched = _scheduler(lanes=lanes, max_batch_tokens=max_batch)
     pending = [(_seq(rng.randint(1, 30), first_token=1000 * i), rng.randint(1, 6)) for i in range(20)]
     limits = {id(seq): limit for seq, limit in pending}
     finished: list[Sequence] = []
@@ -210,7 +233,8 @@ def test_budget_invariants_in_a_random_simulation() -> None:
         if pending and rng.random() < 0.5:
             sched.add(pending.pop(0)[0])
         sched.admit()
-        chunks = sched.schedule()
+        prompt_budget = rng.randint(1, 8) if sched.num_decoding() else max_batch
+        chunks = sched.schedule(prompt_budget)
         if not chunks:
             assert not sched.running
             if not pending and not sched.waiting:
@@ -219,11 +243,12 @@ def test_budget_invariants_in_a_random_simulation() -> None:
         decodes = [c for c in chunks if not c.seq.is_prefilling]
         prefills = [c for c in chunks if c.seq.is_prefilling]
         assert sum(len(c.tokens) for c in chunks) <= max_batch
+        assert sum(len(c.tokens) for c in prefills) <= prompt_budget
         assert len({id(c.seq) for c in chunks}) == len(chunks)
         assert {id(c.seq) for c in decodes} == {id(s) for s in sched.running if not s.is_prefilling}
         assert all(len(c.tokens) == 1 and c.sample for c in decodes)
-        if decodes:
-            assert sum(len(c.tokens) for c in prefills) <= chunk_cap
+        if any(s.is_prefilling for s in sched.running):
+            assert prefills, "a prefilling sequence got no tokens although the budget allowed some"
         for c in chunks:
             assert c.start == c.seq.num_computed
             assert c.tokens == (c.seq.prompt_ids + c.seq.output_ids)[c.start : c.start + len(c.tokens)]
@@ -253,7 +278,7 @@ def test_remove_takes_a_sequence_out_of_either_queue() -> None:
     sched.remove(running)
     assert sched.running == []
     sched.remove(other)  # unknown: no error
-    assert not sched.schedule()
+    assert not sched.schedule(ANY)
 
 
 def test_remove_uses_identity_not_equality() -> None:
@@ -272,4 +297,4 @@ def test_removed_running_sequence_gets_no_more_chunks(lanes: int) -> None:
     sched = _scheduler(lanes=lanes)
     seqs = [_decoding(sched) for _ in range(lanes)]
     sched.remove(seqs[0])
-    assert seqs[0] not in [c.seq for c in sched.schedule()]
+    assert seqs[0] not in [c.seq for c in sched.schedule(ANY)]

@@ -119,10 +119,17 @@ def test_held_back_prefix_is_flushed_at_length() -> None:
     assert finish.reason == "length"
 
 
-def test_partial_character_at_length_becomes_replacement() -> None:
-    deltas, finish, _ = run([b"a", "你".encode()[:2]])
-    assert "".join(d.text for d in deltas) == "a\ufffd"
+def test_character_cut_by_the_token_limit_is_dropped_with_its_logprobs() -> None:
+    deltas, finish, decoder = run([b"a", "你".encode()[:2]], logprobs=True)
+    assert "".join(d.text for d in deltas) == "a"
+    assert [bytes(e.bytes) for d in deltas for e in d.logprobs or ()] == [b"a"]
     assert finish.reason == "length"
+    assert decoder.completion_tokens == 2
+
+
+def test_invalid_bytes_mid_stream_still_show_as_replacement() -> None:
+    deltas, _, _ = run([b"a", b"\xff", b"b"])
+    assert "".join(d.text for d in deltas) == "a\ufffdb"
 
 
 def test_echo_offset_shifts_text_offsets() -> None:

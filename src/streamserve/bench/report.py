@@ -37,7 +37,7 @@ def compare_table(result: CompareResult) -> Table:
     """The medians of ``bench compare`` (seconds), with min and max over the runs."""
     plain = [p for p, _ in result.pairs if p.ok]
     streamed = [s for _, s in result.pairs if s.ok]
-    table = Table(title=f"streaming vs not: {result.model}, {len(result.pairs)} runs, median (s)")
+    table = Table(title=f"streamed vs not, {len(result.pairs)} runs (seconds)")
     table.add_column("measure")
     for name in ("median", "min", "max"):
         table.add_column(name, justify="right")

@@ -73,21 +73,23 @@ class ChoiceDecoder:
         return self._delta(sent)
 
     def _end(self, reason: Literal["stop", "length"], text: str = "") -> list[Event]:
-        """Flush what the detokenizer and the stop matcher hold: the stream ends here."""
-        tail = self.detokenizer.flush()
-        self._decoded_chars += len(tail)
-        text += self.stops.push(tail)
+        """Flush the text the stop matcher holds: the stream ends here.
+
+        A character cut in half by the token limit is dropped rather than sent as U+FFFD (the
+        detokenizer only ever holds the first bytes of a character that could still become valid);
+        like tokens cut by a stop string, the tokens of those bytes are not listed in logprobs.
+        """
         if not self.stops.matched:
             text += self.stops.flush()
         final_reason: Literal["stop", "length"] = "stop" if self.stops.matched or reason == "stop" else "length"
-        return [*self._delta(text, final=not self.stops.matched), Finish(self.index, final_reason)]
+        return [*self._delta(text), Finish(self.index, final_reason)]
 
-    def _delta(self, text: str, *, final: bool = False) -> list[Event]:
+    def _delta(self, text: str) -> list[Event]:
         self._sent_chars += len(text)
         entries = None
         if self._entries:
             ready = []
-            while self._entries and (final or self._entries[0][0] <= self._sent_chars):
+            while self._entries and self._entries[0][0] <= self._sent_chars:
                 ready.append(self._entries.popleft()[1])
             entries = tuple(ready)
         if not text and not entries:
@@ -135,7 +137,11 @@ class Generation:
                 yield event
         finally:
             self.close()
-        yield Usage(
+        yield self.usage()
+
+    def usage(self) -> Usage:
+        """Token counts so far: final once every choice has finished, partial after a disconnect."""
+        return Usage(
             prompt_tokens=self.request.prompt_tokens,
             completion_tokens=sum(d.completion_tokens for d in self.decoders),
             cached_tokens=self.streams[0].cached_tokens,

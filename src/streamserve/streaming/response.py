@@ -78,4 +78,4 @@ async def observed(generation: Generation, observer: Observer) -> AsyncGenerator
         raise
     finally:
         generation.close()
-        observer.on_end(outcome, usage)
+        observer.on_end(outcome, usage or generation.usage())
