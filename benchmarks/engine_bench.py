@@ -25,13 +25,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import bare_loop  # noqa: E402
-import llama_cpp.llama_cpp as lc  # noqa: E402
-import report  # noqa: E402
-import scenarios  # noqa: E402
-from servers import Setup, running  # noqa: E402
+import bare_loop
+import llama_cpp.llama_cpp as lc
+import report
+import scenarios
+from servers import Setup, running
 
-from streamserve.models import resolve_model  # noqa: E402
+from streamserve.models import resolve_model
 
 SYSTEMS = ("streamserve", "llama-server", "llama-cpp-python")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 from typing import Any
 
@@ -39,7 +40,7 @@ async def sweep(base_url: str, levels: list[int], tokens: int, bias: dict[str, f
 
 def _gaps(record: RequestRecord) -> list[float]:
     times = record.chunk_times
-    return [b - a for a, b in zip(times, times[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(times)]
 
 
 async def long_prompt_during_streams(base_url: str, bias: dict[str, float], streams: int = 8,

@@ -8,6 +8,7 @@ machine llama.cpp's spinning worker threads otherwise slow down by an order of m
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -180,7 +181,7 @@ def test_concurrent_sequences_complete_and_interleave(engine: Engine, model: Mod
     # Served together: every sequence had its first token before any sequence had its last one ...
     assert max(firsts) < min(lasts), order
     # ... and the arrival order switches sequences all the time (7 switches if run one after another).
-    switches = sum(a != b for a, b in zip(order, order[1:], strict=False))
+    switches = sum(a != b for a, b in itertools.pairwise(order))
     assert switches >= 4 * len(topics), order
     stats = engine.stats()
     assert (stats.running, stats.waiting) == (0, 0)
@@ -240,6 +241,29 @@ def test_abort_frees_the_lane(make_engine: EngineFactory, model: Model) -> None:
     assert (stats.running, stats.waiting) == (0, 0)
     # The aborted sequence stopped at a step boundary; it did not run on towards its 400 tokens.
     assert stats.generation_tokens_total < 2 + 8 + 20
+
+
+def test_aborted_sequence_leaves_its_tokens_cached_at_the_right_positions(make_engine: EngineFactory,
+                                                                        model: Model) -> None:
+    """An aborted lane keeps what it computed: resuming from the tokens received continues the same text."""
+    reference_engine = make_engine(parallel=1)
+    eng = make_engine(parallel=1)
+    prompt = chat(model, "Write a very long essay about history.")
+    params = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True)
+
+    async def main() -> tuple[list[TokenEvent], list[int], list[TokenEvent], int]:
+        reference, _ = await generate(reference_engine, prompt, params)
+        long = eng.generate(prompt, SamplingParams(max_tokens=400, temperature=0.0, ignore_eos=True))
+        received = [(await long.__anext__()).token_id, (await long.__anext__()).token_id]
+        long.close()
+        resumed, cached = await generate(eng, prompt + received, SamplingParams(max_tokens=10, temperature=0.0,
+                                                                                ignore_eos=True))
+        return reference, received, resumed, cached
+
+    reference, received, resumed, cached = run(main(), timeout=60)
+    assert received == [e.token_id for e in reference[:2]]
+    assert cached == len(prompt) + 1  # everything but the last prompt token, whose logits are needed
+    assert [e.token_id for e in resumed] == [e.token_id for e in reference[2:]]
 
 
 def test_abort_of_a_waiting_sequence_frees_its_queue_slot(make_engine: EngineFactory, model: Model) -> None:
@@ -404,8 +428,10 @@ def test_interleaved_conversations_keep_their_cache(make_engine: EngineFactory, 
         return a_out, cached
 
     a_out, cached = run(main())
-    assert cached >= len(a1) + len(text_ids(a_out)) - 1, (
-        f"A's second turn reused only {cached} tokens (its first turn had {len(a1)} prompt tokens)"
+    a_history = len(a1) + len(text_ids(a_out)) - 1
+    assert cached >= a_history, (
+        f"A's second turn reused {cached} tokens (the system prompt and user header B shares), "
+        f"not A's {a_history}-token history: B's first turn took A's lane while 3 lanes were empty"
     )
 
 

@@ -39,8 +39,8 @@ def test_tokenize_and_token_bytes_round_trip(model: Model, text: str) -> None:
     assert b"".join(model.token_bytes(i) for i in ids) == text.encode("utf-8")
 
 
-def test_tokenize_grows_its_buffer_for_long_text(model: Model) -> None:
-    text = "🙂" * 200  # many more tokens than the first guess of len(bytes) + 8 can be wrong about
+def test_long_multibyte_text_round_trips(model: Model) -> None:
+    text = "🙂" * 200
     ids = model.tokenize(text, add_special=False, parse_special=False)
     assert b"".join(model.token_bytes(i) for i in ids) == text.encode()
 

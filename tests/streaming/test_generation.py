@@ -62,7 +62,7 @@ DATA = TEXT.encode()
 TWO_CUTS = list(itertools.combinations(range(1, len(DATA)), 2))
 
 
-@pytest.mark.parametrize("cuts", TWO_CUTS[::7] + [tuple(range(1, len(DATA)))])
+@pytest.mark.parametrize("cuts", [*TWO_CUTS[::7], tuple(range(1, len(DATA)))])
 def test_text_is_whole_characters_and_complete(cuts: tuple[int, ...]) -> None:
     deltas, finish, decoder = run(split(DATA, cuts))
     assert "".join(d.text for d in deltas) == TEXT
@@ -71,7 +71,7 @@ def test_text_is_whole_characters_and_complete(cuts: tuple[int, ...]) -> None:
     assert decoder.completion_tokens == len(cuts) + 1
 
 
-@pytest.mark.parametrize("cuts", TWO_CUTS[::5] + [tuple(range(1, len(DATA)))])
+@pytest.mark.parametrize("cuts", [*TWO_CUTS[::5], tuple(range(1, len(DATA)))])
 def test_logprob_entries_travel_with_their_last_byte(cuts: tuple[int, ...]) -> None:
     pieces = split(DATA, cuts)
     deltas, _, _ = run(pieces, logprobs=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ class EngineConfig:
     prefill_stall: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.prefill_stall <= 1.0:
+        if not math.isfinite(self.prefill_stall) or self.prefill_stall <= 1.0:
             raise ValueError(f"prefill_stall must be above 1, got {self.prefill_stall}")
         for name in ("parallel", "ctx_size", "n_threads", "max_batch_tokens"):
             if getattr(self, name) < 1:

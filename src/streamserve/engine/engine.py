@@ -126,6 +126,8 @@ class Engine:
         for prompt_ids, params in requests:
             if not prompt_ids:
                 raise ValueError("a prompt must have at least one token")
+            if params.max_tokens < 1:
+                raise ValueError("max_tokens must be at least 1")
             if len(prompt_ids) + params.max_tokens > self.config.ctx_size:
                 raise ValueError("prompt plus max_tokens exceeds the context size")
             if not all(0 <= t < self.model.n_vocab for t in prompt_ids):
@@ -242,9 +244,9 @@ class Engine:
                 finish = FinishReason.EOG
             else:
                 seq.output_ids.append(s.token_id)
+                self._generated_tokens += 1
                 if len(seq.output_ids) >= seq.params.max_tokens or seq.num_tokens >= self.config.ctx_size:
                     finish = FinishReason.LENGTH
-            self._generated_tokens += 1
             deliveries.append((seq, [TokenEvent(s.token_id, s.logprob, s.top_logprobs, finish)]))
             if finish is not None:
                 self._release(seq, SequenceStatus.FINISHED)

@@ -15,10 +15,13 @@ def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 class LanePool:
-    """Hands out free lanes, preferring the one whose cached tokens share the longest prefix with a prompt.
+    """Hands out free lanes, preferring the one whose cached tokens save the most work for a prompt.
 
-    A released lane keeps its tokens (the prompt cache, the common multi-turn chat case); ties go to
-    the least recently released lane, so recent conversations stay cached longest.
+    A released lane keeps its tokens (the prompt cache, the common multi-turn chat case). Taking a
+    lane reuses its shared prefix and discards the rest, so each free lane scores
+    ``reused - discarded``: a conversation's next turn goes back to its own lane, while a new
+    conversation that only shares a system prompt takes an empty or least useful lane instead of
+    wiping another conversation's history. Ties go to the least recently released lane.
     """
 
     def __init__(self, n_lanes: int) -> None:
@@ -35,13 +38,14 @@ class LanePool:
 
         At least one prompt token is always left to decode, since sampling needs its logits.
         """
-        best, best_len = self._free[0], -1
+        best, best_len, best_score = self._free[0], 0, None
         for lane in self._free:
-            length = common_prefix_len(self.contents[lane], prompt)
-            if length > best_len:
-                best, best_len = lane, length
+            length = min(common_prefix_len(self.contents[lane], prompt), len(prompt) - 1)
+            score = 2 * length - len(self.contents[lane])
+            if best_score is None or score > best_score:
+                best, best_len, best_score = lane, length, score
         self._free.remove(best)
-        keep = min(best_len, len(prompt) - 1)
+        keep = best_len
         self.contents[best] = self.contents[best][:keep]
         return best, keep
 
