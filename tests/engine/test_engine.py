@@ -435,6 +435,39 @@ def test_interleaved_conversations_keep_their_cache(make_engine: EngineFactory, 
     )
 
 
+def test_shared_prefix_is_copied_from_another_lane_and_changes_nothing(make_engine: EngineFactory,
+                                                                         model: Model) -> None:
+    """A new conversation sharing A's system prompt copies that prefix from A's lane into an empty one.
+
+    A's history stays cached in its own lane; B reuses the shared prefix without reading it again,
+    and generates exactly what a fresh engine generates when its last prompt chunk starts at the
+    same position (see the prompt-cache test above for why the chunking is aligned).
+    """
+    eng = make_engine(parallel=3)
+    system = ("<|im_start|>system\nYou are a careful assistant. Answer briefly, in plain words, and never "
+              "invent facts you are unsure about; say so instead.<|im_end|>\n")
+    a1 = model.tokenize(system + "<|im_start|>user\nTell me a story about a dragon.<|im_end|>\n"
+                        "<|im_start|>assistant\n", add_special=False, parse_special=True)
+    b1 = model.tokenize(system + "<|im_start|>user\nName a fruit.<|im_end|>\n<|im_start|>assistant\n",
+                        add_special=False, parse_special=True)
+    shared = next(i for i, (x, y) in enumerate(zip(a1, b1, strict=False)) if x != y)
+    assert shared >= 32
+
+    async def main() -> tuple[list[TokenEvent], int, list[int]]:
+        await generate(eng, a1, SamplingParams(max_tokens=48, temperature=0.0))
+        a_lane_before = list(eng.lanes.contents)
+        b_out, cached = await generate(eng, b1, GREEDY)
+        return b_out, cached, [len(c) for c in a_lane_before]
+
+    b_out, cached, lanes_before = run(main())
+    assert cached == shared
+    assert max(len(c) for c in eng.lanes.contents) >= max(lanes_before)  # A's history was not evicted
+    fresh = make_engine(parallel=1, max_batch_tokens=shared)
+    fresh_out, fresh_cached = run(generate(fresh, b1, GREEDY))
+    assert fresh_cached == 0
+    assert [e.token_id for e in b_out] == [e.token_id for e in fresh_out]
+
+
 # Limits, logprobs, stop tokens
 
 

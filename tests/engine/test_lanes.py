@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamserve.engine.lanes import LanePool, common_prefix_len
+from streamserve.engine.lanes import COPY_MIN_TOKENS, LanePool, common_prefix_len
 
 
 def _pool_with(contents: list[list[int]], release_order: list[int]) -> LanePool:
@@ -37,14 +37,14 @@ def test_fresh_pool_hands_out_each_lane_once() -> None:
 
 def test_fresh_lane_keeps_nothing() -> None:
     pool = LanePool(2)
-    lane, keep = pool.acquire([1, 2, 3])
+    lane, keep, _ = pool.acquire([1, 2, 3])
     assert keep == 0
     assert pool.contents[lane] == []
 
 
 def test_longest_prefix_wins_over_release_order() -> None:
     pool = _pool_with([[1, 2, 3], [1, 2, 3, 4, 5], [9, 9]], release_order=[1, 0, 2])
-    lane, keep = pool.acquire([1, 2, 3, 4, 5, 6, 7])
+    lane, keep, _ = pool.acquire([1, 2, 3, 4, 5, 6, 7])
     assert (lane, keep) == (1, 5)
     assert pool.contents[1] == [1, 2, 3, 4, 5]
 
@@ -52,7 +52,7 @@ def test_longest_prefix_wins_over_release_order() -> None:
 def test_longest_prefix_counts_only_the_common_part() -> None:
     # Lane 0 holds more tokens, but lane 1 shares more of *this* prompt.
     pool = _pool_with([[1, 2, 7, 7, 7, 7, 7], [1, 2, 3]], release_order=[0, 1])
-    lane, keep = pool.acquire([1, 2, 3, 4])
+    lane, keep, _ = pool.acquire([1, 2, 3, 4])
     assert (lane, keep) == (1, 3)
 
 
@@ -64,7 +64,7 @@ def test_ties_go_to_least_recently_released_lane() -> None:
 
 def test_equal_positive_prefix_ties_take_the_oldest_lane() -> None:
     pool = _pool_with([[1, 2, 5], [1, 2, 6], [3]], release_order=[1, 0, 2])
-    lane, keep = pool.acquire([1, 2, 7])
+    lane, keep, _ = pool.acquire([1, 2, 7])
     assert (lane, keep) == (1, 2)
     # The most recently released of the two tied lanes is still cached.
     assert pool.contents[0] == [1, 2, 5]
@@ -72,7 +72,7 @@ def test_equal_positive_prefix_ties_take_the_oldest_lane() -> None:
 
 def test_reacquired_lane_goes_to_the_back_of_the_lru_order() -> None:
     pool = LanePool(3)
-    lane, _ = pool.acquire([1])
+    lane, _, _ = pool.acquire([1])
     pool.release(lane, [1, 2])
     others = [pool.acquire([5])[0] for _ in range(2)]
     assert lane not in others  # the two never-used lanes were older than the released one
@@ -80,21 +80,21 @@ def test_reacquired_lane_goes_to_the_back_of_the_lru_order() -> None:
 
 def test_keep_leaves_at_least_one_prompt_token_on_full_hit() -> None:
     pool = _pool_with([[1, 2, 3, 4]], release_order=[0])
-    lane, keep = pool.acquire([1, 2, 3, 4])
+    lane, keep, _ = pool.acquire([1, 2, 3, 4])
     assert (lane, keep) == (0, 3)
     assert pool.contents[0] == [1, 2, 3]
 
 
 def test_keep_leaves_one_token_when_prompt_is_a_prefix_of_the_cache() -> None:
     pool = _pool_with([[1, 2, 3, 4, 5, 6]], release_order=[0])
-    lane, keep = pool.acquire([1, 2])
+    lane, keep, _ = pool.acquire([1, 2])
     assert (lane, keep) == (0, 1)
     assert pool.contents[0] == [1]
 
 
 def test_single_token_prompt_keeps_nothing() -> None:
     pool = _pool_with([[4, 5]], release_order=[0])
-    assert pool.acquire([4]) == (0, 0)
+    assert pool.acquire([4]) == (0, 0, None)
     assert pool.contents[0] == []
 
 
@@ -103,35 +103,35 @@ def test_keep_never_reaches_prompt_length(prompt_len: int) -> None:
     cached = list(range(6))
     pool = _pool_with([cached], release_order=[0])
     prompt = list(range(prompt_len))
-    _, keep = pool.acquire(prompt)
+    _, keep, _ = pool.acquire(prompt)
     assert keep == min(len(cached), prompt_len - 1)
     assert keep <= len(prompt) - 1
 
 
 def test_acquire_truncates_contents_to_the_kept_prefix() -> None:
     pool = _pool_with([[1, 2, 3, 4, 5]], release_order=[0])
-    _, keep = pool.acquire([1, 2, 9, 9])
+    _, keep, _ = pool.acquire([1, 2, 9, 9])
     assert keep == 2
     assert pool.contents[0] == [1, 2]
 
 
 def test_release_remembers_contents_and_frees_the_lane() -> None:
     pool = LanePool(2)
-    lane, _ = pool.acquire([1, 2, 3])
+    lane, _, _ = pool.acquire([1, 2, 3])
     assert pool.num_free == 1
     pool.release(lane, [1, 2, 3, 10, 11])
     assert pool.num_free == 2
     assert pool.contents[lane] == [1, 2, 3, 10, 11]
     # The next prompt extending those tokens reuses them.
-    assert pool.acquire([1, 2, 3, 10, 11, 12]) == (lane, 5)
+    assert pool.acquire([1, 2, 3, 10, 11, 12]) == (lane, 5, None)
 
 
 def test_release_with_nothing_forgets_the_lane() -> None:
     pool = _pool_with([[1, 2, 3]], release_order=[0])
-    lane, _ = pool.acquire([1, 2, 3, 4])
+    lane, _, _ = pool.acquire([1, 2, 3, 4])
     pool.release(lane, [])
     assert pool.contents[lane] == []
-    assert pool.acquire([1, 2, 3, 4]) == (lane, 0)
+    assert pool.acquire([1, 2, 3, 4]) == (lane, 0, None)
 
 
 def test_cached_tokens_counts_free_contents_and_busy_kept_prefixes() -> None:
@@ -149,8 +149,43 @@ def test_new_conversation_does_not_evict_a_cached_one_while_empty_lanes_are_free
     system = [1, 2, 3]
     conversation_a = [*system, 10, 11, 12, 13, 14]
     pool = LanePool(4)
-    lane_a, _ = pool.acquire(conversation_a)
+    lane_a, _, _ = pool.acquire(conversation_a)
     pool.release(lane_a, conversation_a)
-    lane_b, _ = pool.acquire([*system, 20, 21])
+    lane_b, _, _ = pool.acquire([*system, 20, 21])
     assert lane_b != lane_a
     assert pool.contents[lane_a] == conversation_a
+
+
+def test_a_longer_prefix_elsewhere_is_copied_into_the_chosen_lane() -> None:
+    """A new conversation sharing a long system prompt keeps the cached history where it is and copies
+    the shared prefix from it into an empty lane."""
+    system = list(range(100, 100 + COPY_MIN_TOKENS + 8))
+    history = [*system, 1, 2, 3, 4, 5, 6, 7, 8] * 3
+    pool = LanePool(3)
+    lane_a, _, _ = pool.acquire(history)
+    pool.release(lane_a, history)
+    lease = pool.acquire([*system, 50, 51])
+    assert lease.lane != lane_a
+    assert lease.source == lane_a
+    assert lease.keep == len(system)
+    assert pool.contents[lease.lane] == system
+    assert pool.contents[lane_a] == history
+
+
+def test_short_shared_prefixes_are_not_worth_a_copy() -> None:
+    pool = LanePool(2)
+    lane_a, _, _ = pool.acquire([1, 2, 3, 4, 5, 6, 7, 8, 9])
+    pool.release(lane_a, [1, 2, 3, 4, 5, 6, 7, 8, 9])
+    lease = pool.acquire([1, 2, 3, 40])
+    assert lease.source is None
+    assert lease.keep == 0
+
+
+def test_a_busy_lane_can_be_the_copy_source() -> None:
+    prompt = list(range(COPY_MIN_TOKENS + 10))
+    pool = LanePool(2)
+    busy, _, _ = pool.acquire(prompt)
+    pool.contents[busy] = prompt  # what its KV holds once its prompt was read
+    lease = pool.acquire([*prompt, 7])
+    assert lease.lane != busy
+    assert (lease.source, lease.keep) == (busy, len(prompt))

@@ -79,8 +79,8 @@ def test_admission_fills_a_lane_as_soon_as_it_is_released() -> None:
 def test_admission_takes_cached_prefix_from_the_lane() -> None:
     sched = _scheduler(lanes=2)
     seq = _seq(6)
-    lane_a, _ = sched.lanes.acquire([1])
-    lane_b, _ = sched.lanes.acquire([1])
+    lane_a, _, _ = sched.lanes.acquire([1])
+    lane_b, _, _ = sched.lanes.acquire([1])
     sched.lanes.release(lane_b, [*seq.prompt_ids[:4], 1, 2])  # the longest prefix, released first
     sched.lanes.release(lane_a, seq.prompt_ids[:1])
     sched.add(seq)

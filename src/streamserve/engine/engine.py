@@ -68,6 +68,7 @@ class Engine:
         self._active = 0
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="streamserve-engine", daemon=True)
+        self._warm = threading.Event()
         self._prompt_tokens = 0
         self._cached_tokens = 0
         self._generated_tokens = 0
@@ -88,7 +89,12 @@ class Engine:
         return self.model
 
     def start(self) -> None:
-        """Warm the model up with one decode, then start the engine thread."""
+        """Start the engine thread and wait until its warm-up decode is done (first requests pay no page-in)."""
+        self._thread.start()
+        self._warm.wait()
+
+    def _warm_up(self) -> None:
+        # On the engine thread: llama.cpp decodes markedly slower from a thread other than the first to decode.
         batch = Batch(1)
         try:
             first = (self.model.tokenize("Hi", add_special=False, parse_special=False) or [0])[0]
@@ -97,7 +103,7 @@ class Engine:
         finally:
             batch.close()
             self.context.remove(0)
-        self._thread.start()
+            self._warm.set()
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Refuse new sequences, fail open ones with EngineStoppedError and join the thread; idempotent."""
@@ -168,6 +174,7 @@ class Engine:
         )
 
     def _loop(self) -> None:
+        self._warm_up()
         while True:
             with self._cond:
                 while not (self._commands or self._stopping or self.scheduler.has_work()):
@@ -209,6 +216,8 @@ class Engine:
         self._deliver(self._postprocess(chunks, sampled))
 
     def _prepare(self, seq: Sequence) -> None:
+        if seq.copy_from is not None:
+            self.context.copy(seq.copy_from, seq.lane)
         if not self.context.remove(seq.lane, seq.num_cached, -1):
             self.context.remove(seq.lane)
             self.lanes.contents[seq.lane] = []
@@ -233,7 +242,10 @@ class Engine:
 
     def _postprocess(self, chunks: list[Chunk], sampled: list[Sampled]) -> list[tuple[Sequence, Delivery]]:
         for chunk in chunks:
-            chunk.seq.num_computed += len(chunk.tokens)
+            seq = chunk.seq
+            seq.num_computed += len(chunk.tokens)
+            if seq.num_computed == len(seq.prompt_ids):
+                self.lanes.contents[seq.lane] = seq.prompt_ids  # readable by later prompts' prefix copies
         deliveries: list[tuple[Sequence, Delivery]] = []
         for s in sampled:
             seq = s.seq

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
+
+COPY_MIN_TOKENS = 8
+"""A prefix held by another lane is copied only when it saves at least this many prompt tokens (a copy
+moves the whole lane, a few ms; reading a prompt token costs a few ms on a 2-core CPU)."""
 
 
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -14,6 +19,14 @@ def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
+class Lease(NamedTuple):
+    """A lane taken for a prompt: ``keep`` leading prompt tokens are reused, copied first from ``source`` if set."""
+
+    lane: int
+    keep: int
+    source: int | None = None
+
+
 class LanePool:
     """Hands out free lanes, preferring the one whose cached tokens save the most work for a prompt.
 
@@ -21,7 +34,9 @@ class LanePool:
     lane reuses its shared prefix and discards the rest, so each free lane scores
     ``reused - discarded``: a conversation's next turn goes back to its own lane, while a new
     conversation that only shares a system prompt takes an empty or least useful lane instead of
-    wiping another conversation's history. Ties go to the least recently released lane.
+    wiping another conversation's history. Ties go to the least recently released lane. When some
+    other lane, free or busy, holds a longer prefix (a shared system prompt, a repeated prompt), the
+    lease names it as ``source``: its KV memory is copied rather than the prefix read again.
     """
 
     def __init__(self, n_lanes: int) -> None:
@@ -33,21 +48,22 @@ class LanePool:
         """Lanes not held by a running sequence."""
         return len(self._free)
 
-    def acquire(self, prompt: Sequence[int]) -> tuple[int, int]:
-        """Take the best free lane for ``prompt``; return it and how many leading prompt tokens it already holds.
+    def acquire(self, prompt: Sequence[int]) -> Lease:
+        """Take the best free lane for ``prompt``, saying how many leading prompt tokens it will hold.
 
         At least one prompt token is always left to decode, since sampling needs its logits.
         """
-        best, best_len, best_score = self._free[0], 0, None
-        for lane in self._free:
-            length = min(common_prefix_len(self.contents[lane], prompt), len(prompt) - 1)
-            score = 2 * length - len(self.contents[lane])
-            if best_score is None or score > best_score:
-                best, best_len, best_score = lane, length, score
+        shared = [min(common_prefix_len(tokens, prompt), len(prompt) - 1) for tokens in self.contents]
+        best = max(self._free, key=lambda lane: (2 * shared[lane] - len(self.contents[lane]), -self._free.index(lane)))
         self._free.remove(best)
-        keep = best_len
-        self.contents[best] = self.contents[best][:keep]
-        return best, keep
+        source = max(range(len(self.contents)), key=lambda lane: shared[lane])
+        if source != best and shared[source] - shared[best] >= COPY_MIN_TOKENS:
+            lease = Lease(best, shared[source], source)
+            self.contents[best] = list(prompt[: lease.keep])
+        else:
+            lease = Lease(best, shared[best])
+            self.contents[best] = self.contents[best][: lease.keep]
+        return lease
 
     def release(self, lane: int, tokens: list[int]) -> None:
         """Give a lane back, remembering the tokens its KV memory now holds."""

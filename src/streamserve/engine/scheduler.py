@@ -46,7 +46,7 @@ class Scheduler:
         admitted = []
         while self.waiting and self.lanes.num_free > 0:
             seq = self.waiting.popleft()
-            seq.lane, seq.num_cached = self.lanes.acquire(seq.prompt_ids)
+            seq.lane, seq.num_cached, seq.copy_from = self.lanes.acquire(seq.prompt_ids)
             seq.num_computed = seq.num_cached
             seq.status = SequenceStatus.RUNNING
             self.running.append(seq)

@@ -46,6 +46,7 @@ class Sequence:
     number: int = field(default_factory=lambda: next(_numbers))
     status: SequenceStatus = SequenceStatus.WAITING
     lane: int = -1
+    copy_from: int | None = None
     num_computed: int = 0
     num_cached: int = 0
     output_ids: list[int] = field(default_factory=list)

@@ -63,6 +63,12 @@ class Context:
         """Drop lane ``seq_id``'s tokens at positions [start, end) (-1: open end); False if it cannot."""
         return bool(lc.llama_memory_seq_rm(self.memory, seq_id, start, end))
 
+    def copy(self, source: int, target: int) -> None:
+        """Make lane ``target`` a copy of lane ``source`` (all its positions); the data moves at the next decode."""
+        if source == target or not (0 <= source < self.n_seq_max and 0 <= target < self.n_seq_max):
+            raise ValueError(f"cannot copy lane {source} to lane {target}")
+        lc.llama_memory_seq_cp(self.memory, source, target, -1, -1)
+
     def clear(self) -> None:
         """Empty every lane."""
         lc.llama_memory_clear(self.memory, True)
