@@ -33,7 +33,8 @@ class ModelRunner:
         batch = self.batch
         batch.clear()
         to_sample: list[tuple[Sequence, int]] = []
-        for chunk in chunks:
+        # Rows in lane order: llama.cpp splits a batch whose lanes are out of order into slower pieces.
+        for chunk in sorted(chunks, key=lambda c: c.seq.lane):
             last = len(chunk.tokens) - 1
             lane = chunk.seq.lane
             for i, token in enumerate(chunk.tokens):

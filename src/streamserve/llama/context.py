@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
-
 import llama_cpp.llama_cpp as lc
 import numpy as np
 import numpy.typing as npt
 
+from streamserve.llama import gilfree
 from streamserve.llama.batch import Batch
 from streamserve.llama.model import Model
 
@@ -53,10 +52,10 @@ class Context:
 
     def logits(self, row: int) -> npt.NDArray[np.float32]:
         """A copy of the logits of batch row ``row`` (the next decode overwrites the originals)."""
-        ptr = lc.llama_get_logits_ith(self.ptr, row)
+        ptr = gilfree.get_logits_ith(self.ptr, row)
         if not ptr:
             raise ValueError(f"no logits for batch row {row}")
-        view = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self._n_vocab,))
+        view = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
         return view.copy()
 
     def remove(self, seq_id: int, start: int = -1, end: int = -1) -> bool:

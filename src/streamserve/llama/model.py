@@ -8,6 +8,7 @@ from pathlib import Path
 
 import llama_cpp.llama_cpp as lc
 
+from streamserve.llama import gilfree
 from streamserve.llama.backend import init_backend
 
 
@@ -102,7 +103,7 @@ class Model:
 
     def is_eog(self, token_id: int) -> bool:
         """Whether the token ends generation: EOS, end-of-turn and the like."""
-        return bool(lc.llama_vocab_is_eog(self.vocab, token_id))
+        return bool(gilfree.vocab_is_eog(self.vocab, token_id))
 
     def _special_text(self, token_id: int) -> str:
         if token_id < 0:

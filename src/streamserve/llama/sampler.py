@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import llama_cpp.llama_cpp as lc
 
+from streamserve.llama import gilfree
 from streamserve.llama.context import Context
 
 
@@ -64,7 +65,7 @@ class Sampler:
 
     def sample(self, context: Context, row: int) -> int:
         """Draw the next token from batch row ``row``'s logits, and accept it."""
-        return int(lc.llama_sampler_sample(self.ptr, context.ptr, row))
+        return int(gilfree.sampler_sample(self.ptr, context.ptr, row))
 
     def close(self) -> None:
         """Free the chain and every sampler in it."""
