@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from streamserve.api.errors import install_error_handlers
 from streamserve.api.metrics import Metrics
 from streamserve.api.middleware import RequestIdMiddleware
-from streamserve.api.params import Limits
+from streamserve.api.params import Limits, control_stop_ids
 from streamserve.api.routes import health_router, router
 from streamserve.api.state import LoadedModel, ServerState
 from streamserve.config import ServerConfig
@@ -51,7 +51,7 @@ def load(config: ServerConfig) -> LoadedModel:
         max_tokens_default=config.max_tokens_default,
     )
     fingerprint = "fp_" + hashlib.sha256(f"{path.name}:{path.stat().st_size}".encode()).hexdigest()[:10]
-    return LoadedModel(engine, template, limits, fingerprint)
+    return LoadedModel(engine, template, limits, fingerprint, control_stop_ids(template.stop, model))
 
 
 def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:

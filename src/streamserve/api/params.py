@@ -28,8 +28,11 @@ class Limits:
 
 
 def chat_request(body: ChatCompletionRequest, tokenizer: Tokenizer, template: ChatTemplate,
-                 limits: Limits) -> GenerationRequest:
-    """Validate a chat request and build its generation: template, tokens, sampling per choice."""
+                 limits: Limits, stop_ids: frozenset[int] = frozenset()) -> GenerationRequest:
+    """Validate a chat request and build its generation: template, tokens, sampling per choice.
+
+    ``stop_ids`` are the template's turn markers as token ids (see ``control_stop_ids``).
+    """
     _check_common(body, limits)
     if body.tools and body.tool_choice != "none":
         raise NotSupportedError("tools (function calling) are not supported yet", param="tools")
@@ -41,7 +44,6 @@ def chat_request(body: ChatCompletionRequest, tokenizer: Tokenizer, template: Ch
     prompt_ids = encode_chat(template, messages, tokenizer)
     max_tokens = body.max_completion_tokens or body.max_tokens
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
-    stop_ids = _control_stop_ids(template.stop, tokenizer)
     params = _sampling(body, prompt_ids, max_tokens, None, logprobs, limits, param="messages", stop_ids=stop_ids)
     stop = _stops(body.stop, limits) + template.stop
     return GenerationRequest([ChoiceRequest(prompt_ids, p) for p in params], stop, len(prompt_ids))
@@ -68,7 +70,7 @@ def completion_request(body: CompletionRequest, tokenizer: Tokenizer, limits: Li
     return GenerationRequest(choices, stop, sum(len(ids) for ids, _ in prompts))
 
 
-def _control_stop_ids(stops: tuple[str, ...], tokenizer: Tokenizer) -> frozenset[int]:
+def control_stop_ids(stops: tuple[str, ...], tokenizer: Tokenizer) -> frozenset[int]:
     """Template stop strings that are single control tokens: they never appear as text, so stop on the id."""
     ids = set()
     for text in stops:

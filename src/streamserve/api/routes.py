@@ -82,7 +82,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     state = _state(request)
     state.check_model(body.model)
     loaded = state.ready()
-    spec = chat_request(body, loaded.engine.tokenizer, loaded.template, loaded.limits)
+    spec = chat_request(body, loaded.engine.tokenizer, loaded.template, loaded.limits, loaded.stop_ids)
     return await _respond(request, state, loaded, Shape.CHAT, body, spec)
 
 

@@ -21,6 +21,7 @@ class LoadedModel:
     template: ChatTemplate
     limits: Limits
     fingerprint: str
+    stop_ids: frozenset[int]
 
 
 @dataclass
