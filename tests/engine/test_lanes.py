@@ -134,11 +134,11 @@ def test_release_with_nothing_forgets_the_lane() -> None:
     assert pool.acquire([1, 2, 3, 4]) == (lane, 0, None)
 
 
-def test_cached_tokens_counts_free_contents_and_busy_kept_prefixes() -> None:
+def test_cached_tokens_counts_free_lanes_only() -> None:
     pool = _pool_with([[1, 2, 3], [4, 5], []], release_order=[0, 1, 2])
     assert pool.cached_tokens() == 5
-    pool.acquire([1, 2, 9])  # lane 0 is busy now and keeps only [1, 2]
-    assert pool.cached_tokens() == 4
+    pool.acquire([1, 2, 9])  # lane 0 is busy now: its sequence accounts for what it holds
+    assert pool.cached_tokens() == 2
 
 
 def test_new_conversation_does_not_evict_a_cached_one_while_empty_lanes_are_free() -> None:

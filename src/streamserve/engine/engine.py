@@ -166,7 +166,7 @@ class Engine:
         return EngineStats(
             running=len(running),
             waiting=max(0, self._active - len(running)),
-            kv_used_tokens=self.lanes.cached_tokens() + sum(s.num_computed - s.num_cached for s in running),
+            kv_used_tokens=self.lanes.cached_tokens() + sum(s.num_computed for s in running),
             kv_capacity_tokens=self.config.ctx_size * self.config.parallel,
             prompt_tokens_total=self._prompt_tokens,
             cached_prompt_tokens_total=self._cached_tokens,

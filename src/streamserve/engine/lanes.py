@@ -71,5 +71,5 @@ class LanePool:
         self._free.append(lane)
 
     def cached_tokens(self) -> int:
-        """Tokens held by free lanes (the prompt cache); a busy lane counts only its reused prefix."""
-        return sum(len(tokens) for tokens in self.contents)
+        """Tokens held by free lanes: the prompt cache (busy lanes are counted by their sequences)."""
+        return sum(len(self.contents[lane]) for lane in self._free)
