@@ -38,7 +38,7 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     http = serve.add_argument_group("HTTP")
     http.add_argument("--host", default="127.0.0.1", help="address to listen on")
     http.add_argument("--port", type=int, default=8000, help="port to listen on")
-    http.add_argument("--api-key", default=os.environ.get("STREAMSERVE_API_KEY"),
+    http.add_argument("--api-key", default=None,
                       help="require 'Authorization: Bearer KEY' on /v1 routes (env STREAMSERVE_API_KEY)")
     http.add_argument("--allowed-origins", default="",
                       help="comma-separated CORS origins for browser front-ends ('*' for any)")
@@ -84,7 +84,7 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
                           prefill_stall=args.prefill_stall)
     config = ServerConfig(
         model=args.model, host=args.host, port=args.port, served_model_names=names or (name,),
-        api_key=args.api_key or None, chat_template_file=args.chat_template,
+        api_key=args.api_key or os.environ.get("STREAMSERVE_API_KEY") or None, chat_template_file=args.chat_template,
         max_tokens_default=args.max_tokens_default, max_n=args.max_n,
         allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()), engine=engine,
     )
