@@ -95,6 +95,15 @@ async def collect(stream: SequenceStream) -> list[TokenEvent]:
     return [event async for event in stream]
 
 
+async def collect_noting(order: list[Any], name: Any, stream: SequenceStream) -> list[TokenEvent]:
+    """Collect a stream's events, appending ``name`` to ``order`` as each arrives (to see interleaving)."""
+    events = []
+    async for event in stream:
+        order.append(name)
+        events.append(event)
+    return events
+
+
 async def generate(engine: Engine, prompt: list[int], params: SamplingParams) -> tuple[list[TokenEvent], int]:
     """Run one sequence to its end; return its events and its cached prompt tokens."""
     stream = engine.generate(prompt, params)
@@ -157,19 +166,12 @@ def test_concurrent_sequences_complete_and_interleave(engine: Engine, model: Mod
     n_tokens = 12
     order: list[int] = []
 
-    async def consume(i: int, stream: SequenceStream) -> list[TokenEvent]:
-        events = []
-        async for event in stream:
-            order.append(i)
-            events.append(event)
-        return events
-
     async def main() -> list[list[TokenEvent]]:
         params = SamplingParams(max_tokens=n_tokens, temperature=0.0, ignore_eos=True)
         # One submit: all eight arrive in the same step. (Arriving one by one, later prompts are read
         # a few tokens per step while earlier ones decode, by the prefill-stall budget's design.)
         streams = engine.submit([(chat(model, f"Write a poem about {t}."), params) for t in topics])
-        return await asyncio.gather(*(consume(i, s) for i, s in enumerate(streams)))
+        return await asyncio.gather(*(collect_noting(order, i, s) for i, s in enumerate(streams)))
 
     results = run(main())
     for events in results:
@@ -192,13 +194,6 @@ def test_waiting_sequence_is_admitted_when_a_lane_frees_mid_batch(make_engine: E
     eng = make_engine(parallel=2, max_queue=1)
     order: list[str] = []
 
-    async def consume(name: str, stream: SequenceStream) -> list[TokenEvent]:
-        events = []
-        async for event in stream:
-            order.append(name)
-            events.append(event)
-        return events
-
     async def main() -> list[list[TokenEvent]]:
         def params(n: int) -> SamplingParams:
             return SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True)
@@ -206,7 +201,8 @@ def test_waiting_sequence_is_admitted_when_a_lane_frees_mid_batch(make_engine: E
         long = eng.generate(chat(model, "Count to one hundred."), params(40))
         short = eng.generate(chat(model, "Say hi."), params(3))
         queued = eng.generate(chat(model, "Say bye."), params(3))
-        return await asyncio.gather(consume("long", long), consume("short", short), consume("queued", queued))
+        return await asyncio.gather(collect_noting(order, "long", long), collect_noting(order, "short", short),
+                                    collect_noting(order, "queued", queued))
 
     long, short, queued = run(main())
     assert [len(long), len(short), len(queued)] == [40, 3, 3]

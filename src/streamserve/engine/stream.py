@@ -64,7 +64,3 @@ class SequenceStream:
         if not self._done:
             self._done = True
             self._engine.abort(self._seq)
-
-    async def aclose(self) -> None:
-        """Async alias of ``close`` for ``contextlib.aclosing`` and merge helpers."""
-        self.close()
