@@ -25,7 +25,7 @@ from streamserve.engine import (
     SequenceStream,
     TokenEvent,
 )
-from streamserve.llama import Model
+from streamserve.llama import Model, load_model
 from streamserve.models import resolve_model
 
 T = TypeVar("T")
@@ -45,7 +45,7 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = TIMEOUT_S) -> T:
 @pytest.fixture(scope="module")
 def model() -> Iterator[Model]:
     _, path = resolve_model("smollm2-135m-instruct")
-    with Model(path) as loaded:
+    with load_model(path) as loaded:
         yield loaded
 
 

@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from streamserve.llama import Model
+from streamserve.llama import Model, load_model
 from streamserve.models import resolve_model
 
 
 @pytest.fixture(scope="package")
 def smollm2() -> Iterator[Model]:
     _, path = resolve_model("smollm2-135m-instruct")
-    with Model(path) as loaded:
+    with load_model(path) as loaded:
         yield loaded

@@ -111,7 +111,7 @@ def test_bad_file_raises_model_load_error(tmp_path: Path) -> None:
 
 def test_close_is_idempotent() -> None:
     _, path = resolve_model("smollm2-135m-instruct")
-    model = Model(path)
+    model = Model(path, extra_bufts=False)
     model.close()
     model.close()
     assert model.ptr is None

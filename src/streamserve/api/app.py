@@ -112,6 +112,8 @@ def _banner(state: ServerState) -> None:
     url = f"http://{cfg.host}:{cfg.port}"
     key = f" -H 'Authorization: Bearer {cfg.api_key}'" if cfg.api_key else ""
     logger.info("model %s (%s, %s) from %s", state.model_names[0], model.name, model.architecture, model.path)
+    if model.kernels is not None:
+        logger.info("%s", model.kernels.describe())
     logger.info(
         "chat template: %s; context %d tokens per sequence x %d parallel; queue %d; threads %d; "
         "limits: n<=%d, stop strings<=%d", loaded.template.name, cfg.engine.ctx_size, cfg.engine.parallel,

@@ -52,7 +52,10 @@ async def health(request: Request) -> Response:
     if state.loaded is None or state.shutting_down:
         status = "shutting_down" if state.shutting_down else ("error" if state.load_error else "loading")
         return _json({"status": status, "detail": state.load_error}, 503)
-    return _json({"status": "ok"})
+    kernels = state.loaded.engine.model.kernels
+    cpu = None if kernels is None else {
+        "extra_buffer_types": list(kernels.available), "enabled": kernels.extra_bufts, "reason": kernels.reason}
+    return _json({"status": "ok", "cpu_kernels": cpu})
 
 
 @health_router.get("/metrics")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 def _default_threads() -> int:
@@ -18,7 +19,9 @@ class EngineConfig:
     ``ctx_size`` is one sequence's context (prompt plus output); the KV cache holds
     ``ctx_size * parallel`` tokens. ``max_batch_tokens`` caps one step's batch. While sequences
     decode, a step adds only as many prompt tokens as keep it within ``prefill_stall`` times a
-    decode-only step, so running streams keep flowing while a long prompt is read.
+    decode-only step, so running streams keep flowing while a long prompt is read. ``extra_bufts``
+    says whether llama.cpp may use its extra CPU buffer types (AMX, repacked weights): ``auto`` lets a
+    probe decide (``llama.kernels``).
     """
 
     parallel: int = 8
@@ -27,6 +30,7 @@ class EngineConfig:
     n_threads: int = field(default_factory=_default_threads)
     max_batch_tokens: int = 512
     prefill_stall: float = 2.0
+    extra_bufts: Literal["auto", "on", "off"] = "auto"
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.prefill_stall) or self.prefill_stall <= 1.0:
@@ -34,6 +38,8 @@ class EngineConfig:
         for name in ("parallel", "ctx_size", "n_threads", "max_batch_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.extra_bufts not in ("auto", "on", "off"):
+            raise ValueError(f"extra_bufts must be auto, on or off, got {self.extra_bufts!r}")
         if self.max_queue < 0:
             raise ValueError(f"max_queue must be at least 0, got {self.max_queue}")
         if self.max_batch_tokens < self.parallel:

@@ -23,7 +23,7 @@ from streamserve.engine.sampling import SamplingParams
 from streamserve.engine.scheduler import Chunk, Scheduler
 from streamserve.engine.sequence import Delivery, Sequence, SequenceStatus
 from streamserve.engine.stream import SequenceStream
-from streamserve.llama import Batch, Context, DecodeError, Model, Sampler
+from streamserve.llama import Batch, Context, DecodeError, Model, ProbeSettings, Sampler, load_model
 
 logger = logging.getLogger("streamserve.engine")
 
@@ -75,8 +75,8 @@ class Engine:
 
     @classmethod
     def load(cls, path: Path, config: EngineConfig) -> Engine:
-        """Load the GGUF at ``path`` and build an engine over it (not started yet)."""
-        model = Model(path)
+        """Load the GGUF at ``path`` with CPU kernels proven safe here, and build an engine (not started yet)."""
+        model = load_model(path, config.extra_bufts, ProbeSettings(config.max_batch_tokens, config.n_threads))
         try:
             return cls(model, config)
         except Exception:

@@ -2,7 +2,20 @@
 
 from streamserve.llama.batch import Batch
 from streamserve.llama.context import Context, DecodeError
+from streamserve.llama.kernels import KernelChoice, KernelMode, ProbeSettings, choose_kernels, load_model
 from streamserve.llama.model import Model, ModelLoadError
 from streamserve.llama.sampler import Sampler
 
-__all__ = ["Batch", "Context", "DecodeError", "Model", "ModelLoadError", "Sampler"]
+__all__ = [
+    "Batch",
+    "Context",
+    "DecodeError",
+    "KernelChoice",
+    "KernelMode",
+    "Model",
+    "ModelLoadError",
+    "ProbeSettings",
+    "Sampler",
+    "choose_kernels",
+    "load_model",
+]

@@ -5,11 +5,15 @@ from __future__ import annotations
 import ctypes
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import llama_cpp.llama_cpp as lc
 
 from streamserve.llama import gilfree
 from streamserve.llama.backend import init_backend
+
+if TYPE_CHECKING:
+    from streamserve.llama.kernels import KernelChoice
 
 
 class ModelLoadError(RuntimeError):
@@ -19,18 +23,24 @@ class ModelLoadError(RuntimeError):
 class Model:
     """A llama.cpp model loaded from a GGUF file (weights memory-mapped, CPU only).
 
+    ``extra_bufts`` lets llama.cpp place weights in its CPU backend's extra buffer types (AMX, repacked
+    layouts); ``llama.kernels.choose_kernels`` decides whether that is safe on this machine.
+
     It also implements the streaming layer's ``Tokenizer`` protocol: tokenize, raw token bytes,
     end-of-generation test, BOS/EOS texts and the control-token texts user input must not inject.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, extra_bufts: bool = True) -> None:
         init_backend()
         params = lc.llama_model_default_params()
         params.n_gpu_layers = 0
+        params.use_extra_bufts = extra_bufts
         ptr = lc.llama_model_load_from_file(str(path).encode(), params)
         if not ptr:
             raise ModelLoadError(f"llama.cpp could not load {path}")
         self.path = path
+        self.extra_bufts = extra_bufts
+        self.kernels: KernelChoice | None = None  # set by ``kernels.load_model``
         self.ptr = ptr
         self.vocab = lc.llama_model_get_vocab(ptr)
         self.n_vocab: int = lc.llama_vocab_n_tokens(self.vocab)
