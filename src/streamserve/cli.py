@@ -14,7 +14,7 @@ import uvicorn
 
 from streamserve import __version__
 from streamserve.bench.cli import add_bench_parser, run_bench
-from streamserve.config import ServerConfig
+from streamserve.config import DEFAULT_MAX_REQUEST_BYTES, ServerConfig
 from streamserve.engine import EngineConfig
 from streamserve.models import BUILTIN_MODELS, DEFAULT_MODEL
 
@@ -75,6 +75,8 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     limits.add_argument("--max-tokens-default", type=int, default=None,
                         help="cap on max_tokens when a request gives none (chat defaults to the rest of the context)")
     limits.add_argument("--max-n", type=int, default=8, help="largest n (choices per request)")
+    limits.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
+                        help="largest request body; larger ones get 413 before they are read")
     serve.set_defaults(handler=_serve)
 
 
@@ -89,7 +91,7 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
     config = ServerConfig(
         model=args.model, host=args.host, port=args.port, served_model_names=names or (name,),
         api_key=args.api_key or os.environ.get("STREAMSERVE_API_KEY") or None, chat_template_file=args.chat_template,
-        max_tokens_default=args.max_tokens_default, max_n=args.max_n,
+        max_tokens_default=args.max_tokens_default, max_n=args.max_n, max_request_bytes=args.max_request_bytes,
         allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()), engine=engine,
     )
     return config, config.served_model_names

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from streamserve.engine import EngineConfig
 
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+"""Request bodies above this get 413 (a 4,096-token chat is about 20 KB)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
@@ -23,6 +26,7 @@ class ServerConfig:
     max_tokens_default: int | None = None
     max_n: int = 8
     max_stop_strings: int = 4
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     allowed_origins: tuple[str, ...] = ()
     engine: EngineConfig = field(default_factory=EngineConfig)
 
@@ -31,5 +35,7 @@ class ServerConfig:
             raise ValueError(f"port must be 0..65535, got {self.port}")
         if self.max_tokens_default is not None and self.max_tokens_default < 1:
             raise ValueError("max_tokens_default must be at least 1")
+        if self.max_request_bytes < 1024:
+            raise ValueError("max_request_bytes must be at least 1024")
         if self.max_n < 1:
             raise ValueError("max_n must be at least 1")

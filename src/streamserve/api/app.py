@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from streamserve.api.errors import install_error_handlers
+from streamserve.api.limits import BodyLimitMiddleware
 from streamserve.api.metrics import Metrics
 from streamserve.api.middleware import RequestIdMiddleware
 from streamserve.api.params import Limits, control_stop_ids
@@ -46,6 +47,7 @@ def load(config: ServerConfig) -> LoadedModel:
     limits = Limits(
         ctx_size=config.engine.ctx_size,
         n_vocab=model.n_vocab,
+        max_token_bytes=model.max_token_bytes,
         max_n=config.max_n,
         max_stop_strings=config.max_stop_strings,
         max_tokens_default=config.max_tokens_default,
@@ -82,6 +84,7 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
     if config.allowed_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.allowed_origins), allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["x-request-id"])

@@ -81,6 +81,14 @@ class NotSupportedError(InvalidRequestError):
     code = "unsupported_parameter"
 
 
+class PayloadTooLargeError(APIError):
+    """413: the request body is over the server's ``--max-request-bytes``; it was not read further."""
+
+    status_code = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
 class AuthenticationError(APIError):
     """401: a missing or wrong API key, with OpenAI's type and code for it."""
 
@@ -141,6 +149,14 @@ class InternalServerError(APIError):
     type = "server_error"
 
 
+class BodyError(HTTPException):
+    """An unusable request body, raised from inside FastAPI's body parsing, which lets only HTTPException out."""
+
+    def __init__(self, error: APIError) -> None:
+        super().__init__(error.status_code, error.message)
+        self.error = error
+
+
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     """OpenAI's error envelope with all four keys."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
@@ -161,6 +177,7 @@ def error_response(exc: APIError) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every error, expected or not, into OpenAI's envelope."""
+    app.add_exception_handler(BodyError, _handle_body_error)
     app.add_exception_handler(APIError, _handle_api_error)
     app.add_exception_handler(RequestError, _handle_request_error)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
@@ -171,6 +188,11 @@ def install_error_handlers(app: FastAPI) -> None:
 async def _handle_api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, APIError)
     return error_response(exc)
+
+
+async def _handle_body_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BodyError)
+    return error_response(exc.error)
 
 
 async def _handle_request_error(request: Request, exc: Exception) -> JSONResponse:
@@ -185,6 +207,8 @@ async def _handle_validation_error(request: Request, exc: Exception) -> JSONResp
 
 async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 413:
+        return error_response(PayloadTooLargeError(str(exc.detail)))
     message = f"{exc.detail} ({request.method} {request.url.path})"
     type_ = "server_error" if exc.status_code >= 500 else "invalid_request_error"
     return _ORJSONResponse(error_body(message, type_), status_code=exc.status_code, headers=exc.headers)

@@ -25,6 +25,7 @@ class Limits:
     max_n: int
     max_stop_strings: int
     max_tokens_default: int | None
+    max_token_bytes: int | None = None  # the longest token in bytes; None skips the cheap length check
 
 
 def chat_request(body: ChatCompletionRequest, tokenizer: Tokenizer, template: ChatTemplate,
@@ -34,6 +35,8 @@ def chat_request(body: ChatCompletionRequest, tokenizer: Tokenizer, template: Ch
     ``stop_ids`` are the template's turn markers as token ids (see ``control_stop_ids``).
     """
     _check_common(body, limits)
+    _check_messages(body)
+    _check_length(sum(_text_length(m.content) for m in body.messages), limits, "messages")
     if body.tools and body.tool_choice != "none":
         raise NotSupportedError("tools (function calling) are not supported yet", param="tools")
     if body.response_format and body.response_format.get("type", "text") != "text":
@@ -60,6 +63,9 @@ def completion_request(body: CompletionRequest, tokenizer: Tokenizer, limits: Li
         raise NotSupportedError("echo together with logprobs is not supported yet", param="echo")
     if body.max_tokens == 0:
         raise InvalidRequestError("max_tokens must be at least 1", param="max_tokens")
+    if isinstance(body.prompt, str) or (body.prompt and isinstance(body.prompt[0], str)):
+        texts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        _check_length(max(len(text) for text in texts if isinstance(text, str)), limits, "prompt")
     prompts = _prompts(body.prompt, tokenizer, limits)
     stop = _stops(body.stop, limits)
     choices = []
@@ -86,6 +92,38 @@ def _check_common(body: ChatCompletionRequest | CompletionRequest, limits: Limit
         raise InvalidRequestError("stream_options is only allowed when stream is true", param="stream_options")
     if (body.n or 1) > limits.max_n:
         raise InvalidRequestError(f"n must be at most {limits.max_n} on this server", param="n")
+
+
+def _check_length(chars: int, limits: Limits, param: str) -> None:
+    """Refuse text that cannot fit the context, before any templating or tokenizing (which scale with it).
+
+    No token is longer than ``max_token_bytes`` bytes, nor a character shorter than a byte, so a text of
+    ``chars`` characters has at least ``chars / max_token_bytes`` tokens.
+    """
+    if limits.max_token_bytes is None:
+        return
+    least = -(-chars // limits.max_token_bytes)
+    if least > limits.ctx_size:
+        raise ContextLengthExceededError(
+            f"This model's maximum context length is {limits.ctx_size} tokens; the {param} text ({chars} "
+            f"characters) has at least {least} tokens.", param=param)
+
+
+def _text_length(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content)
+    return sum(len(getattr(part, "text", "") or "") for part in content or ())
+
+
+def _check_messages(body: ChatCompletionRequest) -> None:
+    """Content is required, as OpenAI requires it: assistant messages may carry tool calls instead."""
+    for index, message in enumerate(body.messages):
+        if message.content is None and not (message.role == "assistant" and message.tool_calls):
+            needed = "'content' or 'tool_calls'" if message.role == "assistant" else "'content'"
+            raise InvalidRequestError(
+                f"Missing required parameter: 'messages[{index}].content' (a {message.role} message needs {needed}).",
+                param=f"messages.{index}.content",
+            )
 
 
 def _prompts(prompt: Any, tokenizer: Tokenizer, limits: Limits) -> list[tuple[list[int], str]]:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
 from streamserve.api.auth import require_api_key
+from streamserve.api.body import JSONRoute
 from streamserve.api.errors import InternalServerError, RateLimitError, ServiceUnavailableError
 from streamserve.api.metrics import RequestRecorder
 from streamserve.api.params import chat_request, completion_request
@@ -33,7 +34,7 @@ from streamserve.streaming.response import collect, stream_sse
 T = TypeVar("T")
 
 health_router = APIRouter()
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], route_class=JSONRoute)
 
 
 def _state(request: Request) -> ServerState:
@@ -85,7 +86,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     state = _state(request)
     state.check_model(body.model)
     loaded = state.ready()
-    spec = chat_request(body, loaded.engine.tokenizer, loaded.template, loaded.limits, loaded.stop_ids)
+    # Templating and tokenizing scale with the prompt: off the event loop, so no request pauses the streams.
+    spec = await asyncio.to_thread(chat_request, body, loaded.engine.tokenizer, loaded.template, loaded.limits,
+                                   loaded.stop_ids)
     return await _respond(request, state, loaded, Shape.CHAT, body, spec)
 
 
@@ -95,7 +98,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     state = _state(request)
     state.check_model(body.model)
     loaded = state.ready()
-    spec = completion_request(body, loaded.engine.tokenizer, loaded.limits)
+    spec = await asyncio.to_thread(completion_request, body, loaded.engine.tokenizer, loaded.limits)
     return await _respond(request, state, loaded, Shape.COMPLETION, body, spec)
 
 

@@ -55,6 +55,7 @@ class Model:
         self._pieces: dict[int, bytes] = {}
         self._pieces_lock = threading.Lock()
         self._control_texts: frozenset[str] | None = None
+        self._max_token_bytes: int | None = None
 
     def metadata(self, key: str) -> str | None:
         """A GGUF metadata value as text, or None if the file lacks the key."""
@@ -89,6 +90,18 @@ class Model:
                         texts.add(text)
             self._control_texts = frozenset(texts)
         return self._control_texts
+
+    @property
+    def max_token_bytes(self) -> int:
+        """An upper bound on any token's length in bytes, so a text of n bytes has at least n / this tokens.
+
+        Read from the vocabulary's stored token texts, which are never shorter than the pieces they decode
+        to (byte-level BPE and SentencePiece both write a space as a longer character); computed once.
+        """
+        if self._max_token_bytes is None:
+            get_text = lc.llama_vocab_get_text
+            self._max_token_bytes = max(len(get_text(self.vocab, token) or b"") for token in range(self.n_vocab))
+        return max(1, self._max_token_bytes)
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
         """Token ids of ``text``, growing the buffer when the first guess is too small."""

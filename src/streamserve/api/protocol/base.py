@@ -14,7 +14,8 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 StopList = Annotated[list[str], Field(max_length=4)]
-LogitBias = dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]]
+LogitBias = Annotated[dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]], Field(max_length=300)]
+"""Token id -> bias; at most 300 entries, as OpenAI allows."""
 
 
 class OpenAIBaseModel(BaseModel):
