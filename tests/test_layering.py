@@ -13,11 +13,11 @@ PACKAGE = Path(streamserve.__file__).parent
 
 # For each package: the streamserve packages it must never import.
 FORBIDDEN = {
-    "llama": {"api", "streaming", "engine", "bench", "cli", "config", "models"},
-    "engine": {"api", "streaming", "bench", "cli", "config", "models"},
+    "llama": {"api", "streaming", "engine", "bench", "cli", "config", "models", "server"},
+    "engine": {"api", "streaming", "bench", "cli", "config", "models", "server"},
     "streaming": {"api", "bench", "cli", "config", "models", "llama"},
     "api": {"bench", "cli", "llama"},
-    "bench": {"api", "streaming", "engine", "llama", "cli", "config", "models"},
+    "bench": {"api", "streaming", "engine", "llama", "cli", "config", "models", "server"},
 }
 THIRD_PARTY_ONLY_IN = {"llama_cpp": {"llama"}, "fastapi": {"api"}, "starlette": {"api"}, "prometheus_client": {"api"}}
 

@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
 
 import uvicorn
 
@@ -42,6 +41,9 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
                       help="require 'Authorization: Bearer KEY' on /v1 routes (env STREAMSERVE_API_KEY)")
     http.add_argument("--allowed-origins", default="",
                       help="comma-separated CORS origins for browser front-ends ('*' for any)")
+    http.add_argument("--shutdown-grace", type=float, default=30.0,
+                      help="on SIGTERM or Ctrl-C, seconds running streams may take to finish before they are ended "
+                           "(new requests get 503 meanwhile); a second signal ends them at once")
     http.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                       help="log verbosity")
     model = serve.add_argument_group("model")
@@ -97,22 +99,9 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
     return config, config.served_model_names
 
 
-class _Server(uvicorn.Server):
-    """uvicorn, but Ctrl-C / SIGTERM first ends open streams (error event + [DONE]) and refuses new requests."""
-
-    def __init__(self, config: uvicorn.Config, on_exit: object) -> None:
-        super().__init__(config)
-        self._on_exit = on_exit
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if callable(self._on_exit):
-            self._on_exit()
-        super().handle_exit(sig, frame)
-
-
 def _serve(args: argparse.Namespace) -> int:
     from streamserve.api.app import create_app
-    from streamserve.api.state import ServerState
+    from streamserve.server import Server
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -121,15 +110,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"streamserve: {exc}", file=sys.stderr)
         return 2
     app = create_app(config, names)
-    state: ServerState = app.state.streamserve
-
-    def begin_shutdown() -> None:
-        state.shutting_down = True
-        if state.loaded is not None:
-            state.loaded.engine.shutdown()
-
-    server = _Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level,
-                                    timeout_graceful_shutdown=10), begin_shutdown)
+    server = Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level,
+                                   timeout_graceful_shutdown=10), app.state.streamserve, args.shutdown_grace)
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly

@@ -38,19 +38,24 @@ class APIError(Exception):
     type: ClassVar[str] = "server_error"
     code: str | None = None
     param: str | None = None
+    retry_after: int | None = None
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, param: str | None = None, code: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if param is not None:
             self.param = param
         if code is not None:
             self.code = code
+        if retry_after is not None:
+            self.retry_after = retry_after
 
     @property
     def headers(self) -> dict[str, str]:
-        """Extra response headers (``Retry-After`` for 429)."""
-        return {}
+        """Extra response headers: ``Retry-After`` (whole seconds) when the client should come back later."""
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
     def to_dict(self) -> dict[str, Any]:
         """The envelope ``{"error": {...}}``, also usable as a mid-stream error event."""
@@ -121,25 +126,16 @@ class RateLimitError(APIError):
     status_code = 429
     type = "requests"
     code = "rate_limit_exceeded"
-
-    def __init__(
-        self, message: str, *, retry_after: int = 1, param: str | None = None, code: str | None = None
-    ) -> None:
-        super().__init__(message, param=param, code=code)
-        self.retry_after = retry_after
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """``Retry-After`` in whole seconds."""
-        return {"Retry-After": str(self.retry_after)}
+    retry_after = 1
 
 
 class ServiceUnavailableError(APIError):
-    """503: the server is loading the model or shutting down."""
+    """503: the server is loading the model, draining for a restart or shutting down (with ``Retry-After``)."""
 
     status_code = 503
     type = "server_error"
     code = "service_unavailable"
+    retry_after = 1
 
 
 class InternalServerError(APIError):

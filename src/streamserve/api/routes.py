@@ -48,11 +48,10 @@ def _json(payload: Any, status_code: int = 200) -> Response:
 
 @health_router.get("/health")
 async def health(request: Request) -> Response:
-    """Readiness: 200 once the model is loaded, 503 while it loads or the server shuts down."""
+    """Readiness: 200 once the model is loaded; 503 while it loads, while draining and while shutting down."""
     state = _state(request)
-    if state.loaded is None or state.shutting_down:
-        status = "shutting_down" if state.shutting_down else ("error" if state.load_error else "loading")
-        return _json({"status": status, "detail": state.load_error}, 503)
+    if state.status != "ok" or state.loaded is None:
+        return _json({"status": state.status, "detail": state.load_error}, 503)
     kernels = state.loaded.engine.model.kernels
     cpu = None if kernels is None else {
         "extra_buffer_types": list(kernels.available), "enabled": kernels.extra_bufts, "reason": kernels.reason}
@@ -121,6 +120,8 @@ async def _respond(request: Request, state: ServerState, loaded: LoadedModel, sh
                                  headers=dict(sse.HEADERS))
     try:
         result = await _unless_disconnected(request, collect(meta, generation, recorder))
+    except EngineStoppedError as exc:
+        raise ServiceUnavailableError(str(exc)) from None
     except EngineError as exc:
         raise InternalServerError(str(exc)) from None
     return Response(status_code=499) if result is None else _json(result)

@@ -34,12 +34,24 @@ class ServerState:
     created: int = field(default_factory=lambda: int(time.time()))
     loaded: LoadedModel | None = None
     load_error: str | None = None
+    draining: bool = False
     shutting_down: bool = False
 
-    def ready(self) -> LoadedModel:
-        """The loaded model, or a 503 while loading or shutting down."""
+    @property
+    def status(self) -> str:
+        """``/health``'s status: ``ok``, ``loading``, ``error``, ``draining`` or ``shutting_down``."""
         if self.shutting_down:
-            raise ServiceUnavailableError("The server is shutting down.")
+            return "shutting_down"
+        if self.draining:
+            return "draining"
+        if self.loaded is None:
+            return "error" if self.load_error else "loading"
+        return "ok"
+
+    def ready(self) -> LoadedModel:
+        """The loaded model, or a 503 (with ``Retry-After``) while loading, draining or shutting down."""
+        if self.draining or self.shutting_down:
+            raise ServiceUnavailableError("The server is shutting down; retry on another instance or shortly.")
         if self.loaded is None:
             raise ServiceUnavailableError(self.load_error or "The model is still loading; retry shortly.")
         return self.loaded
