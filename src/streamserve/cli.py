@@ -69,6 +69,9 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
                         help="while streams decode, a step reading a new prompt may take at most this many "
                              "times a decode-only step (sized online); lower keeps streams smoother, higher "
                              "reads long prompts faster")
+    engine.add_argument("--max-backlog", type=int, default=defaults.max_backlog,
+                        help="steps a stream's client may leave unread (beyond what the sockets buffer) before its "
+                             "sequence is aborted and its lane freed")
     engine.add_argument("--extra-bufts", choices=["auto", "on", "off"], default=defaults.extra_bufts,
                         help="llama.cpp's extra CPU buffer types (AMX, repacked weights): 'auto' first proves a "
                              "decode works with them in a short-lived child process (they crash on some CPUs) "
@@ -89,7 +92,8 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
     names = tuple(dict.fromkeys(n.strip() for arg in args.served_model_name for n in arg.split(",") if n.strip()))
     engine = EngineConfig(parallel=args.parallel, ctx_size=args.ctx_size, max_queue=args.max_queue,
                           n_threads=args.threads, max_batch_tokens=max(args.max_batch_tokens, args.parallel),
-                          prefill_stall=args.prefill_stall, extra_bufts=args.extra_bufts)
+                          prefill_stall=args.prefill_stall, extra_bufts=args.extra_bufts,
+                          max_backlog=args.max_backlog)
     config = ServerConfig(
         model=args.model, host=args.host, port=args.port, served_model_names=names or (name,),
         api_key=args.api_key or os.environ.get("STREAMSERVE_API_KEY") or None, chat_template_file=args.chat_template,

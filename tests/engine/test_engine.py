@@ -18,11 +18,13 @@ import pytest
 from streamserve.engine import (
     Engine,
     EngineConfig,
+    EngineError,
     EngineStoppedError,
     FinishReason,
     QueueFullError,
     SamplingParams,
     SequenceStream,
+    StreamBacklogError,
     TokenEvent,
 )
 from streamserve.llama import Model, load_model
@@ -613,3 +615,33 @@ def test_shutdown_of_an_idle_engine_is_quick(make_engine: EngineFactory) -> None
     start = time.monotonic()
     eng.shutdown()
     assert time.monotonic() - start < 5
+
+
+# Readers that fall behind
+
+
+def test_a_reader_max_backlog_steps_behind_is_aborted_after_its_queued_events(make_engine: EngineFactory,
+                                                                                model: Model) -> None:
+    engine = make_engine(parallel=1, max_backlog=4)
+    prompt = chat(model, "Count from one to one hundred.")
+    params = SamplingParams(max_tokens=200, temperature=0.0, ignore_eos=True)
+
+    async def scenario() -> tuple[list[TokenEvent], BaseException | None]:
+        stream = engine.generate(prompt, params)
+        while stream._seq.queue.qsize() < 4:  # nobody reads: the queue fills
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        events: list[TokenEvent] = []
+        try:
+            async for event in stream:
+                events.append(event)
+        except EngineError as exc:
+            return events, exc
+        return events, None
+
+    events, error = run(scenario())
+    assert isinstance(error, StreamBacklogError)
+    assert 4 <= len(events) < 200 and all(e.finish is None for e in events)
+    # The lane is free again: the next sequence runs to its end.
+    followup, _ = run(generate(engine, prompt, SamplingParams(max_tokens=3, temperature=0.0)))
+    assert_well_formed(followup)

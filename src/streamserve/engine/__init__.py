@@ -5,7 +5,7 @@ It knows token ids and sampling parameters only: no HTTP, pydantic or OpenAI nam
 
 from streamserve.engine.config import EngineConfig
 from streamserve.engine.engine import Engine, EngineStats
-from streamserve.engine.errors import EngineError, EngineStoppedError, QueueFullError
+from streamserve.engine.errors import EngineError, EngineStoppedError, QueueFullError, StreamBacklogError
 from streamserve.engine.events import FinishReason, TokenEvent
 from streamserve.engine.sampling import SamplingParams
 from streamserve.engine.stream import SequenceStream
@@ -20,5 +20,6 @@ __all__ = [
     "QueueFullError",
     "SamplingParams",
     "SequenceStream",
+    "StreamBacklogError",
     "TokenEvent",
 ]

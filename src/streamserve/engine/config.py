@@ -21,7 +21,8 @@ class EngineConfig:
     decode, a step adds only as many prompt tokens as keep it within ``prefill_stall`` times a
     decode-only step, so running streams keep flowing while a long prompt is read. ``extra_bufts``
     says whether llama.cpp may use its extra CPU buffer types (AMX, repacked weights): ``auto`` lets a
-    probe decide (``llama.kernels``).
+    probe decide (``llama.kernels``). A sequence whose reader leaves ``max_backlog`` steps unread (a
+    client that stopped reading) is aborted, freeing its lane.
     """
 
     parallel: int = 8
@@ -31,11 +32,12 @@ class EngineConfig:
     max_batch_tokens: int = 512
     prefill_stall: float = 2.0
     extra_bufts: Literal["auto", "on", "off"] = "auto"
+    max_backlog: int = 1024
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.prefill_stall) or self.prefill_stall <= 1.0:
             raise ValueError(f"prefill_stall must be above 1, got {self.prefill_stall}")
-        for name in ("parallel", "ctx_size", "n_threads", "max_batch_tokens"):
+        for name in ("parallel", "ctx_size", "n_threads", "max_batch_tokens", "max_backlog"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.extra_bufts not in ("auto", "on", "off"):

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from streamserve.engine.budget import PrefillBudget
 from streamserve.engine.config import EngineConfig
-from streamserve.engine.errors import EngineError, EngineStoppedError, QueueFullError
+from streamserve.engine.errors import EngineError, EngineStoppedError, QueueFullError, StreamBacklogError
 from streamserve.engine.events import FinishReason, TokenEvent
+from streamserve.engine.faults import FaultInjector
 from streamserve.engine.lanes import LanePool
 from streamserve.engine.runner import ModelRunner, Sampled
 from streamserve.engine.sampling import SamplingParams
@@ -63,6 +64,7 @@ class Engine:
         self.scheduler = Scheduler(self.lanes, max_batch_tokens=config.max_batch_tokens)
         self.budget = PrefillBudget(config.prefill_stall, ceiling=config.max_batch_tokens)
         self.runner = ModelRunner(self.context, config.max_batch_tokens)
+        self._faults = FaultInjector()
         self._cond = threading.Condition()
         self._commands: list[tuple[str, Sequence]] = []
         self._active = 0
@@ -206,11 +208,14 @@ class Engine:
             return
         start = time.perf_counter()
         try:
+            self._faults.before_decode()
             sampled = self.runner.run(chunks)
         except DecodeError as exc:
-            logger.error("decode failed for %d sequences: %s", len({c.seq for c in chunks}), exc)
-            deliveries = [(c.seq, self._fail(c.seq, exc)) for c in chunks]
-            self._deliver(deliveries)
+            seqs = list(dict.fromkeys(c.seq for c in chunks))
+            logger.error("decode failed for %d sequences: %s", len(seqs), exc)
+            error = EngineError(f"the model failed to compute this step ({exc}); this response was stopped, "
+                                "the server goes on serving")
+            self._deliver([(seq, self._fail(seq, error)) for seq in seqs])
             return
         self.budget.observe(n_decoding, sum(len(c.tokens) for c in chunks) - n_decoding, time.perf_counter() - start)
         self._deliver(self._postprocess(chunks, sampled))
@@ -287,18 +292,33 @@ class Engine:
         seqs = list(self.scheduler.running) + list(self.scheduler.waiting)
         self._deliver([(seq, self._fail(seq, exc)) for seq in seqs])
 
-    @staticmethod
-    def _deliver(deliveries: Iterable[tuple[Sequence, Delivery]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue[Delivery], Delivery]]] = defaultdict(list)
+    def _deliver(self, deliveries: Iterable[tuple[Sequence, Delivery]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Sequence, Delivery]]] = defaultdict(list)
         for seq, item in deliveries:
-            by_loop[seq.loop].append((seq.queue, item))
+            by_loop[seq.loop].append((seq, item))
         for loop, items in by_loop.items():
             try:
-                loop.call_soon_threadsafe(_put_all, items)
+                loop.call_soon_threadsafe(self._put_all, items)
             except RuntimeError:
                 logger.debug("event loop closed; dropped %d deliveries", len(items))
 
+    def _put_all(self, items: list[tuple[Sequence, Delivery]]) -> None:
+        """On the event loop: queue each delivery, unless its reader has fallen ``max_backlog`` steps behind.
 
-def _put_all(items: list[tuple[asyncio.Queue[Delivery], Delivery]]) -> None:
-    for queue, item in items:
-        queue.put_nowait(item)
+        A client that stops reading (its TCP window full) stops draining its queue; past the bound its
+        sequence is aborted with ``StreamBacklogError`` (after the events already queued), so it neither
+        holds a lane nor grows memory while nobody reads.
+        """
+        for seq, item in items:
+            if seq.backlogged:
+                continue
+            if not isinstance(item, BaseException) and seq.queue.qsize() >= self.config.max_backlog:
+                seq.backlogged = True
+                logger.warning("sequence %d aborted: its client left %d steps unread", seq.number,
+                               seq.queue.qsize())
+                seq.queue.put_nowait(StreamBacklogError(
+                    f"the client stopped reading: generation was stopped after {self.config.max_backlog} "
+                    "unread steps"))
+                self.abort(seq)
+                continue
+            seq.queue.put_nowait(item)

@@ -13,3 +13,7 @@ class QueueFullError(EngineError):
 
 class EngineStoppedError(EngineError):
     """The engine is shutting down or stopped."""
+
+
+class StreamBacklogError(EngineError):
+    """The sequence's reader fell too far behind (a client that stopped reading): it was aborted."""

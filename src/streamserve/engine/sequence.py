@@ -53,6 +53,7 @@ class Sequence:
     sampler: Sampler | None = None
     arrival_time: float = field(default_factory=time.monotonic)
     admit_time: float | None = None
+    backlogged: bool = False  # aborted because its reader fell max_backlog steps behind (event-loop side)
 
     @property
     def is_prefilling(self) -> bool:

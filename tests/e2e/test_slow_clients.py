@@ -1,0 +1,90 @@
+"""Clients that stop reading: their sequence is aborted and its lane freed; other streams keep their pace."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.ssewire import read_stream
+from tests.serverproc import ServerProcess, running_server
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "smollm2-135m-instruct"
+NO_EOS = {"0": -100, "1": -100, "2": -100}
+BACKLOG = 32
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    with running_server("--parallel", "2", "--max-backlog", str(BACKLOG)) as process:
+        yield process
+
+
+def metric(server: ServerProcess, name: str) -> float:
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    assert match, name
+    return float(match.group(1))
+
+
+def rss_mb(server: ServerProcess) -> float:
+    status = Path(f"/proc/{server.process.pid}/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    assert match
+    return int(match.group(1)) / 1024
+
+
+def never_reading_client(server: ServerProcess) -> socket.socket:
+    """A raw HTTP client with a tiny receive buffer that sends a long, fat stream request and never reads."""
+    host, port = server.url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    # Chat chunks with 20 alternatives per token are ~3 KB: the socket buffers fill in about a thousand tokens.
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Count to a million."}],
+                       "max_tokens": 3500, "temperature": 0, "stream": True, "logprobs": True, "top_logprobs": 20,
+                       "logit_bias": NO_EOS}).encode()
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    return sock
+
+
+def test_a_client_that_never_reads_is_cut_off_and_its_lane_freed(server: ServerProcess) -> None:
+    before = rss_mb(server)
+    sock = never_reading_client(server)
+    try:
+        deadline = time.monotonic() + 60
+        while metric(server, "streamserve:num_requests_running") == 0:
+            assert time.monotonic() < deadline, "the stalled request never started"
+            time.sleep(0.05)
+        # Meanwhile another client streams at its normal pace.
+        other: dict[str, object] = {}
+        body = {"model": MODEL, "prompt": "1, 2,", "max_tokens": 100, "temperature": 0, "logit_bias": NO_EOS}
+        with httpx.Client(base_url=server.base_url, timeout=120) as http:
+            thread = threading.Thread(target=lambda: other.setdefault("s", read_stream(http, "/completions", body)))
+            thread.start()
+            while "steps unread" not in server.log():
+                assert time.monotonic() < deadline + 120, "the unread stream was never cut off"
+                time.sleep(0.1)
+            thread.join(timeout=120)
+        while metric(server, "streamserve:num_requests_running") > 0:
+            assert time.monotonic() < deadline + 180, "the unread stream still holds its lane"
+            time.sleep(0.1)
+        generated = metric(server, "streamserve:generation_tokens_total")
+        assert generated < 3500, "the unread stream was generated to its end instead of being cut off"
+        stream = other["s"]
+        assert stream.saw_done  # type: ignore[attr-defined]
+        gaps = [b - a for a, b in zip(stream.times, stream.times[1:], strict=False)]  # type: ignore[attr-defined]
+        assert max(gaps) < 0.5
+        assert rss_mb(server) - before < 100
+    finally:
+        sock.close()
