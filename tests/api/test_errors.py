@@ -192,10 +192,11 @@ def test_raised_errors_become_envelopes(
     assert error["message"] == str(RAISED[name])
 
 
-def test_rate_limit_sends_retry_after(client: TestClient) -> None:
+def test_rate_limit_and_unavailable_send_retry_after(client: TestClient) -> None:
     response = client.get("/raise/ratelimit")
     assert response.headers["retry-after"] == "3"
-    assert "retry-after" not in client.get("/raise/unavailable").headers
+    assert client.get("/raise/unavailable").headers["retry-after"] == "1"
+    assert "retry-after" not in client.get("/raise/invalid").headers
 
 
 def test_unexpected_exception_is_500_without_leaking_details(
