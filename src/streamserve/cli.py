@@ -44,6 +44,8 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     http.add_argument("--shutdown-grace", type=float, default=30.0,
                       help="on SIGTERM or Ctrl-C, seconds running streams may take to finish before they are ended "
                            "(new requests get 503 meanwhile); a second signal ends them at once")
+    http.add_argument("--no-playground", dest="playground", action="store_false", default=argparse.SUPPRESS,
+                      help="do not serve the browser playground (served at / and /playground by default)")
     http.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                       help="log verbosity")
     model = serve.add_argument_group("model")
@@ -98,7 +100,8 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
         model=args.model, host=args.host, port=args.port, served_model_names=names or (name,),
         api_key=args.api_key or os.environ.get("STREAMSERVE_API_KEY") or None, chat_template_file=args.chat_template,
         max_tokens_default=args.max_tokens_default, max_n=args.max_n, max_request_bytes=args.max_request_bytes,
-        allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()), engine=engine,
+        allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
+        playground=getattr(args, "playground", True), engine=engine,
     )
     return config, config.served_model_names
 

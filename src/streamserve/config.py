@@ -28,6 +28,7 @@ class ServerConfig:
     max_stop_strings: int = 4
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     allowed_origins: tuple[str, ...] = ()
+    playground: bool = True
     engine: EngineConfig = field(default_factory=EngineConfig)
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ from streamserve.api.limits import BodyLimitMiddleware
 from streamserve.api.metrics import Metrics
 from streamserve.api.middleware import RequestIdMiddleware
 from streamserve.api.params import Limits, control_stop_ids
+from streamserve.api.playground import mount_playground
 from streamserve.api.routes import health_router, router
 from streamserve.api.state import LoadedModel, ServerState
 from streamserve.config import ServerConfig
@@ -85,6 +86,8 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
     app.include_router(health_router)
     app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
+    if config.playground:
+        mount_playground(app)
     if config.allowed_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.allowed_origins), allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["x-request-id"])
@@ -123,6 +126,8 @@ def _banner(state: ServerState) -> None:
         cfg.engine.max_queue, cfg.engine.n_threads, cfg.max_n, cfg.max_stop_strings,
     )
     logger.info("serving %s on %s/v1 (names: %s)", state.model_names[0], url, ", ".join(state.model_names))
+    if cfg.playground:
+        logger.info("playground: %s/ in a browser", url)
     logger.info(
         "try: curl %s/v1/chat/completions -H 'Content-Type: application/json'%s -d "
         "'{\"model\": \"%s\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}], \"stream\": true}'",
