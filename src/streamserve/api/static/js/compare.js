@@ -23,7 +23,7 @@ export async function runCompare(body, fields, signal) {
 
   const streamed = new Timing();
   const answer = new Answer();
-  const streamSeries = { label: "streamed", color: "#2563eb", points: streamed.points };
+  const streamSeries = { label: "streamed", color: "#2563eb", step: true, points: streamed.points };
   for await (const chunk of streamChat(body, signal)) {
     streamed.addTokens(answer.push(chunk));
     if (streamed.ttft !== null) fields.ttft.textContent = formatMs(streamed.ttft);

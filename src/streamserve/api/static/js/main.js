@@ -50,7 +50,7 @@ function showTiming(timing) {
   panel.dataset.promptTokens = String(usage?.prompt_tokens ?? "");
   panel.dataset.completionTokens = String(usage?.completion_tokens ?? "");
   panel.dataset.state = timing.end === null ? "streaming" : "done";
-  drawChart($("timing-chart"), [{ label: "streamed", color: "#2563eb", points: timing.points }]);
+  drawChart($("timing-chart"), [{ label: "streamed", color: "#2563eb", step: true, points: timing.points }]);
 }
 
 async function run(index) {
