@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 
 MODEL = "smollm2-135m-instruct"
 KEY = "sk-playground-test"
-ANSWER_DEADLINE_S = 180.0
+ANSWER_DEADLINE_S = 300.0
 # Greedy SmolLM2 says this back with the tags outside any code fence:
 # "The sentence is: Use <b>bold</b> and <script>alert(1)</script>".
 SAY_BACK = "Say this sentence back to me word for word: Use <b>bold</b> and <script>alert(1)</script> tags."
@@ -168,7 +168,7 @@ def test_the_page_asks_for_the_key_and_keeps_it_for_this_tab_only(driver: WebDri
 
 def test_the_answer_grows_while_it_streams_and_the_timing_panel_measures_it(page: WebDriver) -> None:
     set_field(page, "temperature", 0)
-    set_field(page, "max_tokens", 60)
+    set_field(page, "max_tokens", 40)
     ask(page, COUNTING)
     seen: list[str] = []  # the text on screen at each observation while the answer streamed
     received: list[int] = []  # the characters the page had received by then
@@ -194,7 +194,7 @@ def test_the_answer_grows_while_it_streams_and_the_timing_panel_measures_it(page
     assert stats["state"] == "done"
     ttft, total = float(stats["ttftMs"]), float(stats["totalMs"])
     assert 0 < ttft < total
-    assert int(stats["completionTokens"]) == 60  # the usage chunk: finish_reason length at max_tokens
+    assert int(stats["completionTokens"]) == 40  # the usage chunk: finish_reason length at max_tokens
     assert float(stats["rate"]) > 0
     assert int(page.find_element(By.ID, "timing-chart").get_attribute("data-points") or 0) >= 4
 
@@ -208,7 +208,7 @@ def test_the_server_panel_follows_metrics(page: WebDriver, server: ServerProcess
     before = generated(page)
     assert before is not None
     stamp = page.find_element(By.ID, "s-updated").text
-    wait_for(page, lambda d: d.find_element(By.ID, "s-updated").text != stamp, 10, "the panel did not refresh")
+    wait_for(page, lambda d: d.find_element(By.ID, "s-updated").text != stamp, 30, "the panel did not refresh")
     set_field(page, "temperature", 0)
     set_field(page, "max_tokens", 8)
     ask(page, "Hello!")
@@ -228,11 +228,11 @@ def test_stop_aborts_the_stream_and_the_server_frees_the_lane(page: WebDriver, s
     assert running_count(server) >= 1
     page.find_element(By.ID, "stop-button").click()
     wait_for(page, lambda d: last_answer(d)["status"] == "stopped", 10, "the answer was not marked stopped")
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30
     while running_count(server) != 0:
         assert time.monotonic() < deadline, "the server still runs the stopped request"
         time.sleep(0.1)
-    wait_for(page, lambda d: d.find_element(By.ID, "s-running").text == "0", 10,
+    wait_for(page, lambda d: d.find_element(By.ID, "s-running").text == "0", 30,
              "the server panel did not show the lane freed")
     assert "end=disconnect" in server.log()
     assert page.find_element(By.ID, "send").is_enabled()
@@ -318,28 +318,33 @@ def test_n_choices_side_by_side_with_the_token_view(page: WebDriver) -> None:
 
 
 def test_multi_turn_with_a_system_prompt_sends_the_whole_conversation(page: WebDriver, server: ServerProcess) -> None:
+    page.execute_cdp_cmd("Browser.grantPermissions", {
+        "origin": server.url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
     system = "You are a terse assistant."
     set_field(page, "system", system)
     set_field(page, "temperature", 0)
-    set_field(page, "max_tokens", 16)
+    set_field(page, "max_tokens", 12)
     ask(page, "What is 1+1?")
-    first = finished(page)["texts"][0]
+    rendered = finished(page)["texts"][0]
     first_prompt = int(timing(page)["promptTokens"])
     ask(page, "And 2+2?")
     finished(page)
     second_prompt = int(timing(page)["promptTokens"])
     assert len(page.find_elements(By.CSS_SELECTOR, "#transcript article.assistant")) == 2
 
-    # The same conversation through the official client has exactly the prompt sizes the page reported.
-    copied = page.execute_script(
-        "return [...document.querySelectorAll('#transcript article.assistant')][0].querySelector('.answer-text')"
-        ".textContent")
-    assert copied == first
+    # Copy gives the first answer's raw text (Markdown as the model wrote it), which the page sent back as
+    # history: the same conversation through the official client has exactly the prompt sizes it reported.
+    copy = page.find_element(By.CSS_SELECTOR, "#transcript article.assistant .copy")
+    copy.click()
+    wait_for(page, lambda d: copy.text == "Copied", 10, "the copy button did not confirm")
+    copied = page.execute_async_script(
+        "const done = arguments[0]; navigator.clipboard.readText().then(done, (e) => done(String(e)))")
+    assert bare(copied) == bare(rendered)
     with OpenAI(base_url=server.base_url, api_key=KEY, max_retries=0, timeout=60) as client:
         one = [{"role": "system", "content": system}, {"role": "user", "content": "What is 1+1?"}]
         usage = client.chat.completions.create(model=MODEL, messages=one, max_tokens=1).usage  # type: ignore[arg-type]
         assert usage is not None and usage.prompt_tokens == first_prompt
-        two = [*one, {"role": "assistant", "content": first}, {"role": "user", "content": "And 2+2?"}]
+        two = [*one, {"role": "assistant", "content": copied}, {"role": "user", "content": "And 2+2?"}]
         usage = client.chat.completions.create(model=MODEL, messages=two, max_tokens=1).usage  # type: ignore[arg-type]
         assert usage is not None and usage.prompt_tokens == second_prompt
 
@@ -369,7 +374,7 @@ def test_a_refused_request_shows_the_servers_error(page: WebDriver) -> None:
 
 def test_compare_runs_the_notebooks_experiment(page: WebDriver) -> None:
     set_field(page, "temperature", 0)
-    set_field(page, "max_tokens", 48)
+    set_field(page, "max_tokens", 32)
     page.find_element(By.ID, "compare").click()
     wait_for(page, lambda d: d.find_element(By.ID, "compare-result").get_attribute("data-state") in ("done", "error"),
              ANSWER_DEADLINE_S, "the comparison never finished")
@@ -381,21 +386,6 @@ def test_compare_runs_the_notebooks_experiment(page: WebDriver) -> None:
     assert 0 < ttft < total and ttft < whole
     assert int(page.find_element(By.ID, "compare-chart").get_attribute("data-points") or 0) >= 5
     assert "first token came after" in page.find_element(By.ID, "compare-note").text
-
-
-def test_copy_puts_the_answer_on_the_clipboard(page: WebDriver, server: ServerProcess) -> None:
-    page.execute_cdp_cmd("Browser.grantPermissions", {
-        "origin": server.url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
-    set_field(page, "temperature", 0)
-    set_field(page, "max_tokens", 8)
-    ask(page, "Hello!")
-    text = finished(page)["texts"][0]
-    page.find_element(By.CSS_SELECTOR, "article.assistant .copy").click()
-    wait_for(page, lambda d: d.find_element(By.CSS_SELECTOR, "article.assistant .copy").text == "Copied", 10,
-             "the copy button did not confirm")
-    pasted = page.execute_async_script(
-        "const done = arguments[0]; navigator.clipboard.readText().then(done, (e) => done(String(e)))")
-    assert pasted == text
 
 
 def test_the_page_made_no_request_outside_the_servers_origin(
