@@ -30,7 +30,7 @@ def set_field(driver: object, field_id: str, value: object) -> None:
 
 def main() -> None:
     with running_server() as server, chromium() as driver:
-        driver.set_window_size(1400, 860)
+        driver.set_window_size(1400, 1000)
         driver.get(server.url + "/")
         wait_for(driver, lambda d: d.execute_script("return document.body.dataset.ready === 'true'"), 60, "no page")
         set_field(driver, "system", "You are a concise assistant.")
