@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from streamserve.streaming.events import Event, Finish, LogprobEntry, TextDelta, Usage
+from streamserve.moderation import APPLIED_INPUT_TYPES, CATEGORIES, ModerationResult
+from streamserve.streaming.events import Annotation, Event, Finish, LogprobEntry, ModerationScores, TextDelta, Usage
 
 
 class Shape(enum.Enum):
@@ -84,6 +85,12 @@ class ChunkFormatter:
             return [self._chunk(self._content_choice(event))]
         if isinstance(event, Finish):
             return [self._chunk(self._finish_choice(event))]
+        if isinstance(event, Annotation):
+            return [self._chunk(self._annotation_choice(event))]
+        if isinstance(event, ModerationScores):
+            chunk = self._chunk(None)
+            chunk["moderation"] = moderation_dict(event)
+            return [chunk]
         if not self._meta.include_usage:
             return []
         chunk = self._chunk(None)
@@ -125,6 +132,16 @@ class ChunkFormatter:
             return {"index": event.index, "delta": {}, "logprobs": None, "finish_reason": event.reason}
         return {"text": "", "index": event.index, "logprobs": None, "finish_reason": event.reason}
 
+    def _annotation_choice(self, event: Annotation) -> dict[str, Any]:
+        """Azure's annotation: the choice with no new text, what was checked and the verdict."""
+        choice = self._finish_choice(Finish(event.index, "stop"))
+        choice["finish_reason"] = None
+        choice["content_filter_results"] = content_filter_results(event.result)
+        choice["content_filter_offsets"] = {
+            "check_offset": event.checked, "start_offset": event.start, "end_offset": event.end,
+        }
+        return choice
+
 
 class ResponseBuilder:
     """Collects one non-streamed response's events and builds the ``chat.completion`` / ``text_completion``.
@@ -140,6 +157,7 @@ class ResponseBuilder:
         self._logprobs: dict[int, list[LogprobEntry]] = {}
         self._finish: dict[int, str] = {}
         self._usage: Usage | None = None
+        self._moderation: ModerationScores | None = None
 
     def add(self, event: Event) -> None:
         """Record one event."""
@@ -149,7 +167,9 @@ class ResponseBuilder:
                 self._logprobs.setdefault(event.index, []).extend(event.logprobs)
         elif isinstance(event, Finish):
             self._finish[event.index] = event.reason
-        else:
+        elif isinstance(event, ModerationScores):
+            self._moderation = event
+        elif isinstance(event, Usage):
             self._usage = event
 
     def build(self) -> dict[str, Any]:
@@ -157,7 +177,7 @@ class ResponseBuilder:
         meta = self._meta
         assert self._usage is not None, "build() before the Usage event"
         assert self._finish.keys() >= self._text.keys(), "build() before every choice finished"
-        return {
+        response = {
             "id": meta.id,
             "object": _RESPONSE_OBJECT[meta.shape],
             "created": meta.created,
@@ -166,6 +186,9 @@ class ResponseBuilder:
             "choices": [self._choice(index) for index in sorted(self._text)],
             "usage": _usage_dict(self._usage),
         }
+        if self._moderation is not None:
+            response["moderation"] = moderation_dict(self._moderation)
+        return response
 
     def _choice(self, index: int) -> dict[str, Any]:
         text = "".join(self._text[index])
@@ -222,3 +245,53 @@ def _completion_logprobs(entries: Sequence[LogprobEntry]) -> dict[str, Any]:
         "top_logprobs": [{top.token: top.logprob for top in entry.top} for entry in entries],
         "text_offset": [entry.offset for entry in entries],
     }
+
+
+def result_dict(result: ModerationResult) -> dict[str, Any]:
+    """One ``/v1/moderations`` result: ``flagged`` and the 13 categories' flags, scores and input types."""
+    return {
+        "flagged": result.flagged,
+        "categories": {name: name in result.flagged_categories for name in CATEGORIES},
+        "category_scores": {name: result.score(name) for name in CATEGORIES},
+        "category_applied_input_types": {name: list(APPLIED_INPUT_TYPES[name]) for name in CATEGORIES},
+    }
+
+
+def moderation_dict(scores: ModerationScores) -> dict[str, Any]:
+    """OpenAI's ``moderation`` object of a moderated completion: ``{"input": R, "output": R}``."""
+
+    def results(items: Sequence[ModerationResult]) -> dict[str, Any]:
+        return {
+            "type": "moderation_results",
+            "model": scores.model,
+            "results": [{"type": "moderation_result", "model": scores.model, **result_dict(r)} for r in items],
+        }
+
+    return {"input": results(scores.input), "output": results(scores.output)}
+
+
+# Azure's four severity-graded categories, each fed by the OpenAI categories it covers.
+_AZURE_GRADED = {
+    "hate": ("hate", "hate/threatening", "harassment", "harassment/threatening"),
+    "self_harm": ("self-harm", "self-harm/intent", "self-harm/instructions"),
+    "sexual": ("sexual", "sexual/minors"),
+    "violence": ("violence", "violence/graphic", "harassment/threatening", "hate/threatening", "illicit/violent"),
+}
+
+
+def content_filter_results(result: ModerationResult) -> dict[str, Any]:
+    """Azure's ``content_filter_results``: ``{filtered, severity}`` per graded category, ``illicit`` as detected."""
+    graded = {}
+    for name, sources in _AZURE_GRADED.items():
+        score = max(result.score(s) for s in sources)
+        filtered = any(s in result.flagged_categories for s in sources)
+        graded[name] = {"filtered": filtered, "severity": _severity(score, filtered)}
+    illicit = {"illicit", "illicit/violent"} & result.flagged_categories
+    graded["illicit"] = {"filtered": bool(illicit), "detected": bool(illicit)}
+    return graded
+
+
+def _severity(score: float, filtered: bool) -> str:
+    if filtered:
+        return "high" if score >= 0.8 else "medium"
+    return "low" if score >= 0.5 else "safe"

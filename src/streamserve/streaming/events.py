@@ -1,4 +1,4 @@
-"""Neutral generation events, shared by chat and completions: text, finish, usage.
+"""Neutral generation events, shared by chat and completions: text, finish, moderation, usage.
 
 ``streaming.generation`` turns engine token events into these; ``streaming.chunks`` renders
 them in the chat or the completion shape. Nothing here knows the wire format.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from streamserve.moderation import ModerationResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,31 @@ class Finish:
     """Choice ``index`` is complete; always its last event."""
 
     index: int
-    reason: Literal["stop", "length"]
+    reason: Literal["stop", "length", "content_filter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Annotation:
+    """Async moderation of choice ``index`` checked characters ``[start, end)`` of its text.
+
+    ``checked`` is how far the choice's text is fully moderated; it never decreases (Azure's
+    ``content_filter_offsets.check_offset``).
+    """
+
+    index: int
+    result: ModerationResult
+    start: int
+    end: int
+    checked: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationScores:
+    """The request's moderation results: its input and each choice's whole output (OpenAI's ``moderation``)."""
+
+    model: str
+    input: tuple[ModerationResult, ...]
+    output: tuple[ModerationResult, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,4 +91,4 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
-Event = TextDelta | Finish | Usage
+Event = TextDelta | Finish | Annotation | ModerationScores | Usage

@@ -1,4 +1,8 @@
-"""Generation: engine token events -> neutral TextDelta / Finish / Usage events, shared by chat and completions."""
+"""Generation: engine token events -> neutral TextDelta / Finish / Usage events, shared by chat and completions.
+
+Each choice runs one pipeline: detokenizer -> stop matcher (``ChoiceDecoder``) -> moderation hold-back
+(``ModerationGate``, when the request is moderated).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from streamserve.engine import Engine, FinishReason, SamplingParams, SequenceStream, TokenEvent
+from streamserve.moderation import ModerationResult
 from streamserve.streaming.detokenizer import IncrementalDetokenizer
-from streamserve.streaming.events import Event, Finish, LogprobEntry, TextDelta, TopLogprob, Usage
+from streamserve.streaming.events import Event, Finish, LogprobEntry, ModerationScores, TextDelta, TopLogprob, Usage
 from streamserve.streaming.merge import merge
+from streamserve.streaming.moderation import ModerationGate, ModerationPlan
 from streamserve.streaming.stops import StopMatcher
 from streamserve.streaming.tokenizer import Tokenizer
 
@@ -34,6 +40,7 @@ class GenerationRequest:
     choices: list[ChoiceRequest]
     stop: tuple[str, ...]
     prompt_tokens: int
+    moderation: ModerationPlan | None = None
 
 
 class ChoiceDecoder:
@@ -123,20 +130,26 @@ class Generation:
         self.decoders: list[ChoiceDecoder] = []
 
     async def events(self) -> AsyncIterator[Event]:
-        """Every choice's deltas and finish (choices interleave), then one Usage event."""
+        """Every choice's deltas and finish (choices interleave), moderation scores if asked, then one Usage event."""
         choices = self.request.choices
+        plan = self.request.moderation
         self.decoders = [
             ChoiceDecoder(i, self.tokenizer, self.request.stop, offset=len(c.echo or ""))
             for i, c in enumerate(choices)
         ]
+        gates = [ModerationGate(i, plan) if plan else None for i in range(len(choices))]
         for i, choice in enumerate(choices):
             if choice.echo:
                 yield TextDelta(i, choice.echo)
+        pipelines = [self._choice(d, s, g) for d, s, g in zip(self.decoders, self.streams, gates, strict=True)]
         try:
-            async for event in merge([self._choice(d, s) for d, s in zip(self.decoders, self.streams, strict=True)]):
+            async for event in merge(pipelines):
                 yield event
         finally:
             self.close()
+        if plan is not None and plan.report:
+            output = tuple(g.result or ModerationResult() for g in gates if g is not None)
+            yield ModerationScores(plan.checker.model, plan.input, output)
         yield self.usage()
 
     def usage(self) -> Usage:
@@ -148,15 +161,20 @@ class Generation:
         )
 
     @staticmethod
-    async def _choice(decoder: ChoiceDecoder, stream: SequenceStream) -> AsyncIterator[Event]:
+    async def _choice(decoder: ChoiceDecoder, stream: SequenceStream,
+                      gate: ModerationGate | None) -> AsyncIterator[Event]:
+        """One choice's pipeline; returning early (a stop string, a flag) closes the stream, freeing its lane."""
         try:
             async for token in stream:
                 for event in decoder.push(token):
-                    yield event
-                    if isinstance(event, Finish):
-                        return
+                    for out in await gate.push(event) if gate else (event,):
+                        yield out
+                        if isinstance(out, Finish):
+                            return
         finally:
             stream.close()
+            if gate is not None:
+                gate.close()
 
     def close(self) -> None:
         """Abort every sequence still generating (a client went away, or a stop string matched)."""
