@@ -13,7 +13,7 @@ import uvicorn
 
 from streamserve import __version__
 from streamserve.bench.cli import add_bench_parser, run_bench
-from streamserve.config import DEFAULT_MAX_REQUEST_BYTES, ServerConfig
+from streamserve.config import DEFAULT_MAX_REQUEST_BYTES, ModerationConfig, ServerConfig
 from streamserve.engine import EngineConfig
 from streamserve.models import BUILTIN_MODELS, DEFAULT_MODEL
 
@@ -84,7 +84,29 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     limits.add_argument("--max-n", type=int, default=8, help="largest n (choices per request)")
     limits.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
                         help="largest request body; larger ones get 413 before they are read")
+    _add_moderation_arguments(serve)
     serve.set_defaults(handler=_serve)
+
+
+def _add_moderation_arguments(serve: argparse.ArgumentParser) -> None:
+    moderation = serve.add_argument_group("moderation (see docs/moderation.md)")
+    defaults = ModerationConfig()
+    moderation.add_argument("--moderation", choices=["off", "blocking", "async"], default=defaults.mode,
+                            help="server default for streams: blocking releases text only once checked; async "
+                                 "checks behind the text and ends a violating stream within the window. Prompts "
+                                 "are checked (400 content_filter) unless off")
+    moderation.add_argument("--moderation-window", type=int, default=defaults.window, metavar="N",
+                            help="released text is never more than N characters behind generation (blocking), "
+                                 "checks never more than N behind released text (async)")
+    moderation.add_argument("--moderation-rules", metavar="FILE",
+                            help="TOML word lists and patterns per OpenAI category")
+    moderation.add_argument("--moderation-classifier", choices=["profanity"],
+                            help="the alt-profanity-check classifier (pip install 'streamserve[profanity]'), "
+                                 "as harassment")
+    moderation.add_argument("--moderation-threshold", type=float, default=defaults.classifier_threshold,
+                            help="classifier score at or above which text is flagged")
+    moderation.add_argument("--moderation-model", metavar="PATH",
+                            help="a guard model (GGUF path or built-in name) prompted in the Llama Guard 3 format")
 
 
 def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
@@ -96,14 +118,35 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
                           n_threads=args.threads, max_batch_tokens=max(args.max_batch_tokens, args.parallel),
                           prefill_stall=args.prefill_stall, extra_bufts=args.extra_bufts,
                           max_backlog=args.max_backlog)
+    moderation = ModerationConfig(
+        mode=args.moderation, window=args.moderation_window, rules_file=args.moderation_rules,
+        classifier=args.moderation_classifier, classifier_threshold=args.moderation_threshold,
+        guard_model=args.moderation_model,
+    )
+    _check_moderation(moderation)
     config = ServerConfig(
         model=args.model, host=args.host, port=args.port, served_model_names=names or (name,),
         api_key=args.api_key or os.environ.get("STREAMSERVE_API_KEY") or None, chat_template_file=args.chat_template,
         max_tokens_default=args.max_tokens_default, max_n=args.max_n, max_request_bytes=args.max_request_bytes,
         allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
-        playground=getattr(args, "playground", True), engine=engine,
+        playground=args.playground, engine=engine, moderation=moderation,
     )
     return config, config.served_model_names
+
+
+def _check_moderation(config: ModerationConfig) -> None:
+    """Fail before the server starts: a rules file that does not load, a missing extra, an unknown guard."""
+    from streamserve.models import resolve_model
+    from streamserve.moderation import RulesPolicy
+    from streamserve.moderation.profanity import available
+
+    if config.rules_file:
+        RulesPolicy.from_file(config.rules_file)
+    if config.classifier == "profanity" and not available():
+        raise ValueError("--moderation-classifier profanity needs the optional extra: "
+                         "pip install 'streamserve[profanity]'")
+    if config.guard_model:
+        resolve_model(config.guard_model)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -3,11 +3,43 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from streamserve.engine import EngineConfig
 
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 """Request bodies above this get 413 (a 4,096-token chat is about 20 KB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationConfig:
+    """Which moderation policies run, and how streams are moderated by default.
+
+    ``mode`` is the server default for every request (``off`` still lets a request ask for
+    moderation through OpenAI's ``moderation`` field). ``window`` bounds how many characters
+    released text may lag behind generated text (blocking) or checks behind released text (async).
+    """
+
+    mode: Literal["off", "blocking", "async"] = "off"
+    window: int = 200
+    rules_file: str | None = None
+    classifier: Literal["profanity"] | None = None
+    classifier_threshold: float = 0.9
+    guard_model: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any policy is configured (requests may then ask for moderation)."""
+        return bool(self.rules_file or self.classifier or self.guard_model)
+
+    def __post_init__(self) -> None:
+        if self.window < 8:
+            raise ValueError(f"moderation window must be at least 8 characters, got {self.window}")
+        if not 0.0 < self.classifier_threshold <= 1.0:
+            raise ValueError("moderation classifier threshold must be in (0, 1]")
+        if self.mode != "off" and not self.enabled:
+            raise ValueError(f"--moderation {self.mode} needs a policy: --moderation-rules FILE, "
+                             "--moderation-classifier profanity or --moderation-model PATH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +62,7 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     playground: bool = True
     engine: EngineConfig = field(default_factory=EngineConfig)
+    moderation: ModerationConfig = field(default_factory=ModerationConfig)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -16,6 +16,7 @@ from streamserve.api.errors import install_error_handlers
 from streamserve.api.limits import BodyLimitMiddleware
 from streamserve.api.metrics import Metrics
 from streamserve.api.middleware import RequestIdMiddleware
+from streamserve.api.moderation import build_moderation
 from streamserve.api.params import Limits, control_stop_ids
 from streamserve.api.playground import mount_playground
 from streamserve.api.routes import health_router, router
@@ -23,13 +24,18 @@ from streamserve.api.state import LoadedModel, ServerState
 from streamserve.config import ServerConfig
 from streamserve.engine import Engine, EngineStats
 from streamserve.models import resolve_model
+from streamserve.moderation import ModerationObserver
 from streamserve.streaming.templates import choose_template
 
 logger = logging.getLogger("streamserve")
 
 
-def load(config: ServerConfig) -> LoadedModel:
-    """Resolve and load the model, pick its chat template, and start the engine (blocking)."""
+def load(config: ServerConfig, loop: asyncio.AbstractEventLoop | None = None,
+         observer: ModerationObserver | None = None) -> LoadedModel:
+    """Resolve and load the model, pick its chat template, start the engine and the moderation (blocking).
+
+    ``loop`` is the event loop a guard model's checks hand their engine work to.
+    """
     _, path = resolve_model(config.model)
     engine = Engine.load(path, config.engine)
     model = engine.model
@@ -42,6 +48,7 @@ def load(config: ServerConfig) -> LoadedModel:
             architecture=model.architecture,
         )
         engine.start()
+        moderation = build_moderation(config, engine, template, loop, observer)
     except Exception:
         engine.close()
         raise
@@ -54,7 +61,7 @@ def load(config: ServerConfig) -> LoadedModel:
         max_tokens_default=config.max_tokens_default,
     )
     fingerprint = "fp_" + hashlib.sha256(f"{path.name}:{path.stat().st_size}".encode()).hexdigest()[:10]
-    return LoadedModel(engine, template, limits, fingerprint, control_stop_ids(template.stop, model))
+    return LoadedModel(engine, template, limits, fingerprint, control_stop_ids(template.stop, model), moderation)
 
 
 def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
@@ -96,13 +103,15 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
 
 
 def close(loaded: LoadedModel) -> None:
-    """Stop the engine (open streams end with an error event) and free the model."""
+    """Stop the engine (open streams end with an error event), the moderation, and free the model."""
+    if loaded.moderation is not None:
+        loaded.moderation.close()
     loaded.engine.close()
 
 
 async def _load_in_background(state: ServerState) -> None:
     try:
-        state.loaded = await asyncio.to_thread(load, state.config)
+        state.loaded = await asyncio.to_thread(load, state.config, asyncio.get_running_loop(), state.metrics)
     except Exception as exc:
         state.load_error = f"model failed to load: {exc}"
         logger.exception("model failed to load")

@@ -94,6 +94,12 @@ class PayloadTooLargeError(APIError):
     code = "request_too_large"
 
 
+class ContentFilterError(InvalidRequestError):
+    """400: moderation flagged the request's input (OpenAI's and Azure's code ``content_filter``)."""
+
+    code = "content_filter"
+
+
 class AuthenticationError(APIError):
     """401: a missing or wrong API key, with OpenAI's type and code for it."""
 
@@ -111,6 +117,13 @@ class NotFoundError(APIError):
 
 class ModelNotFoundError(NotFoundError):
     """404: the request's ``model`` is not a name this server serves."""
+
+    code = "model_not_found"
+    param = "model"
+
+
+class ModerationNotConfiguredError(NotFoundError):
+    """404: moderation was asked for, but the server runs no moderation policy."""
 
     code = "model_not_found"
     param = "model"
@@ -151,6 +164,12 @@ class BodyError(HTTPException):
     def __init__(self, error: APIError) -> None:
         super().__init__(error.status_code, error.message)
         self.error = error
+
+
+class ModerationFailedError(InternalServerError):
+    """500: a moderation check could not be completed (a guard model's verdict did not parse…)."""
+
+    code = "moderation_failed"
 
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from streamserve.streaming.events import Usage
 logger = logging.getLogger("streamserve.requests")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 60.0)
+_CHECK_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_HOLDBACK_CHAR_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 _E2E_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 300.0)
 
 
@@ -59,6 +61,34 @@ class Metrics:
                                     buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.requests = Counter("streamserve:request_success", "Responses by how they ended.",
                                 ["finished_reason"], registry=self.registry)
+        self.moderation_checks = Counter("streamserve:moderation_checks", "Texts checked by a moderation policy.",
+                                         ["policy"], registry=self.registry)
+        self.moderation_check_seconds = Histogram(
+            "streamserve:moderation_check_seconds", "Time of one batched moderation call.", ["policy"],
+            buckets=_CHECK_BUCKETS, registry=self.registry)
+        self.moderation_flags = Counter("streamserve:moderation_flags", "Flags raised, by category.",
+                                        ["category"], registry=self.registry)
+        self.holdback_chars = Histogram(
+            "streamserve:moderation_holdback_characters", "Characters generated after a delta, before its release.",
+            buckets=_HOLDBACK_CHAR_BUCKETS, registry=self.registry)
+        self.holdback_seconds = Histogram(
+            "streamserve:moderation_holdback_seconds", "Time a delta was held back for moderation.",
+            buckets=_CHECK_BUCKETS, registry=self.registry)
+
+    def on_check(self, policy: str, texts: int, seconds: float) -> None:
+        """A batched moderation call (from the checker's thread)."""
+        self.moderation_checks.labels(policy=policy).inc(texts)
+        self.moderation_check_seconds.labels(policy=policy).observe(seconds)
+
+    def on_flag(self, categories: frozenset[str]) -> None:
+        """A flag, counted once per category."""
+        for category in categories:
+            self.moderation_flags.labels(category=category).inc()
+
+    def on_holdback(self, chars: int, seconds: float) -> None:
+        """A held delta was released."""
+        self.holdback_chars.observe(chars)
+        self.holdback_seconds.observe(seconds)
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -13,8 +14,9 @@ from fastapi.responses import Response, StreamingResponse
 
 from streamserve.api.auth import require_api_key
 from streamserve.api.body import JSONRoute
-from streamserve.api.errors import InternalServerError, RateLimitError, ServiceUnavailableError
+from streamserve.api.errors import InternalServerError, ModerationFailedError, RateLimitError, ServiceUnavailableError
 from streamserve.api.metrics import RequestRecorder
+from streamserve.api.moderation import chat_prompts, completion_prompts, plan_request, require
 from streamserve.api.params import chat_request, completion_request
 from streamserve.api.protocol import (
     ChatCompletion,
@@ -23,9 +25,12 @@ from streamserve.api.protocol import (
     CompletionRequest,
     ModelCard,
     ModelList,
+    ModerationRequest,
+    ModerationResponse,
 )
 from streamserve.api.state import LoadedModel, ServerState
 from streamserve.engine import EngineError, EngineStoppedError, QueueFullError
+from streamserve.moderation import ModerationError
 from streamserve.streaming import sse
 from streamserve.streaming.chunks import ResponseMeta, Shape, new_response_id
 from streamserve.streaming.generation import GenerationRequest, start_generation
@@ -88,7 +93,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     # Templating and tokenizing scale with the prompt: off the event loop, so no request pauses the streams.
     spec = await asyncio.to_thread(chat_request, body, loaded.engine.tokenizer, loaded.template, loaded.limits,
                                    loaded.stop_ids)
-    return await _respond(request, state, loaded, Shape.CHAT, body, spec)
+    plan = await plan_request(loaded.moderation, body.moderation, chat_prompts(body.messages), param="messages",
+                              stream=bool(body.stream))
+    return await _respond(request, state, loaded, Shape.CHAT, body, dataclasses.replace(spec, moderation=plan))
 
 
 @router.post("/completions", response_model=Completion)
@@ -98,7 +105,16 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     state.check_model(body.model)
     loaded = state.ready()
     spec = await asyncio.to_thread(completion_request, body, loaded.engine.tokenizer, loaded.limits)
-    return await _respond(request, state, loaded, Shape.COMPLETION, body, spec)
+    prompts = completion_prompts(body.prompt, loaded.engine.tokenizer)
+    plan = await plan_request(loaded.moderation, body.moderation, prompts, param="prompt", stream=bool(body.stream))
+    return await _respond(request, state, loaded, Shape.COMPLETION, body, dataclasses.replace(spec, moderation=plan))
+
+
+@router.post("/moderations", response_model=ModerationResponse)
+async def moderations(body: ModerationRequest, request: Request) -> Response:
+    """OpenAI's moderation endpoint over this server's policies: one result per input, all 13 categories."""
+    loaded = _state(request).ready()
+    return _json(await require(loaded.moderation).moderations(body))
 
 
 async def _respond(request: Request, state: ServerState, loaded: LoadedModel, shape: Shape,
@@ -124,6 +140,8 @@ async def _respond(request: Request, state: ServerState, loaded: LoadedModel, sh
         raise ServiceUnavailableError(str(exc)) from None
     except EngineError as exc:
         raise InternalServerError(str(exc)) from None
+    except ModerationError as exc:
+        raise ModerationFailedError(f"moderation failed: {exc}") from None
     return Response(status_code=499) if result is None else _json(result)
 
 

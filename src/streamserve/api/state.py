@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from streamserve.api.errors import ModelNotFoundError, ServiceUnavailableError
 from streamserve.api.metrics import Metrics
+from streamserve.api.moderation import ModerationService
 from streamserve.api.params import Limits
 from streamserve.config import ServerConfig
 from streamserve.engine import Engine
@@ -22,6 +23,7 @@ class LoadedModel:
     limits: Limits
     fingerprint: str
     stop_ids: frozenset[int]
+    moderation: ModerationService | None = None
 
 
 @dataclass

@@ -7,6 +7,7 @@ from contextlib import aclosing
 from typing import Any, Protocol
 
 from streamserve.engine import EngineError
+from streamserve.moderation import ModerationError
 from streamserve.streaming import sse
 from streamserve.streaming.chunks import ChunkFormatter, ResponseBuilder, ResponseMeta
 from streamserve.streaming.events import Event, Finish, TextDelta, Usage
@@ -39,6 +40,9 @@ async def stream_sse(meta: ResponseMeta, generation: Generation, observer: Obser
         yield sse.DONE
     except EngineError as exc:
         yield sse.error_event(str(exc), "server_error")
+        yield sse.DONE
+    except ModerationError as exc:
+        yield sse.error_event(f"moderation failed: {exc}", "server_error", code="moderation_failed")
         yield sse.DONE
 
 
@@ -73,7 +77,7 @@ async def observed(generation: Generation, observer: Observer) -> AsyncGenerator
                 usage = event
             yield event
         outcome = ",".join(reasons)
-    except EngineError:
+    except (EngineError, ModerationError):
         outcome = "error"
         raise
     finally:

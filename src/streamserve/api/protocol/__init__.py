@@ -47,6 +47,15 @@ from streamserve.api.protocol.models import (
     ModelCard,
     ModelList,
 )
+from streamserve.api.protocol.moderations import (
+    ModerationModePolicy,
+    ModerationOptions,
+    ModerationPolicy,
+    ModerationRequest,
+    ModerationResponse,
+    ModerationResultBody,
+    TextInput,
+)
 
 __all__ = [
     "ChatCompletion",
@@ -73,12 +82,19 @@ __all__ = [
     "LogitBias",
     "ModelCard",
     "ModelList",
+    "ModerationModePolicy",
+    "ModerationOptions",
+    "ModerationPolicy",
+    "ModerationRequest",
+    "ModerationResponse",
+    "ModerationResultBody",
     "OpenAIBaseModel",
     "Penalty",
     "PromptTokensDetails",
     "StopList",
     "StreamOptions",
     "TextContentPart",
+    "TextInput",
     "TopLogprob",
     "Usage",
 ]

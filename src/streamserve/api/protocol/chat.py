@@ -18,6 +18,7 @@ from streamserve.api.protocol.base import (
     StreamOptions,
     Usage,
 )
+from streamserve.api.protocol.moderations import ModerationOptions
 
 
 class TextContentPart(OpenAIBaseModel):
@@ -85,6 +86,7 @@ class ChatCompletionRequest(OpenAIBaseModel):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     user: str | None = None
+    moderation: ModerationOptions | None = None
     # Extensions (not in OpenAI's API).
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -142,6 +144,7 @@ class ChatCompletion(OpenAIBaseModel):
     system_fingerprint: str | None = None
     choices: list[ChatCompletionChoice]
     usage: Usage
+    moderation: dict[str, Any] | None = None
 
 
 class ChatDelta(OpenAIBaseModel):
@@ -179,3 +182,4 @@ class ChatCompletionChunk(OpenAIBaseModel):
     system_fingerprint: str | None = None
     choices: list[ChatCompletionChunkChoice]
     usage: Usage | None = None
+    moderation: dict[str, Any] | None = None

@@ -18,6 +18,7 @@ from streamserve.api.protocol.base import (
     StreamOptions,
     Usage,
 )
+from streamserve.api.protocol.moderations import ModerationOptions
 
 
 class CompletionRequest(OpenAIBaseModel):
@@ -45,6 +46,7 @@ class CompletionRequest(OpenAIBaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
     user: str | None = None
+    moderation: ModerationOptions | None = None
     # Extensions (not in OpenAI's API).
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
