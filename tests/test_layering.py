@@ -1,4 +1,4 @@
-"""The import direction rule: api -> streaming -> engine -> llama; bench imports nothing of the server."""
+"""The import direction rule: api -> streaming -> moderation -> engine -> llama; bench imports nothing of the server."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ PACKAGE = Path(streamserve.__file__).parent
 
 # For each package: the streamserve packages it must never import.
 FORBIDDEN = {
-    "llama": {"api", "streaming", "engine", "bench", "cli", "config", "models", "server"},
-    "engine": {"api", "streaming", "bench", "cli", "config", "models", "server"},
+    "llama": {"api", "streaming", "moderation", "engine", "bench", "cli", "config", "models", "server"},
+    "engine": {"api", "streaming", "moderation", "bench", "cli", "config", "models", "server"},
+    "moderation": {"api", "streaming", "bench", "cli", "config", "models", "llama", "server"},
     "streaming": {"api", "bench", "cli", "config", "models", "llama"},
     "api": {"bench", "cli", "llama"},
-    "bench": {"api", "streaming", "engine", "llama", "cli", "config", "models", "server"},
+    "bench": {"api", "streaming", "moderation", "engine", "llama", "cli", "config", "models", "server"},
 }
 THIRD_PARTY_ONLY_IN = {"llama_cpp": {"llama"}, "fastapi": {"api"}, "starlette": {"api"}, "prometheus_client": {"api"}}
 

@@ -44,7 +44,7 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     http.add_argument("--shutdown-grace", type=float, default=30.0,
                       help="on SIGTERM or Ctrl-C, seconds running streams may take to finish before they are ended "
                            "(new requests get 503 meanwhile); a second signal ends them at once")
-    http.add_argument("--no-playground", dest="playground", action="store_false", default=argparse.SUPPRESS,
+    http.add_argument("--no-playground", dest="playground", action="store_false",
                       help="do not serve the browser playground (served at / and /playground by default)")
     http.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                       help="log verbosity")

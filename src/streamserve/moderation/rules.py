@@ -18,6 +18,7 @@ start of a match (the ``regex`` package's partial matching), like a stop string.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ def _match(compiled: regex.Pattern[str], view: Normalized, length: int, window: 
         start = view.original_start(m.start(), length)
         end = view.original_end(m.end(), length)
         if m.partial or (m.end() == end_of_view and not window.final):
-            if start < length:
+            if start < length and not window.final:
                 hold_from = start
             break
         if end > window.start:
@@ -128,11 +129,15 @@ def _match(compiled: regex.Pattern[str], view: Normalized, length: int, window: 
 
 def parse_rules(text: str, source: str = "rules") -> list[_Rule]:
     """Parse and compile a rules file's text; raises RulesError naming ``source`` and the line."""
+    lines = text.splitlines()
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise RulesError(f"{source}: invalid TOML: {exc}") from None
-    lines = text.splitlines()
+        message = str(exc)
+        at = re.search(r"\(at line (\d+), column \d+\)", message)
+        line = int(at.group(1)) if at else max(1, len(lines))
+        message = re.sub(r"\s*\(at [^)]*\)", "", message)
+        raise RulesError(f"{source} line {line}: invalid TOML: {message}") from None
     rules = []
     for category, table in data.items():
         where = f"{source} line {_line_of(lines, category)}"
