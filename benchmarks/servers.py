@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,12 +33,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def command(kind: str, setup: Setup, port: int, llama_server: str | None) -> list[str]:
-    """The command line that starts ``kind`` on ``port``."""
+def command(kind: str, setup: Setup, port: int, llama_server: str | None, extra: Sequence[str] = ()) -> list[str]:
+    """The command line that starts ``kind`` on ``port``; ``extra`` arguments go to streamserve only."""
     if kind == "streamserve":
         return [sys.executable, "-m", "streamserve", "serve", "--model", str(setup.model_path), "--port", str(port),
                 "--parallel", str(setup.parallel), "--ctx-size", str(setup.ctx_per_seq),
-                "--threads", str(setup.threads), "--max-queue", "256", "--log-level", "warning"]
+                "--threads", str(setup.threads), "--max-queue", "256", "--log-level", "warning", *extra]
     if kind == "llama-server":
         if not llama_server:
             raise ValueError("llama-server needs --llama-server PATH")
@@ -53,12 +53,13 @@ def command(kind: str, setup: Setup, port: int, llama_server: str | None) -> lis
 
 
 @contextlib.contextmanager
-def running(kind: str, setup: Setup, llama_server: str | None, log_dir: Path) -> Iterator[str]:
+def running(kind: str, setup: Setup, llama_server: str | None, log_dir: Path, extra: Sequence[str] = (),
+            label: str | None = None) -> Iterator[str]:
     """Run one server until the block ends; yields its OpenAI base URL once it answers /v1/models."""
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
-    log = (log_dir / f"{kind}.log").open("wb")
-    process = subprocess.Popen(command(kind, setup, port, llama_server), stdout=log, stderr=subprocess.STDOUT,
+    log = (log_dir / f"{label or kind}.log").open("wb")
+    process = subprocess.Popen(command(kind, setup, port, llama_server, extra), stdout=log, stderr=subprocess.STDOUT,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     base_url = f"http://127.0.0.1:{port}/v1"
     try:

@@ -4,7 +4,8 @@ The blocking server runs the rules policy; its flagged words are ones the model 
 greedily: it counts "9, 10, 11, 12, 13" after "1, …, 8," (SmolLM2 writes digits one token each,
 so "13" arrives split across two tokens), and answers "What is the capital of France?" in French
 with "la femme". Reference texts come from the unmoderated session server: same model, greedy,
-run alone. The async server adds the shipped classifier and the default model as guard model.
+run alone. An async server runs the rules; a third runs the shipped classifier and the default
+model as guard model (to prove the path, not to judge).
 """
 
 from __future__ import annotations
@@ -173,16 +174,15 @@ def test_metrics(blocking: ServerProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def guarded(rules_file: Path) -> Iterator[ServerProcess]:
+def asynchronous(rules_file: Path) -> Iterator[ServerProcess]:
     with running_server("--moderation", "async", "--moderation-rules", str(rules_file),
-                        "--moderation-classifier", "profanity", "--moderation-model", MODEL,
                         "--moderation-window", "64") as process:
         yield process
 
 
-def test_async_stream_flows_and_ends_within_the_window(guarded: ServerProcess, http: httpx.Client) -> None:
+def test_async_stream_flows_and_ends_within_the_window(asynchronous: ServerProcess, http: httpx.Client) -> None:
     reference = completion_text(read_stream(http, "/completions", COUNTING))
-    with httpx.Client(base_url=guarded.base_url, timeout=300) as raw_async:
+    with httpx.Client(base_url=asynchronous.base_url, timeout=300) as raw_async:
         stream = read_stream(raw_async, "/completions", COUNTING)
     text = completion_text(stream)
     end = reference.index(" 13,") + 3
@@ -194,6 +194,13 @@ def test_async_stream_flows_and_ends_within_the_window(guarded: ServerProcess, h
     assert checks == sorted(checks)
 
 
+@pytest.fixture(scope="module")
+def guarded() -> Iterator[ServerProcess]:
+    with running_server("--moderation-classifier", "profanity", "--moderation-model", MODEL,
+                        "--moderation-window", "64") as process:
+        yield process
+
+
 def test_guard_model_path_end_to_end(guarded: ServerProcess) -> None:
     """The default model as guard proves the path (engine sequences, strict parse), not judgement quality."""
     with OpenAI(base_url=guarded.base_url, api_key="sk-test", max_retries=0, timeout=300) as guard_client:
@@ -201,7 +208,7 @@ def test_guard_model_path_end_to_end(guarded: ServerProcess) -> None:
         assert f"guard:{MODEL}" in response.model and "alt-profanity-check" in response.model
         assert response.results[1].flagged and response.results[1].category_scores.harassment >= 0.9
         stream = guard_client.chat.completions.create(
-            model=MODEL, messages=SAFE, max_tokens=24, temperature=0, stream=True,
+            model=MODEL, messages=SAFE, max_tokens=12, temperature=0, stream=True,
             moderation={"model": "guard", "policy": {"output": {"mode": "block"}}})
         chunks = list(stream)
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
