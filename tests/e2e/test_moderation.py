@@ -20,7 +20,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.e2e.ssewire import SSEStream, chat_text, read_stream
+from tests.e2e.ssewire import SSEStream, read_stream
 from tests.serverproc import ServerProcess, running_server
 
 pytestmark = pytest.mark.e2e
