@@ -194,3 +194,5 @@ def test_metrics_count_the_requests_served(server: ServerProcess, client: OpenAI
     assert _metric(after, "streamserve:prompt_tokens_total") > _metric(before, "streamserve:prompt_tokens_total")
     assert _metric(after, "streamserve:num_requests_running") == 0  # idle again
     assert _metric(after, "streamserve:num_requests_waiting") == 0
+    assert _metric(after, "streamserve:lanes_free") == _metric(after, "streamserve:lanes") == 8
+    assert 'streamserve:aborted_sequences_total{phase="waiting"}' in after

@@ -236,9 +236,30 @@ def test_abort_frees_the_lane(make_engine: EngineFactory, model: Model) -> None:
     assert received == 2
     assert len(after) == 8 and after[-1].finish is FinishReason.LENGTH
     stats = eng.stats()
-    assert (stats.running, stats.waiting) == (0, 0)
+    assert (stats.running, stats.waiting, stats.lanes_free, stats.lanes_total) == (0, 0, 1, 1)
+    assert dict(stats.aborted_total) == {"waiting": 0, "prefill": 0, "decode": 1}
     # The aborted sequence stopped at a step boundary; it did not run on towards its 400 tokens.
     assert stats.generation_tokens_total < 2 + 8 + 20
+
+
+def test_abort_during_prefill_frees_the_lane(make_engine: EngineFactory, model: Model) -> None:
+    """A prompt read 16 tokens a step is aborted while it is read: counted as such, its lane freed."""
+    eng = make_engine(parallel=1, max_batch_tokens=16)
+    prompt = chat(model, "Summarise: " + "the lane is read in chunks, " * 60)
+
+    async def main() -> list[TokenEvent]:
+        stream = eng.generate(prompt, SamplingParams(max_tokens=4, temperature=0.0))
+        deadline = time.monotonic() + 30
+        while eng.stats().running == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        stream.close()
+        return await collect(eng.generate(chat(model, "Hi."), SamplingParams(max_tokens=3, ignore_eos=True)))
+
+    assert len(prompt) > 16 * 20
+    assert len(run(main(), timeout=60)) == 3
+    stats = eng.stats()
+    assert dict(stats.aborted_total) == {"waiting": 0, "prefill": 1, "decode": 0}
+    assert (stats.running, stats.waiting, stats.lanes_free) == (0, 0, 1)
 
 
 def test_aborted_sequence_leaves_its_tokens_cached_at_the_right_positions(make_engine: EngineFactory,
@@ -283,6 +304,7 @@ def test_abort_of_a_waiting_sequence_frees_its_queue_slot(make_engine: EngineFac
 
     events = run(main(), timeout=60)
     assert len(events) == 3 and events[-1].finish is FinishReason.LENGTH
+    assert dict(eng.stats().aborted_total)["waiting"] == 1
 
 
 def test_queue_full_raises(make_engine: EngineFactory, model: Model) -> None:

@@ -37,6 +37,15 @@ class _EngineCollector(Collector):
                                 value=stats.waiting)
         yield GaugeMetricFamily("streamserve:kv_cache_usage_perc", "Fraction of KV cache cells holding tokens.",
                                 value=stats.kv_used_tokens / max(1, stats.kv_capacity_tokens))
+        yield GaugeMetricFamily("streamserve:lanes_free", "KV lanes holding no sequence (all of them when idle).",
+                                value=stats.lanes_free)
+        yield GaugeMetricFamily("streamserve:lanes", "KV lanes (--parallel).", value=stats.lanes_total)
+        aborted = CounterMetricFamily("streamserve:aborted_sequences",
+                                      "Sequences stopped early by phase: client gone, or a stop string (decode).",
+                                      labels=["phase"])
+        for phase, count in stats.aborted_total:
+            aborted.add_metric([phase], count)
+        yield aborted
         yield CounterMetricFamily("streamserve:prompt_tokens", "Prompt tokens admitted.",
                                   value=stats.prompt_tokens_total)
         yield CounterMetricFamily("streamserve:prompt_tokens_cached", "Prompt tokens served from the prompt cache.",

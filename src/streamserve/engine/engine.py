@@ -29,9 +29,17 @@ from streamserve.llama import Batch, Context, DecodeError, Model, ProbeSettings,
 logger = logging.getLogger("streamserve.engine")
 
 
+ABORT_PHASES = ("waiting", "prefill", "decode")
+"""Where a sequence was when it was aborted: queued for a lane, reading its prompt, or generating."""
+
+
 @dataclass(frozen=True, slots=True)
 class EngineStats:
-    """A snapshot of the engine for metrics: gauges and monotonically growing counters."""
+    """A snapshot of the engine for metrics: gauges and monotonically growing counters.
+
+    ``aborted_total`` counts aborted sequences by ``ABORT_PHASES`` phase (a client gone, or, in
+    decode, a stop string matched); ``lanes_free`` of ``lanes_total`` lanes hold no sequence.
+    """
 
     running: int
     waiting: int
@@ -40,6 +48,9 @@ class EngineStats:
     prompt_tokens_total: int
     cached_prompt_tokens_total: int
     generation_tokens_total: int
+    lanes_free: int = 0
+    lanes_total: int = 0
+    aborted_total: tuple[tuple[str, int], ...] = ()
 
 
 class Engine:
@@ -74,6 +85,7 @@ class Engine:
         self._prompt_tokens = 0
         self._cached_tokens = 0
         self._generated_tokens = 0
+        self._aborted = dict.fromkeys(ABORT_PHASES, 0)
 
     @classmethod
     def load(cls, path: Path, config: EngineConfig) -> Engine:
@@ -173,6 +185,9 @@ class Engine:
             prompt_tokens_total=self._prompt_tokens,
             cached_prompt_tokens_total=self._cached_tokens,
             generation_tokens_total=self._generated_tokens,
+            lanes_free=self.lanes.num_free,
+            lanes_total=self.config.parallel,
+            aborted_total=tuple(self._aborted.items()),
         )
 
     def _loop(self) -> None:
@@ -187,7 +202,7 @@ class Engine:
                 if kind == "add":
                     self.scheduler.add(seq)
                 else:
-                    self._release(seq, SequenceStatus.ABORTED)
+                    self._abort(seq)
             if stopping:
                 self._fail_all(EngineStoppedError("the server is shutting down"))
                 return
@@ -268,6 +283,13 @@ class Engine:
             if finish is not None:
                 self._release(seq, SequenceStatus.FINISHED)
         return deliveries
+
+    def _abort(self, seq: Sequence) -> None:
+        if seq.is_done:
+            return
+        waiting = seq.status is SequenceStatus.WAITING
+        self._aborted["waiting" if waiting else "prefill" if seq.is_prefilling else "decode"] += 1
+        self._release(seq, SequenceStatus.ABORTED)
 
     def _release(self, seq: Sequence, status: SequenceStatus, *, keep_kv: bool = True) -> None:
         if seq.is_done:
