@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from streamserve.bench.client import BenchClient, RequestOptions, RequestRecord
+from streamserve.bench.client import BenchClient, ReadPlan, RequestOptions, RequestRecord
 from streamserve.bench.prompts import user_prompt
 
 from .fakeserver import ANSWER_WORDS, MODEL
@@ -112,3 +112,54 @@ def test_body_shapes() -> None:
     legacy = BenchClient("http://x/v1", model="m", options=opts).body(prompt, stream=True)
     assert legacy["prompt"] == "hi" and "stream_options" not in legacy and "messages" not in legacy
     assert BenchClient("http://x/v1/", options=opts).url() == "http://x/v1/completions"
+
+
+def send_plan(url: str, text: str, plan: ReadPlan, **body: object) -> RequestRecord:
+    """Post a raw streamed chat body to the fake server, read as ``plan`` says."""
+
+    async def go() -> RequestRecord:
+        async with BenchClient(url, model=MODEL, options=RequestOptions(timeout=10.0)) as client:
+            payload = {"model": MODEL, "messages": [{"role": "user", "content": text}], "stream": True,
+                       "max_tokens": 10, **body}
+            return await client.send_body("chat", payload, plan=plan)
+
+    return asyncio.run(go())
+
+
+def test_keep_events_keeps_the_whole_wire(fake_url: str) -> None:
+    record = send_plan(fake_url, "hello", ReadPlan(keep_events=True), stream_options={"include_usage": True})
+    assert record.ok and not record.hung_up and record.comments == 1
+    assert [e.data for e in record.events][-1] == "[DONE]"
+    assert len(record.events) == 1 + 9 + 1 + 1 + 1  # role, content, finish, usage, [DONE]
+    assert all(e.lines == (f"data: {e.data}",) and e.terminated for e in record.events)
+    assert record.content_type is not None and record.content_type.startswith("text/event-stream")
+
+
+def test_events_after_an_error_event_are_kept(fake_url: str) -> None:
+    record = send_plan(fake_url, "[error-event]", ReadPlan(keep_events=True))
+    assert not record.ok and record.error == "error event: server_error: engine failed"
+    assert record.events[-1].data == "[DONE]" and "engine failed" in record.events[-2].data
+
+
+def test_hang_up_after_events(fake_url: str) -> None:
+    record = send_plan(fake_url, "hello", ReadPlan(keep_events=True, hangup_after_events=3))
+    assert record.hung_up and not record.ok and record.error is None
+    assert len(record.events) == 3 and record.hung_up_at is not None
+    assert send_plan(fake_url, "hello", ReadPlan(hangup_after_events=0)).events == []
+    finished_first = send_plan(fake_url, "hello", ReadPlan(keep_events=True, hangup_after_events=500))
+    assert finished_first.ok and not finished_first.hung_up
+
+
+def test_hang_up_after_seconds(fake_url: str) -> None:
+    started = time.monotonic()
+    record = send_plan(fake_url, "[slow]", ReadPlan(keep_events=True, hangup_after_s=0.3))
+    assert time.monotonic() - started < 5
+    assert record.hung_up and record.error is None and record.events == []
+    assert record.hung_up_at is not None and 0.3 <= record.hung_up_at < 5
+
+
+def test_slow_reading_still_reads_everything(fake_url: str) -> None:
+    started = time.monotonic()
+    record = send_plan(fake_url, "hello", ReadPlan(keep_events=True, pause_s=0.05))
+    assert record.ok and len(record.events) == 12
+    assert time.monotonic() - started >= 0.05 * 11

@@ -3,6 +3,8 @@
 ``BenchClient.send()`` never raises for a failed request: every outcome, an HTTP error, an error
 event, a dropped connection or a timeout, comes back as a ``RequestRecord`` with ``ok=False`` and the
 reason in ``error``. Every request runs under an overall deadline (``timeout``), so none can hang a run.
+``send_body()`` posts any body and takes a ``ReadPlan``: keep every event for a wire checker, read
+slowly, or hang up early (the soak benchmark's clients).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import httpx
 import orjson
 
 from .prompts import Endpoint, Prompt
-from .sse import MalformedEventError, SSEReader, StreamError, error_message
+from .sse import MalformedEventError, SSEEvent, SSEReader, StreamError, error_message
 
 TokenSource = Literal["usage", "chunks", "none"]
 
@@ -56,6 +58,16 @@ class RequestRecord:
     usage_completion_tokens: int | None = None
     finish_reason: str | None = None
     saw_done: bool = False
+    request_id: str | None = None
+    content_type: str | None = None
+    error_body: Any = None
+    """The parsed JSON body of a failed (non-2xx) response, when it was JSON."""
+    events: list[SSEEvent] = field(default_factory=list)
+    """Every event of the stream, ``[DONE]`` and anything after it included (``ReadPlan.keep_events``)."""
+    comments: int = 0
+    hung_up: bool = False
+    """The client closed the connection on purpose (``ReadPlan``); such a record is not ``ok``."""
+    hung_up_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field, raw timings included."""
@@ -71,6 +83,25 @@ class RequestOptions:
     temperature: float | None = 0.0
     include_usage: bool = True
     timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """How one stream is read: keep its events, pause after each event, or hang up on purpose.
+
+    ``hangup_after_events`` closes the connection once that many events have arrived (0: as soon
+    as the response headers are in); ``hangup_after_s`` closes it that many seconds after sending,
+    whatever has arrived by then. A stream that ends first is simply complete.
+    """
+
+    keep_events: bool = False
+    pause_s: float = 0.0
+    hangup_after_events: int | None = None
+    hangup_after_s: float | None = None
+
+
+class _HungUp(Exception):
+    """Internal: the read plan's hang-up point was reached."""
 
 
 class BenchClient:
@@ -133,9 +164,9 @@ class BenchClient:
             raise RequestFailedError(f"GET {self.base_url}/models: no 'data' list")
         return [str(item["id"]) for item in data if isinstance(item, dict) and "id" in item]
 
-    def url(self) -> str:
-        """The endpoint URL requests go to."""
-        path = "/chat/completions" if self.options.endpoint == "chat" else "/completions"
+    def url(self, endpoint: Endpoint | None = None) -> str:
+        """The URL of ``endpoint`` (default: the options' endpoint)."""
+        path = "/chat/completions" if (endpoint or self.options.endpoint) == "chat" else "/completions"
         return self.base_url + path
 
     def body(self, prompt: Prompt, *, stream: bool) -> dict[str, Any]:
@@ -152,17 +183,34 @@ class BenchClient:
 
     async def send(self, prompt: Prompt, *, stream: bool, epoch: float = 0.0) -> RequestRecord:
         """Run one request to completion or failure, within ``options.timeout`` seconds; never raises."""
-        record = RequestRecord(stream=stream, prompt=prompt.name)
-        body = orjson.dumps(self.body(prompt, stream=stream))
+        body = self.body(prompt, stream=stream)
+        return await self.send_body(self.options.endpoint, body, name=prompt.name, epoch=epoch)
+
+    async def send_body(
+        self,
+        endpoint: Endpoint,
+        body: dict[str, Any],
+        *,
+        name: str = "",
+        plan: ReadPlan | None = None,
+        epoch: float = 0.0,
+    ) -> RequestRecord:
+        """Post ``body`` as it is (streamed if ``body["stream"]``), read as ``plan`` says; never raises."""
+        stream = bool(body.get("stream"))
+        plan = plan or ReadPlan()
+        record = RequestRecord(stream=stream, prompt=name)
+        url, content = self.url(endpoint), orjson.dumps(body)
         t0 = time.perf_counter()
         record.start = t0 - epoch
         try:
             async with asyncio.timeout(self.options.timeout):
-                if stream:
-                    await self._stream(body, record, t0)
+                if not stream:
+                    await self._complete(url, content, record, t0)
+                elif plan.hangup_after_s is None:
+                    await self._stream(url, content, record, t0, plan)
                 else:
-                    await self._complete(body, record, t0)
-            record.ok = True
+                    await self._stream_until(url, content, record, t0, plan)
+            record.ok = not record.hung_up
         except TimeoutError:
             record.error = f"timeout: not complete after {self.options.timeout:g} s"
         except StreamError as exc:
@@ -175,10 +223,10 @@ class BenchClient:
             record.e2e = time.perf_counter() - t0
         return record
 
-    async def _complete(self, body: bytes, record: RequestRecord, t0: float) -> None:
-        response = await self._http.post(self.url(), content=body)
+    async def _complete(self, url: str, body: bytes, record: RequestRecord, t0: float) -> None:
+        response = await self._http.post(url, content=body)
         record.e2e = time.perf_counter() - t0  # the whole body is in
-        record.status = response.status_code
+        _take_response(response, record)
         if response.status_code >= 400:
             raise RequestFailedError(_status_message(response))
         payload = orjson.loads(response.content)
@@ -197,31 +245,92 @@ class BenchClient:
             record.output_tokens = record.usage_completion_tokens
             record.token_source = "usage"
 
-    async def _stream(self, body: bytes, record: RequestRecord, t0: float) -> None:
+    async def _stream_until(self, url: str, body: bytes, record: RequestRecord, t0: float, plan: ReadPlan) -> None:
+        """``_stream``, hung up ``plan.hangup_after_s`` seconds after ``t0`` if it has not ended by then."""
+        assert plan.hangup_after_s is not None
+        try:
+            async with asyncio.timeout(plan.hangup_after_s):
+                await self._stream(url, body, record, t0, plan)
+        except TimeoutError:
+            if not record.saw_done:  # a stream that was complete but for its last bytes was not hung up on
+                record.hung_up = True
+                record.hung_up_at = time.perf_counter() - t0
+
+    async def _stream(self, url: str, body: bytes, record: RequestRecord, t0: float, plan: ReadPlan) -> None:
         headers = {"Accept": "text/event-stream"}
         pieces: list[str] = []
+        reader: SSEReader | None = None
         try:
-            async with self._http.stream("POST", self.url(), content=body, headers=headers) as response:
-                record.status = response.status_code
+            async with self._http.stream("POST", url, content=body, headers=headers) as response:
+                _take_response(response, record)
                 if response.status_code >= 400:
                     await response.aread()
+                    record.error_body = _json_or_none(response)
                     raise RequestFailedError(_status_message(response))
-                reader = SSEReader(response.aiter_lines())
-                async for chunk in reader.chunks():
-                    piece = _take_chunk(chunk.payload, record)
-                    if piece:
-                        record.chunk_times.append(chunk.time - t0)
-                        pieces.append(piece)
+                reader = SSEReader(response.aiter_lines(), keep=plan.keep_events)
+                try:
+                    await self._read(reader, record, pieces, t0, plan)
+                except _HungUp:
+                    record.hung_up = True
+                    record.hung_up_at = time.perf_counter() - t0
+                    await reader.aclose()
+                    return
+                except (StreamError, MalformedEventError):
+                    if plan.keep_events:  # what follows an error event is part of the wire too
+                        await reader.drain()
+                    raise
                 record.saw_done = reader.saw_done
                 end = reader.done_time if reader.done_time is not None else time.perf_counter()
-            record.e2e = end - t0
+                record.e2e = end - t0
+                if plan.keep_events:
+                    await reader.drain()
         finally:  # a failed stream keeps what it received, for the raw timings
+            if reader is not None:
+                record.events = reader.events
+                record.comments = reader.comments
             _finish_stream(record, pieces)
         if record.finish_reason is None:  # an answer that never finished is not an answer
             how = "[DONE] came" if record.saw_done else "the body ended"
             raise RequestFailedError(
                 f"stream ended early: {how} without a finish_reason, after {record.content_chunks} content chunks"
             )
+
+    @staticmethod
+    async def _read(reader: SSEReader, record: RequestRecord, pieces: list[str], t0: float, plan: ReadPlan) -> None:
+        """Fold the stream's chunks into ``record``; raise ``_HungUp`` at the plan's hang-up point."""
+        limit = plan.hangup_after_events
+        if limit == 0:
+            raise _HungUp
+        seen = 0
+        chunks = reader.chunks()
+        try:
+            async for chunk in chunks:
+                piece = _take_chunk(chunk.payload, record)
+                if piece:
+                    record.chunk_times.append(chunk.time - t0)
+                    pieces.append(piece)
+                seen += 1
+                if limit is not None and seen >= limit:
+                    raise _HungUp
+                if plan.pause_s > 0:
+                    await asyncio.sleep(plan.pause_s)
+        finally:
+            await chunks.aclose()
+
+
+def _take_response(response: httpx.Response, record: RequestRecord) -> None:
+    record.status = response.status_code
+    record.content_type = response.headers.get("content-type")
+    record.request_id = response.headers.get("x-request-id")
+    if response.status_code >= 400 and not record.stream:
+        record.error_body = _json_or_none(response)
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _finish_stream(record: RequestRecord, pieces: list[str]) -> None:

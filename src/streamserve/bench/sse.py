@@ -9,7 +9,7 @@ nothing with the server's framing code.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +28,17 @@ class MalformedEventError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SSEEvent:
-    """One dispatched event: its joined ``data`` lines and the clock reading when it completed."""
+    """One dispatched event: its joined ``data`` lines and the clock reading when it completed.
+
+    ``lines`` are the event's field lines as they came (comments excluded), for strict framing
+    checks; ``terminated`` is False for a last event that the body ended without a blank line.
+    """
 
     data: str
     time: float
     event: str = ""
+    lines: tuple[str, ...] = ()
+    terminated: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +54,26 @@ class SSEDecoder:
 
     Comment lines (starting with ``:``) are skipped, ``data`` lines are joined with ``\\n``, an
     ``event`` line names the event, other fields (``id``, ``retry``) are ignored, and a blank line
-    dispatches the event if it has any data.
+    dispatches the event if it has any data. ``comments`` counts the comment lines seen and
+    ``last_lines`` holds the field lines of the event just dispatched.
     """
 
     def __init__(self) -> None:
         """Start with an empty event buffer."""
         self._data: list[str] = []
         self._event = ""
+        self._lines: list[str] = []
+        self.last_lines: tuple[str, ...] = ()
+        self.comments = 0
 
     def feed(self, line: str) -> tuple[str, str] | None:
         """Take one line without its terminator; return ``(event, data)`` when it completes one."""
         if line == "":
             return self._dispatch()
         if line.startswith(":"):
+            self.comments += 1
             return None
+        self._lines.append(line)
         field, sep, value = line.partition(":")
         if sep and value.startswith(" "):
             value = value[1:]
@@ -76,6 +88,8 @@ class SSEDecoder:
         return self._dispatch()
 
     def _dispatch(self) -> tuple[str, str] | None:
+        self.last_lines = tuple(self._lines)
+        self._lines = []
         if not self._data:
             self._event = ""
             return None
@@ -86,17 +100,17 @@ class SSEDecoder:
 
 
 async def aiter_events(
-    lines: AsyncIterable[str], clock: Callable[[], float] = time.perf_counter
-) -> AsyncIterator[SSEEvent]:
+    lines: AsyncIterable[str], clock: Callable[[], float] = time.perf_counter, decoder: SSEDecoder | None = None
+) -> AsyncGenerator[SSEEvent, None]:
     """Yield every event of a line stream, stamped with ``clock()`` when its last line arrived."""
-    decoder = SSEDecoder()
+    decoder = decoder or SSEDecoder()
     async for line in lines:
         completed = decoder.feed(line.rstrip("\r\n"))
         if completed is not None:
-            yield SSEEvent(data=completed[1], time=clock(), event=completed[0])
+            yield SSEEvent(completed[1], clock(), completed[0], decoder.last_lines)
     completed = decoder.flush()
     if completed is not None:
-        yield SSEEvent(data=completed[1], time=clock(), event=completed[0])
+        yield SSEEvent(completed[1], clock(), completed[0], decoder.last_lines, terminated=False)
 
 
 def decode_data(data: str) -> dict[str, Any] | None:
@@ -132,22 +146,46 @@ class SSEReader:
     """Reads the JSON chunks of an OpenAI-style stream until ``[DONE]``.
 
     Iterate ``chunks()``; afterwards ``saw_done`` tells whether the stream ended with ``[DONE]``
-    (False means the body simply stopped). Error events raise ``StreamError``.
+    (False means the body simply stopped). Error events raise ``StreamError``. With
+    ``keep=True`` every event read is kept in ``events`` (for a wire checker), and ``drain()``
+    reads on to the end of the body, keeping whatever came after ``[DONE]`` or an error event.
     """
 
-    def __init__(self, lines: AsyncIterable[str], clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self, lines: AsyncIterable[str], clock: Callable[[], float] = time.perf_counter, *, keep: bool = False
+    ) -> None:
         """Wrap a line stream, typically ``httpx.Response.aiter_lines()``."""
-        self._lines = lines
-        self._clock = clock
+        self._decoder = SSEDecoder()
+        self._events = aiter_events(lines, clock, self._decoder)
+        self._keep = keep
+        self.events: list[SSEEvent] = []
         self.saw_done = False
         self.done_time: float | None = None
 
-    async def chunks(self) -> AsyncIterator[TimedChunk]:
+    @property
+    def comments(self) -> int:
+        """Comment lines (keep-alives) seen so far."""
+        return self._decoder.comments
+
+    async def chunks(self) -> AsyncGenerator[TimedChunk, None]:
         """Yield each JSON chunk with its arrival time; stop at ``[DONE]``."""
-        async for event in aiter_events(self._lines, self._clock):
+        async for event in self._events:
+            if self._keep:
+                self.events.append(event)
             payload = decode_data(event.data)
             if payload is None:
                 self.saw_done = True
                 self.done_time = event.time
                 return
             yield TimedChunk(payload=payload, time=event.time)
+
+    async def drain(self) -> list[SSEEvent]:
+        """Read to the end of the body; return the events found there (kept in ``events`` too)."""
+        rest = [event async for event in self._events]
+        if self._keep:
+            self.events.extend(rest)
+        return rest
+
+    async def aclose(self) -> None:
+        """Stop reading (a client hanging up early); the body itself is closed by its owner."""
+        await self._events.aclose()
