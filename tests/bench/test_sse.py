@@ -95,3 +95,21 @@ def test_decode_data() -> None:
         decode_data("[1, 2]")
     with pytest.raises(StreamError, match="oops"):
         decode_data('{"error": "oops"}')
+
+
+def test_events_keep_their_field_lines_and_end() -> None:
+    got = events(": ping", "event: x", "data: 1", "", "data: 2")
+    assert [(e.lines, e.terminated) for e in got] == [(("event: x", "data: 1"), True), (("data: 2",), False)]
+
+
+def test_keep_and_drain_see_what_follows_done() -> None:
+    reader = SSEReader(_lines(": ka", 'data: {"a": 1}', "", "data: [DONE]", "", "data: late", ""),
+                       _clock(), keep=True)  # type: ignore[arg-type]
+
+    async def go() -> list[SSEEvent]:
+        _ = [c async for c in reader.chunks()]
+        return await reader.drain()
+
+    rest = asyncio.run(go())
+    assert [e.data for e in rest] == ["late"]
+    assert [e.data for e in reader.events] == ['{"a": 1}', "[DONE]", "late"] and reader.comments == 1
