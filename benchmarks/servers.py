@@ -52,38 +52,65 @@ def command(kind: str, setup: Setup, port: int, llama_server: str | None, extra:
     raise ValueError(f"unknown server kind {kind}")
 
 
+@dataclass
+class Spawned:
+    """A server process started by ``spawned``: its OpenAI base URL, log, and how it exited."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    exit_code: int | None = None
+    stop_seconds: float | None = None
+
+
 @contextlib.contextmanager
-def running(kind: str, setup: Setup, llama_server: str | None, log_dir: Path, extra: Sequence[str] = (),
-            label: str | None = None) -> Iterator[str]:
-    """Run one server until the block ends; yields its OpenAI base URL once it answers /v1/models."""
-    port = free_port()
+def spawned(name: str, cmd: list[str], port: int, log_dir: Path, *,
+            stop_signal: signal.Signals = signal.SIGINT) -> Iterator[Spawned]:
+    """Run ``cmd`` (listening on ``port``) until the block ends; yields once it answers /v1/models.
+
+    At the end it gets ``stop_signal``, then 30 s to exit before it is killed; the exit code and
+    the time it took are recorded on the yielded ``Spawned``.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
-    log = (log_dir / f"{label or kind}.log").open("wb")
-    process = subprocess.Popen(command(kind, setup, port, llama_server, extra), stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    base_url = f"http://127.0.0.1:{port}/v1"
+    log_path = log_dir / f"{name}.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    server = Spawned(f"http://127.0.0.1:{port}/v1", process, log_path)
     try:
         deadline = time.monotonic() + 300
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"{kind} exited with {process.returncode}; see {log.name}")
+                raise RuntimeError(f"{name} exited with {process.returncode}; see {log_path}")
             try:
-                if httpx.get(base_url + "/models", timeout=2).status_code == 200 and _healthy(base_url):
+                if httpx.get(server.base_url + "/models", timeout=2).status_code == 200 and _healthy(server.base_url):
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{kind} did not start; see {log.name}")
+                raise RuntimeError(f"{name} did not start; see {log_path}")
             time.sleep(0.5)
-        yield base_url
+        yield server
     finally:
-        process.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        if process.poll() is None:
+            process.send_signal(stop_signal)
         try:
             process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        server.exit_code = process.returncode
+        server.stop_seconds = time.monotonic() - started
         log.close()
+
+
+@contextlib.contextmanager
+def running(kind: str, setup: Setup, llama_server: str | None, log_dir: Path, extra: Sequence[str] = (),
+            label: str | None = None) -> Iterator[str]:
+    """Run one server until the block ends; yields its OpenAI base URL once it answers /v1/models."""
+    port = free_port()
+    with spawned(label or kind, command(kind, setup, port, llama_server, extra), port, log_dir) as server:
+        yield server.base_url
 
 
 def _healthy(base_url: str) -> bool:
