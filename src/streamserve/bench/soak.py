@@ -43,6 +43,7 @@ class SoakConfig:
     seed: int = 0
     levels: tuple[int, ...] = DEFAULT_LEVELS
     per_level: int = 10
+    minimum: int = 20
     hangup_rate: float = 0.10
     slow_rate: float = 0.02
     replay: int = 100
@@ -85,7 +86,6 @@ class SoakRun:
     idle_at_end: dict[str, Any] | None = None
     rss: RssSampler | None = None
     duration: float = 0.0
-    in_flight: int = 0
 
 
 async def run_soak(client: BenchClient, plan: Sequence[PlannedRequest], config: SoakConfig, *,
@@ -118,7 +118,7 @@ async def _load(client: BenchClient, run: SoakRun, plan: Sequence[PlannedRequest
                 log: Callable[[str], None]) -> None:
     config = run.config
     pending = iter(plan)
-    for level, size in phases(len(plan), config.levels, per_level=config.per_level):
+    for level, size in phases(len(plan), config.levels, per_level=config.per_level, minimum=config.minimum):
         if time.perf_counter() >= deadline:
             log("duration reached: no further phase starts")
             break
@@ -141,12 +141,8 @@ async def _phase(client: BenchClient, run: SoakRun, batch: list[PlannedRequest],
         for planned in shared:  # each request is taken by one worker
             if time.perf_counter() >= deadline:
                 return
-            run.in_flight += 1
-            try:
-                record = await client.send_body(planned.endpoint, planned.body, name=planned.prompt,
-                                                plan=planned.read, epoch=t0)
-            finally:
-                run.in_flight -= 1
+            record = await client.send_body(planned.endpoint, planned.body, name=planned.prompt,
+                                            plan=planned.read, epoch=t0)
             run.outcomes.append(evaluate(planned, record, level=level))
 
     await asyncio.gather(*(worker() for _ in range(min(level, len(batch)))))
