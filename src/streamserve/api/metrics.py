@@ -41,7 +41,7 @@ class _EngineCollector(Collector):
                                 value=stats.lanes_free)
         yield GaugeMetricFamily("streamserve:lanes", "KV lanes (--parallel).", value=stats.lanes_total)
         aborted = CounterMetricFamily("streamserve:aborted_sequences",
-                                      "Sequences stopped early by phase: client gone, or a stop string (decode).",
+                                      "Sequences stopped early by phase: client gone or behind, or a stop string.",
                                       labels=["phase"])
         for phase, count in stats.aborted_total:
             aborted.add_metric([phase], count)

@@ -37,8 +37,9 @@ ABORT_PHASES = ("waiting", "prefill", "decode")
 class EngineStats:
     """A snapshot of the engine for metrics: gauges and monotonically growing counters.
 
-    ``aborted_total`` counts aborted sequences by ``ABORT_PHASES`` phase (a client gone, or, in
-    decode, a stop string matched); ``lanes_free`` of ``lanes_total`` lanes hold no sequence.
+    ``aborted_total`` counts aborted sequences by ``ABORT_PHASES`` phase (a client gone or too far
+    behind, or, in decode, a stop string matched); ``lanes_free`` of ``lanes_total`` lanes hold no
+    sequence.
     """
 
     running: int
