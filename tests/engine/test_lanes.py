@@ -141,19 +141,83 @@ def test_cached_tokens_counts_free_lanes_only() -> None:
     assert pool.cached_tokens() == 2
 
 
+SYSTEM = list(range(1000, 1047))  # the issue's case: a 47-token system prompt, 81-token histories
+
+
+def _turn(conversation: int, turn: int, length: int = 17) -> list[int]:
+    """Tokens unique to one conversation's turn."""
+    return [100_000 * (conversation + 1) + 1000 * turn + i for i in range(length)]
+
+
 def test_new_conversation_does_not_evict_a_cached_one_while_empty_lanes_are_free() -> None:
     """Chat prompts share the system-prompt prefix. A new conversation must not take the lane that
-    holds another conversation's history (keeping 3 shared tokens, discarding 5) while empty lanes
-    are free, or interleaved conversations all land on one lane and lose their cache.
+    holds another conversation's history (keeping the 47 shared tokens, discarding 34) while empty
+    lanes are free, or interleaved conversations all land on one lane and lose their cache.
     """
-    system = [1, 2, 3]
-    conversation_a = [*system, 10, 11, 12, 13, 14]
-    pool = LanePool(4)
+    conversation_a = [*SYSTEM, *_turn(0, 0), *_turn(0, 1)]
+    pool = LanePool(8)
     lane_a, _, _ = pool.acquire(conversation_a)
     pool.release(lane_a, conversation_a)
-    lane_b, _, _ = pool.acquire([*system, 20, 21])
+    lane_b, keep, source = pool.acquire([*SYSTEM, *_turn(1, 0)])
     assert lane_b != lane_a
+    assert (keep, source) == (len(SYSTEM), lane_a)  # the system prompt is copied, not read again
     assert pool.contents[lane_a] == conversation_a
+
+
+@pytest.mark.parametrize("n_conversations", [2, 8])
+def test_alternating_conversations_up_to_the_lane_count_keep_their_whole_history(n_conversations: int) -> None:
+    """N <= lanes conversations sharing a system prompt, turns alternating: every turn after the first
+    reuses that conversation's whole previous turn (prompt and answer), as the issue asks."""
+    pool = LanePool(8)
+    histories = [list(SYSTEM) for _ in range(n_conversations)]
+    for turn in range(3):
+        for c in range(n_conversations):
+            prompt = histories[c] + _turn(c, 2 * turn)
+            lease = pool.acquire(prompt)
+            expected = len(histories[c]) if turn else (len(SYSTEM) if c else 0)
+            assert lease.keep == expected, (turn, c)
+            answer = _turn(c, 2 * turn + 1)
+            pool.release(lease.lane, prompt + answer)
+            histories[c] = prompt + answer
+
+
+def test_own_lane_is_retaken_when_only_a_few_tail_tokens_differ() -> None:
+    """A stop string or re-tokenized answer leaves a few tokens the next prompt does not repeat: the
+    conversation goes back to its own lane (losing those few) rather than copying it elsewhere."""
+    history = [*SYSTEM, *_turn(0, 0)]
+    pool = LanePool(4)
+    lane, _, _ = pool.acquire(history)
+    pool.release(lane, [*history, 7, 7, 7])  # three tokens generated after the stop string
+    lease = pool.acquire([*history, *_turn(0, 1)])
+    assert (lease.lane, lease.keep, lease.source) == (lane, len(history), None)
+
+
+def test_with_no_free_of_cost_lane_the_least_recently_released_is_evicted() -> None:
+    """All lanes hold other histories: LRU, whatever their size (a big one-shot prompt's cache ages out)."""
+    big_one_shot = list(range(5000, 7000))
+    pool = _pool_with([[*SYSTEM, *_turn(0, 0)], big_one_shot, [*SYSTEM, *_turn(1, 0)]], release_order=[1, 0, 2])
+    lease = pool.acquire([*SYSTEM, *_turn(2, 0)])
+    assert lease.lane == 1
+    assert (lease.keep, lease.source) == (len(SYSTEM), 0)  # copied from the oldest lane holding it
+
+
+def test_live_conversations_outlast_one_shot_long_prompts() -> None:
+    """Two one-shot long prompts, then 7 conversations on 8 lanes (one more than the lanes left):
+    the long prompts' caches go first, so from the second round on every turn finds its history."""
+    pool = LanePool(8)
+    for i in range(2):
+        long = [50_000 + 3000 * i + t for t in range(2000)]
+        lane, _, _ = pool.acquire(long)
+        pool.release(lane, long)
+    histories = [list(SYSTEM) for _ in range(7)]
+    for turn in range(3):
+        for c in range(7):
+            prompt = histories[c] + _turn(c, 2 * turn)
+            lease = pool.acquire(prompt)
+            if turn:
+                assert lease.keep == len(histories[c]), (turn, c)
+            pool.release(lease.lane, prompt + _turn(c, 2 * turn + 1))
+            histories[c] = prompt + _turn(c, 2 * turn + 1)
 
 
 def test_a_longer_prefix_elsewhere_is_copied_into_the_chosen_lane() -> None:
@@ -173,10 +237,12 @@ def test_a_longer_prefix_elsewhere_is_copied_into_the_chosen_lane() -> None:
 
 
 def test_short_shared_prefixes_are_not_worth_a_copy() -> None:
+    history = list(range(1, 31))
     pool = LanePool(2)
-    lane_a, _, _ = pool.acquire([1, 2, 3, 4, 5, 6, 7, 8, 9])
-    pool.release(lane_a, [1, 2, 3, 4, 5, 6, 7, 8, 9])
+    lane_a, _, _ = pool.acquire(history)
+    pool.release(lane_a, history)
     lease = pool.acquire([1, 2, 3, 40])
+    assert lease.lane != lane_a
     assert lease.source is None
     assert lease.keep == 0
 

@@ -7,7 +7,8 @@ from typing import NamedTuple
 
 COPY_MIN_TOKENS = 8
 """A prefix held by another lane is copied only when it saves at least this many prompt tokens (a copy
-moves the whole lane, a few ms; reading a prompt token costs a few ms on a 2-core CPU)."""
+moves the whole lane, a few ms; reading a prompt token costs a few ms on a 2-core CPU). Taking a lane
+that discards no more than this many tokens costs nothing worth keeping, for the same reason."""
 
 
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -28,20 +29,27 @@ class Lease(NamedTuple):
 
 
 class LanePool:
-    """Hands out free lanes, preferring the one whose cached tokens save the most work for a prompt.
+    """Hands out free lanes so that a prompt reuses the most cached tokens and discards the least.
 
-    A released lane keeps its tokens (the prompt cache, the common multi-turn chat case). Taking a
-    lane reuses its shared prefix and discards the rest, so each free lane scores
-    ``reused - discarded``: a conversation's next turn goes back to its own lane, while a new
-    conversation that only shares a system prompt takes an empty or least useful lane instead of
-    wiping another conversation's history. Ties go to the least recently released lane. When some
-    other lane, free or busy, holds a longer prefix (a shared system prompt, a repeated prompt), the
-    lease names it as ``source``: its KV memory is copied rather than the prefix read again.
+    A released lane keeps its tokens: the prompt cache (a conversation's next turn extends them).
+    Taking a free lane keeps the prefix it shares with the prompt and discards the rest, its *loss*.
+    ``acquire`` takes, in this order:
+
+    1. a free lane that costs nothing (loss of at most ``COPY_MIN_TOKENS``: an empty lane, or one
+       whose tokens the prompt continues, the conversation's own lane), the one sharing most first;
+    2. otherwise the least recently released free lane (LRU).
+
+    Whichever lane it takes, the longest prefix held by any lane, free or busy, is copied into it
+    (``source``) when that saves more than reading it again, so a new conversation sharing a system
+    prompt never needs another conversation's lane to reuse it. With N <= lanes conversations, each
+    one's next turn therefore finds its whole history cached. LRU rather than least-loss eviction:
+    in a simulated mix of multi-turn chats and one-shot long prompts (tests/engine/test_lanes.py),
+    least-loss keeps the large one-shot caches forever and evicts the small, live conversations.
     """
 
     def __init__(self, n_lanes: int) -> None:
         self.contents: list[list[int]] = [[] for _ in range(n_lanes)]
-        self._free: list[int] = list(range(n_lanes))
+        self._free: list[int] = list(range(n_lanes))  # least recently released first
 
     @property
     def num_free(self) -> int:
@@ -54,7 +62,9 @@ class LanePool:
         At least one prompt token is always left to decode, since sampling needs its logits.
         """
         shared = [min(common_prefix_len(tokens, prompt), len(prompt) - 1) for tokens in self.contents]
-        best = max(self._free, key=lambda lane: (2 * shared[lane] - len(self.contents[lane]), -self._free.index(lane)))
+        free_of_cost = [lane for lane in self._free if len(self.contents[lane]) - shared[lane] <= COPY_MIN_TOKENS]
+        # max() keeps the first, least recently released, of ties; without a free-of-cost lane, LRU.
+        best = max(free_of_cost, key=lambda lane: shared[lane]) if free_of_cost else self._free[0]
         self._free.remove(best)
         source = max(range(len(self.contents)), key=lambda lane: shared[lane])
         if source != best and shared[source] - shared[best] >= COPY_MIN_TOKENS:
