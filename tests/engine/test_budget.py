@@ -5,12 +5,41 @@ from __future__ import annotations
 from streamserve.engine.budget import PrefillBudget
 
 
-def test_whole_batch_when_nothing_decodes() -> None:
-    assert PrefillBudget(2.0, ceiling=512).tokens(0) == 512
-
-
 def test_initial_guess_before_any_measurement() -> None:
     assert PrefillBudget(2.0, initial=32).tokens(4) == 32
+    assert PrefillBudget(2.0, initial=32).tokens(0) == 32
+
+
+def test_with_nothing_decoding_a_step_is_bounded_in_time_not_only_by_the_batch() -> None:
+    """A long prompt read alone still comes in steps of about ``step_time``, so a request arriving
+    meanwhile waits about one step, not the whole prompt (or a whole 512-token batch)."""
+    budget = PrefillBudget(2.0, step_time=0.25, floor=8, ceiling=512)
+    budget.observe(0, 100, 1.0)  # 10 ms per prompt token (a long prompt late in its context)
+    assert budget.tokens(0) == 25
+    cheap = PrefillBudget(2.0, step_time=0.25, floor=8, ceiling=512)
+    cheap.observe(0, 100, 0.01)  # 0.1 ms per token: the batch size is the limit
+    assert cheap.tokens(0) == 512
+
+
+def test_time_bound_follows_the_machine_load() -> None:
+    """Per-token cost is measured in wall time: on a loaded machine the same step_time holds fewer tokens."""
+    budget = PrefillBudget(2.0, step_time=0.25, floor=1, ceiling=512)
+    for _ in range(30):
+        budget.observe(0, 50, 0.1)  # 2 ms per token
+    quiet = budget.tokens(0)
+    for _ in range(30):
+        budget.observe(0, 50, 0.5)  # 10 ms per token
+    assert (quiet, budget.tokens(0)) == (125, 25)
+
+
+def test_time_bound_also_caps_steps_beside_decoding_streams() -> None:
+    """With a large stall allowance the step time is the tighter bound."""
+    budget = PrefillBudget(100.0, step_time=0.25, floor=1, ceiling=512)
+    for _ in range(20):
+        budget.observe(4, 0, 0.050)  # decode-only: 50 ms
+        budget.observe(4, 20, 0.250)  # 10 ms per prompt token
+    # stall alone would allow 99 * 50 / 10 = 495; the step time allows 250 / 10 = 25.
+    assert 24 <= budget.tokens(4) <= 26
 
 
 def test_budget_follows_measured_costs() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from streamserve.engine.lanes import LanePool
 from streamserve.engine.sampling import SamplingParams
-from streamserve.engine.scheduler import Chunk, Scheduler
+from streamserve.engine.scheduler import Chunk, Scheduler, prompt_shares
 from streamserve.engine.sequence import Sequence, SequenceStatus
 
 _DUMMY: Any = object()  # the scheduler never touches a sequence's event loop or queue
@@ -143,15 +143,17 @@ def test_prefill_is_capped_by_max_batch_tokens() -> None:
     assert [(c.tokens, c.start, c.sample) for c in chunks] == [(seq.prompt_ids[:16], 0, False)]
 
 
-def test_prefill_spreads_the_budget_over_sequences_in_admission_order() -> None:
+def test_prefill_gives_each_a_floor_then_the_rest_to_the_shortest_in_arrival_order() -> None:
     sched = _scheduler(max_batch_tokens=16)
     a, b, c = _seq(10), _seq(10, first_token=200), _seq(10, first_token=300)
     for seq in (a, b, c):
         sched.add(seq)
     sched.admit()
     chunks = sched.schedule(ANY)
-    assert [(ch.seq, len(ch.tokens), ch.start, ch.sample) for ch in chunks] == [(a, 10, 0, True), (b, 6, 0, False)]
-    assert chunks[1].tokens == b.prompt_ids[:6]
+    # floor 16 // (2 * 3) = 2 each; the 10 left go to the shortest, ties in arrival order: a, then b.
+    assert [(ch.seq, len(ch.tokens), ch.start, ch.sample) for ch in chunks] == [
+        (a, 10, 0, True), (b, 4, 0, False), (c, 2, 0, False)]
+    assert chunks[1].tokens == b.prompt_ids[:4]
 
 
 def test_prefill_while_decoding_is_capped_by_the_prompt_budget() -> None:
@@ -189,12 +191,15 @@ def test_prefill_while_decoding_is_capped_by_max_batch_tokens() -> None:
     assert chunks[-1].seq is new and len(chunks[-1].tokens) == 2 and not chunks[-1].sample
 
 
-def test_zero_prompt_budget_still_decodes_every_running_sequence() -> None:
-    sched = _scheduler(lanes=3)
+def test_zero_prompt_budget_decodes_every_running_sequence_and_moves_every_prompt() -> None:
+    sched = _scheduler(lanes=4)
     decoders = [_decoding(sched), _decoding(sched)]
-    sched.add(_seq(5))
+    prompts = [_seq(5, first_token=300), _seq(5, first_token=400)]
+    for seq in prompts:
+        sched.add(seq)
     sched.admit()
-    assert [(c.seq, len(c.tokens)) for c in sched.schedule(0)] == [(decoders[0], 1), (decoders[1], 1)]
+    assert [(c.seq, len(c.tokens)) for c in sched.schedule(0)] == [
+        (decoders[0], 1), (decoders[1], 1), (prompts[0], 1), (prompts[1], 1)]
 
 
 def test_prompt_budget_is_shared_by_prefilling_sequences() -> None:
@@ -243,12 +248,12 @@ def test_budget_invariants_in_a_random_simulation() -> None:
         decodes = [c for c in chunks if not c.seq.is_prefilling]
         prefills = [c for c in chunks if c.seq.is_prefilling]
         assert sum(len(c.tokens) for c in chunks) <= max_batch
-        assert sum(len(c.tokens) for c in prefills) <= prompt_budget
+        assert sum(len(c.tokens) for c in prefills) <= max(prompt_budget, len(prefills))
         assert len({id(c.seq) for c in chunks}) == len(chunks)
         assert {id(c.seq) for c in decodes} == {id(s) for s in sched.running if not s.is_prefilling}
         assert all(len(c.tokens) == 1 and c.sample for c in decodes)
-        if any(s.is_prefilling for s in sched.running):
-            assert prefills, "a prefilling sequence got no tokens although the budget allowed some"
+        assert {id(c.seq) for c in prefills} == {id(s) for s in sched.running if s.is_prefilling}, (
+            "a prefilling sequence got no tokens")
         for c in chunks:
             assert c.start == c.seq.num_computed
             assert c.tokens == (c.seq.prompt_ids + c.seq.output_ids)[c.start : c.start + len(c.tokens)]
@@ -262,6 +267,101 @@ def test_budget_invariants_in_a_random_simulation() -> None:
                 finished.append(seq)
     assert len(finished) == 20
     assert all(len(s.output_ids) == limits[id(s)] for s in finished)
+
+
+# Fairness: a short prompt is not read behind long ones, and long ones still finish
+
+
+def _prefill_steps(sched: Scheduler, budget: int, until: Sequence) -> int:
+    """Run steps with ``budget`` until ``until`` has its first token; the number of steps it took."""
+    for step in range(1, 10_000):
+        _run(sched.schedule(budget))
+        if not until.is_prefilling:
+            return step
+    raise AssertionError("never finished its prompt")
+
+
+def test_short_prompt_arriving_behind_a_long_one_is_read_in_its_first_step() -> None:
+    sched = _scheduler(lanes=4, max_batch_tokens=512)
+    long = _seq(4000)
+    sched.add(long)
+    sched.admit()
+    for _ in range(5):
+        _run(sched.schedule(64))
+    short = _seq(25, first_token=9000)
+    sched.add(short)
+    sched.admit()
+    chunks = sched.schedule(64)
+    assert [(c.seq, len(c.tokens), c.sample) for c in chunks] == [(long, 39, False), (short, 25, True)]
+
+
+@pytest.mark.parametrize("n_long", [1, 3, 7])
+def test_short_prompt_steps_to_first_token_do_not_grow_with_the_long_prompts_in_flight(n_long: int) -> None:
+    """At least half the budget goes to the shortest prompt, whatever else is being read."""
+    sched = _scheduler(lanes=8, max_batch_tokens=512)
+    for i in range(n_long):
+        sched.add(_seq(4000, first_token=10_000 * (i + 1)))
+    sched.admit()
+    _run(sched.schedule(64))
+    short = _seq(60, first_token=5)
+    sched.add(short)
+    sched.admit()
+    assert _prefill_steps(sched, 64, short) == 2  # ceil(60 / (64 / 2))
+
+
+def test_a_long_prompt_is_not_starved_by_a_stream_of_short_ones() -> None:
+    """Short prompts arrive every step; the long one still gets its floor, so it ends in ceil(P / floor) steps."""
+    sched = _scheduler(lanes=3, max_batch_tokens=64)
+    long = _seq(300)
+    sched.add(long)
+    sched.admit()
+    budget, steps = 32, 0
+    while long.is_prefilling:
+        for seq in list(sched.running):
+            if seq is not long and not seq.is_prefilling:  # a short one got its first token: it leaves
+                sched.remove(seq)
+                sched.lanes.release(seq.lane, [])
+        while sched.lanes.num_free:
+            sched.add(_seq(40, first_token=1000 + steps))
+            sched.admit()
+        chunks = sched.schedule(budget)
+        assert sum(len(c.tokens) for c in chunks) <= budget
+        assert next(len(c.tokens) for c in chunks if c.seq is long) >= budget // (2 * 3)
+        _run(chunks)
+        steps += 1
+    assert steps <= -(-300 // (budget // (2 * 3)))
+
+
+def test_nearly_done_long_prompt_counts_as_short() -> None:
+    """Shortest *remaining* first: a long prompt with 10 tokens left goes before a new 50-token one."""
+    sched = _scheduler(lanes=2, max_batch_tokens=512)
+    long = _seq(1000)
+    sched.add(long)
+    sched.admit()
+    long.num_computed = 990
+    new = _seq(50, first_token=5000)
+    sched.add(new)
+    sched.admit()
+    chunks = sched.schedule(40)
+    assert [(c.seq, len(c.tokens), c.sample) for c in chunks] == [(long, 10, True), (new, 30, False)]
+
+
+def test_prompt_shares_stay_within_budget_and_prompt() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        seqs = [_seq(rng.randint(1, 500), first_token=1000 * i) for i in range(rng.randint(1, 8))]
+        for seq in seqs:
+            seq.num_computed = rng.randint(0, len(seq.prompt_ids) - 1)
+        budget = rng.randint(len(seqs), 600)
+        shares = prompt_shares(seqs, budget)
+        assert sum(take for _, take in shares) <= budget
+        assert {id(seq) for seq, _ in shares} == {id(seq) for seq in seqs}
+        floor = budget // (2 * len(seqs))
+        for seq, take in shares:
+            left = len(seq.prompt_ids) - seq.num_computed
+            assert min(left, max(floor, 1)) <= take <= left
+        if sum(len(s.prompt_ids) - s.num_computed for s in seqs) >= budget:
+            assert sum(take for _, take in shares) == budget  # work-conserving
 
 
 # remove()

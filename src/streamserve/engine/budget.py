@@ -1,4 +1,4 @@
-"""PrefillBudget: how many prompt tokens a step may add while other sequences decode, measured online."""
+"""PrefillBudget: how many prompt tokens a step may carry, bounded in time and by the decoding streams' pace."""
 
 from __future__ import annotations
 
@@ -10,16 +10,25 @@ def _ema(old: float | None, new: float) -> float:
 
 
 class PrefillBudget:
-    """Sizes each step's prompt chunk so running streams stall at most ``stall`` times a decode-only step.
+    """Sizes each step's prompt tokens so that no step runs long, measured online.
 
-    A step's time is about (decode-only time for d sequences) + (prompt tokens x cost per prompt
-    token); both are learned from the steps the engine runs (moving averages), so the budget adapts
-    to the model, the machine and the number of running streams. With no stream decoding, a new
-    prompt gets the whole batch (``ceiling``); ``floor`` keeps a prompt moving under heavy load.
+    Two bounds, both from costs learned from the steps the engine runs (moving averages of the
+    decode-only step time for d sequences and of the cost per prompt token), so the budget adapts to
+    the model, the machine's load and the number of running streams:
+
+    - ``step_time``: a step's prompt tokens take at most about this many seconds, whether or not
+      any stream decodes. A request arriving while a long prompt is read therefore waits about one
+      such step before its own prompt is read (``scheduler.prompt_shares`` gives it priority).
+    - ``stall``: while sequences decode, the step takes at most ``stall`` times a decode-only step,
+      so running streams keep their pace.
+
+    ``floor`` keeps a prompt moving under heavy load; ``ceiling`` is the batch size.
     """
 
-    def __init__(self, stall: float, *, floor: int = 8, ceiling: int = 512, initial: int = 32) -> None:
+    def __init__(self, stall: float, *, step_time: float = 0.25, floor: int = 8, ceiling: int = 512,
+                 initial: int = 32) -> None:
         self.stall = stall
+        self.step_time = step_time
         self.floor = min(floor, ceiling)
         self.ceiling = ceiling
         self.initial = min(initial, ceiling)
@@ -28,13 +37,13 @@ class PrefillBudget:
 
     def tokens(self, n_decoding: int) -> int:
         """Prompt tokens the next step may carry beside ``n_decoding`` decode tokens."""
-        if n_decoding == 0:
-            return self.ceiling
-        base = self.decode_time(n_decoding)
+        base = self.decode_time(n_decoding) if n_decoding else 0.0
         if base is None or not self._per_token:
             return self.initial
-        allowed = int((self.stall - 1.0) * base / self._per_token)
-        return max(self.floor, min(self.ceiling, allowed))
+        allowed = self.step_time / self._per_token
+        if n_decoding:
+            allowed = min(allowed, (self.stall - 1.0) * base / self._per_token)
+        return max(self.floor, min(self.ceiling, int(allowed)))
 
     def observe(self, n_decoding: int, n_prompt: int, seconds: float) -> None:
         """Learn from one step that decoded ``n_decoding`` sequences and ``n_prompt`` prompt tokens."""

@@ -19,7 +19,9 @@ class EngineConfig:
     ``ctx_size`` is one sequence's context (prompt plus output); the KV cache holds
     ``ctx_size * parallel`` tokens. ``max_batch_tokens`` caps one step's batch. While sequences
     decode, a step adds only as many prompt tokens as keep it within ``prefill_stall`` times a
-    decode-only step, so running streams keep flowing while a long prompt is read. ``extra_bufts``
+    decode-only step, so running streams keep flowing while a long prompt is read; and any step that
+    reads prompt tokens takes about ``prefill_step_time`` seconds at most, so a request arriving while
+    another's long prompt is read gets its own prompt scheduled within about one step. ``extra_bufts``
     says whether llama.cpp may use its extra CPU buffer types (AMX, repacked weights): ``auto`` lets a
     probe decide (``llama.kernels``). A sequence whose reader leaves ``max_backlog`` steps unread (a
     client that stopped reading) is aborted, freeing its lane.
@@ -31,12 +33,15 @@ class EngineConfig:
     n_threads: int = field(default_factory=_default_threads)
     max_batch_tokens: int = 512
     prefill_stall: float = 2.0
+    prefill_step_time: float = 0.25
     extra_bufts: Literal["auto", "on", "off"] = "auto"
     max_backlog: int = 1024
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.prefill_stall) or self.prefill_stall <= 1.0:
             raise ValueError(f"prefill_stall must be above 1, got {self.prefill_stall}")
+        if not math.isfinite(self.prefill_step_time) or self.prefill_step_time <= 0:
+            raise ValueError(f"prefill_step_time must be a positive number of seconds, got {self.prefill_step_time}")
         for name in ("parallel", "ctx_size", "n_threads", "max_batch_tokens", "max_backlog"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

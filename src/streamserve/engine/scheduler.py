@@ -23,8 +23,10 @@ class Scheduler:
     """Continuous batching: admits waiting sequences into free lanes at every step boundary.
 
     Each step carries one token for every decoding sequence plus prompt chunks of prefilling ones
-    (chunked prefill), within the batch size and the prompt budget the caller gives, so a long new
-    prompt does not freeze the streams already running.
+    (chunked prefill), within the batch size and the prompt budget the caller gives (bounded in
+    time by ``PrefillBudget``), so a long new prompt neither freezes the running streams nor makes a
+    short one wait behind it. ``prompt_shares`` is the one place that decides which prompt tokens go
+    into a step.
     """
 
     def __init__(self, lanes: LanePool, *, max_batch_tokens: int) -> None:
@@ -58,22 +60,21 @@ class Scheduler:
         return sum(not seq.is_prefilling for seq in self.running)
 
     def schedule(self, prompt_budget: int) -> list[Chunk]:
-        """This step's work: every decoding sequence's last token, then prompt chunks of at most ``prompt_budget``."""
+        """This step's work: every decoding sequence's last token, then prompt chunks of at most ``prompt_budget``.
+
+        The budget is raised to one token per prefilling sequence if it is smaller, so none stalls.
+        """
         chunks = [
             Chunk(seq, [seq.output_ids[-1]], seq.num_computed, True)
             for seq in self.running
             if not seq.is_prefilling
         ]
-        budget = min(self.max_batch_tokens - len(chunks), prompt_budget)
-        for seq in self.running:
-            if budget <= 0:
-                break
-            if seq.is_prefilling:
-                take = min(len(seq.prompt_ids) - seq.num_computed, budget)
-                end = seq.num_computed + take
-                chunks.append(Chunk(seq, seq.prompt_ids[seq.num_computed : end], seq.num_computed,
-                                    end == len(seq.prompt_ids)))
-                budget -= take
+        prefilling = [seq for seq in self.running if seq.is_prefilling]
+        budget = min(self.max_batch_tokens - len(chunks), max(prompt_budget, len(prefilling)))
+        for seq, take in prompt_shares(prefilling, budget):
+            end = seq.num_computed + take
+            chunks.append(Chunk(seq, seq.prompt_ids[seq.num_computed : end], seq.num_computed,
+                                end == len(seq.prompt_ids)))
         return chunks
 
     def remove(self, seq: Sequence) -> None:
@@ -82,3 +83,33 @@ class Scheduler:
             self.running.remove(seq)
         elif seq in self.waiting:
             self.waiting.remove(seq)
+
+
+def prompt_shares(prefilling: list[Sequence], budget: int) -> list[tuple[Sequence, int]]:
+    """Split one step's ``budget`` of prompt tokens: a fair floor for each, then shortest remaining first.
+
+    Every prefilling sequence first gets ``floor = max(1, budget // (2 * k))`` tokens (k sequences,
+    ``budget >= k``); the rest goes to the sequences with the fewest prompt tokens left, in that
+    order (ties by arrival). So a short prompt that arrives while long ones are read gets at least
+    half the budget and is read in ``ceil(length / (budget / 2))`` steps, usually its first, whatever
+    is in flight; and no prompt starves: one of ``P`` tokens is read within ``ceil(P / floor)``
+    steps even while short prompts keep arriving. Shortest-first minimises the mean wait for a
+    first token; the floor bounds the longest one's.
+    """
+    if not prefilling or budget <= 0:
+        return []
+    k = len(prefilling)
+    floor = budget // (2 * k) or (1 if budget >= k else 0)
+    shares = {id(seq): min(_left(seq), floor) for seq in prefilling}
+    spare = budget - sum(shares.values())
+    for seq in sorted(prefilling, key=lambda s: (_left(s), s.number)):
+        if spare <= 0:
+            break
+        extra = min(_left(seq) - shares[id(seq)], spare)
+        shares[id(seq)] += extra
+        spare -= extra
+    return [(seq, shares[id(seq)]) for seq in prefilling if shares[id(seq)] > 0]
+
+
+def _left(seq: Sequence) -> int:
+    return len(seq.prompt_ids) - seq.num_computed
