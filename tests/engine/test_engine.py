@@ -313,7 +313,7 @@ def test_queue_full_raises(make_engine: EngineFactory, model: Model) -> None:
     params = SamplingParams(max_tokens=4, temperature=0.0, ignore_eos=True)
 
     async def main() -> list[TokenEvent]:
-        with pytest.raises(QueueFullError):  # all or none: two sequences never fit one lane
+        with pytest.raises(ValueError, match="never fit"):  # two sequences never fit one lane: not a retry
             eng.submit([(prompt, params), (prompt, params)])
         first = eng.generate(prompt, params)
         with pytest.raises(QueueFullError):
@@ -325,6 +325,28 @@ def test_queue_full_raises(make_engine: EngineFactory, model: Model) -> None:
     events = run(main(), timeout=60)
     assert len(events) == 8
     assert eng.stats().prompt_tokens_total == 2 * len(prompt)  # the refused submissions queued nothing
+
+
+def test_an_aborted_sequence_stops_counting_for_admission_at_once(make_engine: EngineFactory, model: Model) -> None:
+    """A stream ended by the streaming layer (a stop string) aborts its sequence; the next request,
+    sent before the engine's next step boundary, is admitted rather than refused (one lane, no queue)."""
+    eng = make_engine(parallel=1, max_queue=0)
+    prompt = chat(model, "Write a long story about a dragon.")
+    params = SamplingParams(max_tokens=200, temperature=0.0, ignore_eos=True)
+
+    async def main() -> list[int]:
+        counts = []
+        for _ in range(5):
+            stream = eng.generate(prompt, params)
+            await stream.__anext__()
+            stream.close()  # what the stop-string path does, then the client gets [DONE] and sends again
+            counts.append(len(await collect(eng.generate(prompt, SamplingParams(max_tokens=2, temperature=0.0,
+                                                                              ignore_eos=True)))))
+        return counts
+
+    assert run(main()) == [2] * 5
+    stats = eng.stats()
+    assert (stats.running, stats.waiting) == (0, 0)
 
 
 def test_submit_validates_prompts(engine: Engine) -> None:
@@ -361,6 +383,30 @@ def test_prompt_plus_max_tokens_may_fill_the_context(make_engine: EngineFactory,
 
     for events in run(main()):
         assert len(events) == 20 and events[-1].finish is FinishReason.LENGTH
+
+
+# Fair prefill
+
+
+def test_short_prompt_is_read_before_a_long_one_in_flight_finishes(make_engine: EngineFactory, model: Model) -> None:
+    """A short prompt arriving while a long one is read gets its first token long before the long one:
+    shortest-first prompt shares, and steps bounded in time even though no stream decodes."""
+    eng = make_engine(parallel=4, ctx_size=2048, max_batch_tokens=512, prefill_step_time=0.05)
+    text = model.tokenize("The quick brown fox jumps over the lazy dog. " * 120, add_special=False,
+                          parse_special=False)[:1200]
+    order: list[str] = []
+
+    async def main() -> tuple[list[TokenEvent], list[TokenEvent]]:
+        long = eng.generate(text, SamplingParams(max_tokens=2, temperature=0.0, ignore_eos=True))
+        while not any(s.num_computed for s in list(eng.scheduler.running)):  # its first chunk is read
+            await asyncio.sleep(0.005)
+        short = eng.generate(chat(model, "Say hi."), SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True))
+        return await asyncio.gather(collect_noting(order, "long", long), collect_noting(order, "short", short))
+
+    long_events, short_events = run(main())
+    assert (len(long_events), len(short_events)) == (2, 3)
+    assert order.index("short") < order.index("long"), order
+    assert eng.stats().prompt_tokens_total == len(text) + len(chat(model, "Say hi."))
 
 
 # Prompt cache

@@ -74,12 +74,13 @@ class Engine:
         )
         self.lanes = LanePool(config.parallel)
         self.scheduler = Scheduler(self.lanes, max_batch_tokens=config.max_batch_tokens)
-        self.budget = PrefillBudget(config.prefill_stall, ceiling=config.max_batch_tokens)
+        self.budget = PrefillBudget(config.prefill_stall, step_time=config.prefill_step_time,
+                                    ceiling=config.max_batch_tokens)
         self.runner = ModelRunner(self.context, config.max_batch_tokens)
         self._faults = FaultInjector()
         self._cond = threading.Condition()
         self._commands: list[tuple[str, Sequence]] = []
-        self._active = 0
+        self._admitted: set[Sequence] = set()  # what admission counts: submitted, not yet over
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="streamserve-engine", daemon=True)
         self._warm = threading.Event()
@@ -142,8 +143,14 @@ class Engine:
     def submit(self, requests: Seq[tuple[Seq[int], SamplingParams]]) -> list[SequenceStream]:
         """Queue one sequence per (prompt ids, parameters) pair, all or none; must run on the event loop.
 
-        Raises QueueFullError when lanes plus queue cannot take them all, EngineStoppedError when stopping.
+        Raises QueueFullError when lanes plus queue cannot take them all now, ValueError when they never
+        could (more than ``parallel + max_queue``), EngineStoppedError when stopping. A sequence stops
+        counting when it finishes, fails or is aborted (``abort``), before its stream's end reaches the
+        client, so a client that sends its next request at once is never refused for its own last one.
         """
+        capacity = self.config.parallel + self.config.max_queue
+        if len(requests) > capacity:
+            raise ValueError(f"{len(requests)} sequences can never fit {capacity} (parallel plus max_queue)")
         for prompt_ids, params in requests:
             if not prompt_ids:
                 raise ValueError("a prompt must have at least one token")
@@ -158,9 +165,9 @@ class Engine:
         with self._cond:
             if self._stopping:
                 raise EngineStoppedError("the server is shutting down")
-            if self._active + len(seqs) > self.config.parallel + self.config.max_queue:
+            if len(self._admitted) + len(seqs) > capacity:
                 raise QueueFullError("all sequence slots are busy and the queue is full")
-            self._active += len(seqs)
+            self._admitted.update(seqs)
             self._commands.extend(("add", seq) for seq in seqs)
             self._cond.notify()
         return [SequenceStream(self, seq) for seq in seqs]
@@ -170,17 +177,20 @@ class Engine:
         return self.submit([(prompt_ids, params)])[0]
 
     def abort(self, seq: Sequence) -> None:
-        """Ask the engine to stop a sequence at the next step boundary; safe from any thread."""
+        """Stop a sequence at the next step boundary; it stops counting for admission now. Any thread."""
         with self._cond:
+            self._admitted.discard(seq)
             self._commands.append(("abort", seq))
             self._cond.notify()
 
     def stats(self) -> EngineStats:
         """Current gauges and counters (read without locking: values may be one step old)."""
         running = list(self.scheduler.running)
+        with self._cond:
+            waiting = sum(seq.status is SequenceStatus.WAITING for seq in self._admitted)
         return EngineStats(
             running=len(running),
-            waiting=max(0, self._active - len(running)),
+            waiting=waiting,
             kv_used_tokens=self.lanes.cached_tokens() + sum(s.num_computed for s in running),
             kv_capacity_tokens=self.config.ctx_size * self.config.parallel,
             prompt_tokens_total=self._prompt_tokens,
@@ -305,7 +315,7 @@ class Engine:
             seq.sampler = None
         seq.status = status
         with self._cond:
-            self._active -= 1
+            self._admitted.discard(seq)
 
     def _fail(self, seq: Sequence, exc: Exception) -> Delivery:
         self._release(seq, SequenceStatus.ABORTED, keep_kv=False)
