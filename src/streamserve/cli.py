@@ -78,12 +78,18 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
                         help="llama.cpp's extra CPU buffer types (AMX, repacked weights): 'auto' first proves a "
                              "decode works with them in a short-lived child process (they crash on some CPUs) "
                              "and falls back to plain kernels if it dies")
+    engine.add_argument("--prefill-step-ms", type=float, default=defaults.prefill_step_time * 1000,
+                        help="a step reading prompt tokens takes at most about this long (sized online): a "
+                             "request arriving while a long prompt is read waits about this long for its own")
     limits = serve.add_argument_group("request limits")
     limits.add_argument("--max-tokens-default", type=int, default=None,
                         help="cap on max_tokens when a request gives none (chat defaults to the rest of the context)")
     limits.add_argument("--max-n", type=int, default=8, help="largest n (choices per request)")
     limits.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
                         help="largest request body; larger ones get 413 before they are read")
+    limits.add_argument("--max-request-sequences", type=int, default=16,
+                        help="most sequences (prompts x n) one request may ask for (at most parallel + max-queue); "
+                             "beyond it a 400, so that one request cannot fill the queue")
     _add_moderation_arguments(serve)
     serve.set_defaults(handler=_serve)
 
@@ -116,8 +122,8 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
     names = tuple(dict.fromkeys(n.strip() for arg in args.served_model_name for n in arg.split(",") if n.strip()))
     engine = EngineConfig(parallel=args.parallel, ctx_size=args.ctx_size, max_queue=args.max_queue,
                           n_threads=args.threads, max_batch_tokens=max(args.max_batch_tokens, args.parallel),
-                          prefill_stall=args.prefill_stall, extra_bufts=args.extra_bufts,
-                          max_backlog=args.max_backlog)
+                          prefill_stall=args.prefill_stall, prefill_step_time=args.prefill_step_ms / 1000,
+                          extra_bufts=args.extra_bufts, max_backlog=args.max_backlog)
     moderation = ModerationConfig(
         mode=args.moderation, window=args.moderation_window, rules_file=args.moderation_rules,
         classifier=args.moderation_classifier, classifier_threshold=args.moderation_threshold,
@@ -128,6 +134,7 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
         model=args.model, host=args.host, port=args.port, served_model_names=names or (name,),
         api_key=args.api_key or os.environ.get("STREAMSERVE_API_KEY") or None, chat_template_file=args.chat_template,
         max_tokens_default=args.max_tokens_default, max_n=args.max_n, max_request_bytes=args.max_request_bytes,
+        max_request_sequences=args.max_request_sequences,
         allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
         playground=args.playground, engine=engine, moderation=moderation,
     )

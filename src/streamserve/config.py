@@ -47,6 +47,7 @@ class ServerConfig:
     """The HTTP server's settings, the model and the engine's configuration.
 
     ``served_model_names`` are aliases of the one model; the first is reported by ``/v1/models``.
+    ``max_n`` caps ``n``; ``max_request_sequences`` caps prompts x ``n``, so one request cannot fill the queue.
     """
 
     model: str
@@ -57,6 +58,7 @@ class ServerConfig:
     chat_template_file: str | None = None
     max_tokens_default: int | None = None
     max_n: int = 8
+    max_request_sequences: int = 16
     max_stop_strings: int = 4
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     allowed_origins: tuple[str, ...] = ()
@@ -73,3 +75,10 @@ class ServerConfig:
             raise ValueError("max_request_bytes must be at least 1024")
         if self.max_n < 1:
             raise ValueError("max_n must be at least 1")
+        if self.max_request_sequences < 1:
+            raise ValueError("max_request_sequences must be at least 1")
+
+    @property
+    def sequences_per_request(self) -> int:
+        """The most sequences (prompts x n) one request may take: the cap, within lanes plus queue."""
+        return min(self.max_request_sequences, self.engine.parallel + self.engine.max_queue)

@@ -11,7 +11,7 @@ from streamserve.api.params import Limits, chat_request, completion_request
 from streamserve.api.protocol import ChatCompletionRequest, CompletionRequest
 from streamserve.streaming.templates import TRANSCRIPT
 
-LIMITS = Limits(ctx_size=200, n_vocab=1000, max_n=4, max_stop_strings=4, max_tokens_default=None)
+LIMITS = Limits(ctx_size=200, n_vocab=1000, max_n=4, max_stop_strings=4, max_tokens_default=None, max_sequences=6)
 
 
 class CharTokenizer:
@@ -60,7 +60,8 @@ def test_chat_defaults_to_the_rest_of_the_context() -> None:
 
 
 def test_max_tokens_default_caps_the_default_only() -> None:
-    limits = Limits(ctx_size=200, n_vocab=1000, max_n=4, max_stop_strings=4, max_tokens_default=10)
+    limits = Limits(ctx_size=200, n_vocab=1000, max_n=4, max_stop_strings=4, max_tokens_default=10,
+                    max_sequences=6)
     assert chat_request(chat(), TOK, TRANSCRIPT, limits).choices[0].params.max_tokens == 10
     assert chat_request(chat(max_tokens=50), TOK, TRANSCRIPT, limits).choices[0].params.max_tokens == 50
 
@@ -139,6 +140,28 @@ def test_many_prompts_give_n_choices_each() -> None:
     assert [c.prompt_ids for c in spec.choices] == [[97, 98]] * 2 + [[99, 100, 101]] * 2
     assert [c.echo for c in spec.choices] == ["ab", "ab", "cde", "cde"]
     assert spec.prompt_tokens == 5
+
+
+@pytest.mark.parametrize(("prompt", "n", "param"), [
+    (["a", "b", "c", "d"], 2, "prompt"),  # 8 sequences > 6; n alone is fine
+    ([[1], [2], [3], [4], [5], [6], [7]], 1, "prompt"),  # token-list prompts are counted too
+    (["a", "b"], 4, "prompt"),
+])
+def test_prompts_times_n_has_a_per_request_cap(prompt: Any, n: int, param: str) -> None:
+    """``max_sequences`` counts prompts x n (the sequences the engine runs), not n alone."""
+    error = error_of(lambda: completion_request(completion(prompt=prompt, n=n), TOK, LIMITS))
+    assert isinstance(error, InvalidRequestError) and error.status_code == 400
+    assert error.param == param
+    assert f"= {len(prompt) * n} sequences" in error.message and "at most 6" in error.message
+    assert len(completion_request(completion(prompt=["a", "b", "c"], n=2), TOK, LIMITS).choices) == 6
+
+
+def test_n_above_the_per_request_cap_names_n() -> None:
+    limits = Limits(ctx_size=200, n_vocab=1000, max_n=8, max_stop_strings=4, max_tokens_default=None,
+                    max_sequences=2)  # e.g. --parallel 1 --max-queue 1: n=3 can never fit
+    assert error_of(lambda: chat_request(chat(n=3), TOK, TRANSCRIPT, limits)).param == "n"
+    assert error_of(lambda: completion_request(completion(prompt=["a", "b"], n=3), TOK, limits)).param == "n"
+    assert len(chat_request(chat(n=2), TOK, TRANSCRIPT, limits).choices) == 2
 
 
 def test_token_id_prompts() -> None:

@@ -8,9 +8,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp
 
 from streamserve.api.errors import install_error_handlers
 from streamserve.api.limits import BodyLimitMiddleware
@@ -59,6 +62,7 @@ def load(config: ServerConfig, loop: asyncio.AbstractEventLoop | None = None,
         max_n=config.max_n,
         max_stop_strings=config.max_stop_strings,
         max_tokens_default=config.max_tokens_default,
+        max_sequences=config.sequences_per_request,
     )
     fingerprint = "fp_" + hashlib.sha256(f"{path.name}:{path.stat().st_size}".encode()).hexdigest()[:10]
     return LoadedModel(engine, template, limits, fingerprint, control_stop_ids(template.stop, model), moderation)
@@ -86,8 +90,8 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
             if state.loaded is not None:
                 await asyncio.to_thread(close, state.loaded)
 
-    app = FastAPI(title="streamserve", version=_version(), lifespan=lifespan,
-                  description="An OpenAI-compatible LLM inference server built for streaming.")
+    app = _App(title="streamserve", version=_version(), lifespan=lifespan,
+               description="An OpenAI-compatible LLM inference server built for streaming.")
     app.state.streamserve = state
     install_error_handlers(app)
     app.include_router(health_router)
@@ -95,11 +99,32 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
     if config.playground:
         mount_playground(app)
+    app.outer_middleware.append(Middleware(RequestIdMiddleware))
     if config.allowed_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(config.allowed_origins), allow_methods=["*"],
-                           allow_headers=["*"], expose_headers=["x-request-id"])
-    app.add_middleware(RequestIdMiddleware)
+        app.outer_middleware.append(Middleware(CORSMiddleware, allow_origins=list(config.allowed_origins),
+                                               allow_methods=["*"], allow_headers=["*"],
+                                               expose_headers=["x-request-id"]))
     return app
+
+
+class _App(FastAPI):
+    """FastAPI with ``outer_middleware`` (first is outermost) wrapped around its whole stack.
+
+    Middleware added the usual way runs inside Starlette's error middleware (which renders an
+    unhandled exception as a 500) and FastAPI's body-size limit, so their responses would lack the
+    request id and CORS headers; wrapped outside, every response carries them.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.outer_middleware: list[Middleware] = []
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """Starlette's stack, inside ``outer_middleware``."""
+        app = super().build_middleware_stack()
+        for cls, args, kwargs in reversed(self.outer_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
 
 
 def close(loaded: LoadedModel) -> None:
@@ -125,14 +150,15 @@ def _banner(state: ServerState) -> None:
     cfg = state.config
     model = loaded.engine.model
     url = f"http://{cfg.host}:{cfg.port}"
-    key = f" -H 'Authorization: Bearer {cfg.api_key}'" if cfg.api_key else ""
+    key = " -H \"Authorization: Bearer $STREAMSERVE_API_KEY\"" if cfg.api_key else ""  # never the key itself
     logger.info("model %s (%s, %s) from %s", state.model_names[0], model.name, model.architecture, model.path)
     if model.kernels is not None:
         logger.info("%s", model.kernels.describe())
     logger.info(
         "chat template: %s; context %d tokens per sequence x %d parallel; queue %d; threads %d; "
-        "limits: n<=%d, stop strings<=%d", loaded.template.name, cfg.engine.ctx_size, cfg.engine.parallel,
-        cfg.engine.max_queue, cfg.engine.n_threads, cfg.max_n, cfg.max_stop_strings,
+        "limits: n<=%d, sequences (prompts x n) per request<=%d, stop strings<=%d; API key %s",
+        loaded.template.name, cfg.engine.ctx_size, cfg.engine.parallel, cfg.engine.max_queue, cfg.engine.n_threads,
+        cfg.max_n, cfg.sequences_per_request, cfg.max_stop_strings, "required" if cfg.api_key else "not required",
     )
     logger.info("serving %s on %s/v1 (names: %s)", state.model_names[0], url, ", ".join(state.model_names))
     if cfg.playground:

@@ -18,13 +18,19 @@ COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """What the served model and the server's flags allow one request."""
+    """What the served model and the server's flags allow one request.
+
+    ``max_sequences`` caps prompts x ``n`` (the engine sequences one request takes): the server's
+    per-request cap, never more than the lanes plus the queue, so any request that passes can be
+    served once the server has room (a 429 then only ever means "full now, retry later").
+    """
 
     ctx_size: int
     n_vocab: int
     max_n: int
     max_stop_strings: int
     max_tokens_default: int | None
+    max_sequences: int
     max_token_bytes: int | None = None  # the longest token in bytes; None skips the cheap length check
 
 
@@ -37,6 +43,7 @@ def chat_request(body: ChatCompletionRequest, tokenizer: Tokenizer, template: Ch
     _check_common(body, limits)
     _check_messages(body)
     _check_length(sum(_text_length(m.content) for m in body.messages), limits, "messages")
+    _check_sequences(1, body.n or 1, limits)
     if body.tools and body.tool_choice != "none":
         raise NotSupportedError("tools (function calling) are not supported yet", param="tools")
     if body.response_format and body.response_format.get("type", "text") != "text":
@@ -66,6 +73,7 @@ def completion_request(body: CompletionRequest, tokenizer: Tokenizer, limits: Li
     if isinstance(body.prompt, str) or (body.prompt and isinstance(body.prompt[0], str)):
         texts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         _check_length(max(len(text) for text in texts if isinstance(text, str)), limits, "prompt")
+    _check_sequences(_prompt_count(body.prompt), body.n or 1, limits)
     prompts = _prompts(body.prompt, tokenizer, limits)
     stop = _stops(body.stop, limits)
     choices = []
@@ -124,6 +132,23 @@ def _check_messages(body: ChatCompletionRequest) -> None:
                 f"Missing required parameter: 'messages[{index}].content' (a {message.role} message needs {needed}).",
                 param=f"messages.{index}.content",
             )
+
+
+def _check_sequences(prompts: int, n: int, limits: Limits) -> None:
+    """400 when prompts x ``n`` exceeds the per-request cap, naming ``n`` unless several prompts make it so."""
+    if prompts * n <= limits.max_sequences:
+        return
+    asked = f"{prompts} prompts x n={n} = {prompts * n}" if prompts > 1 else f"n={n}"
+    raise InvalidRequestError(
+        f"This request asks for {asked} sequences; this server generates at most {limits.max_sequences} "
+        f"sequences (prompts x n) per request.", param="n" if prompts == 1 or n > limits.max_sequences else "prompt")
+
+
+def _prompt_count(prompt: Any) -> int:
+    """How many prompts ``prompt`` holds, before any tokenizing (``_prompts`` validates them)."""
+    if isinstance(prompt, str) or not prompt or all(isinstance(t, int) for t in prompt):
+        return 1
+    return len(prompt)
 
 
 def _prompts(prompt: Any, tokenizer: Tokenizer, limits: Limits) -> list[tuple[list[int], str]]:
