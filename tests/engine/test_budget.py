@@ -21,6 +21,25 @@ def test_with_nothing_decoding_a_step_is_bounded_in_time_not_only_by_the_batch()
     assert cheap.tokens(0) == 512
 
 
+def test_prompt_only_steps_learn_the_per_token_cost_net_of_the_step_overhead() -> None:
+    budget = PrefillBudget(2.0, step_time=0.25, floor=1, ceiling=512)
+    budget.observe(1, 0, 0.010)  # a 1-token step: 10 ms of fixed overhead
+    for _ in range(30):
+        budget.observe(0, 40, 0.210)  # 40 prompt tokens: 10 ms + 40 x 5 ms
+    assert budget.overhead() == 0.010
+    assert 47 <= budget.tokens(0) <= 49  # (250 - 10) / 5
+
+
+def test_an_overloaded_machine_does_not_shrink_steps_into_a_spiral() -> None:
+    """When a step's fixed cost alone exceeds step_time (threads fighting for 2 busy cores, every step
+    seconds long whatever its size), smaller steps would only read fewer tokens in the same time."""
+    budget = PrefillBudget(2.0, step_time=0.25, floor=8, ceiling=512)
+    budget.observe(1, 0, 3.0)  # 3 s for one token
+    for _ in range(30):
+        budget.observe(0, budget.tokens(0), 3.0 + 0.005 * budget.tokens(0))
+    assert budget.tokens(0) >= 512 // 2  # prompt tokens may take as long as the overhead: 3 s / 5 ms
+
+
 def test_time_bound_follows_the_machine_load() -> None:
     """Per-token cost is measured in wall time: on a loaded machine the same step_time holds fewer tokens."""
     budget = PrefillBudget(2.0, step_time=0.25, floor=1, ceiling=512)
@@ -38,8 +57,8 @@ def test_time_bound_also_caps_steps_beside_decoding_streams() -> None:
     for _ in range(20):
         budget.observe(4, 0, 0.050)  # decode-only: 50 ms
         budget.observe(4, 20, 0.250)  # 10 ms per prompt token
-    # stall alone would allow 99 * 50 / 10 = 495; the step time allows 250 / 10 = 25.
-    assert 24 <= budget.tokens(4) <= 26
+    # stall alone would allow 99 * 50 / 10 = 495; the step time allows (250 - 50) / 10 = 20.
+    assert 19 <= budget.tokens(4) <= 21
 
 
 def test_budget_follows_measured_costs() -> None:

@@ -80,6 +80,12 @@ def test_infinite_prefill_stall_is_rejected_or_means_unlimited() -> None:
     assert budget.tokens(4) == 64  # raises OverflowError today: int(inf)
 
 
+@pytest.mark.parametrize("value", [0.0, -0.1, math.nan, math.inf])
+def test_prefill_step_time_must_be_a_positive_finite_number(value: float) -> None:
+    with pytest.raises(ValueError, match="prefill_step_time"):
+        EngineConfig(prefill_step_time=value)
+
+
 def test_config_is_frozen() -> None:
     config = EngineConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -10,15 +10,19 @@ def _ema(old: float | None, new: float) -> float:
 
 
 class PrefillBudget:
-    """Sizes each step's prompt tokens so that no step runs long, measured online.
+    """Sizes each step's prompt tokens so that no step runs long, from costs measured online.
 
-    Two bounds, both from costs learned from the steps the engine runs (moving averages of the
-    decode-only step time for d sequences and of the cost per prompt token), so the budget adapts to
-    the model, the machine's load and the number of running streams:
+    A step costs about ``base + n x per_token``: ``base`` is the decode-only step time for the d
+    sequences decoding (a moving average per d) or, with none decoding, the step's fixed overhead
+    (the decode-only time of the fewest sequences seen; the engine seeds it with its warm-up
+    decode); ``per_token`` is a moving average of what each prompt token adds. So the budget adapts
+    to the model, the machine's load and the number of running streams. Two bounds:
 
     - ``step_time``: a step's prompt tokens take at most about this many seconds, whether or not
       any stream decodes. A request arriving while a long prompt is read therefore waits about one
-      such step before its own prompt is read (``scheduler.prompt_shares`` gives it priority).
+      such step before its own prompt is read (``scheduler.prompt_shares`` gives it priority). When
+      the fixed overhead alone exceeds ``step_time`` (an overloaded machine), prompt tokens may take
+      as long as the overhead instead: smaller steps would not be shorter, only fewer tokens each.
     - ``stall``: while sequences decode, the step takes at most ``stall`` times a decode-only step,
       so running streams keep their pace.
 
@@ -37,10 +41,11 @@ class PrefillBudget:
 
     def tokens(self, n_decoding: int) -> int:
         """Prompt tokens the next step may carry beside ``n_decoding`` decode tokens."""
-        base = self.decode_time(n_decoding) if n_decoding else 0.0
-        if base is None or not self._per_token:
+        base = self.decode_time(n_decoding) if n_decoding else self.overhead()
+        if not self._per_token or (n_decoding and base is None):
             return self.initial
-        allowed = self.step_time / self._per_token
+        base = base or 0.0
+        allowed = max(self.step_time - base, base) / self._per_token
         if n_decoding:
             allowed = min(allowed, (self.stall - 1.0) * base / self._per_token)
         return max(self.floor, min(self.ceiling, int(allowed)))
@@ -51,10 +56,14 @@ class PrefillBudget:
             if n_decoding:
                 self._decode[n_decoding] = _ema(self._decode.get(n_decoding), seconds)
             return
-        base = self.decode_time(n_decoding) if n_decoding else 0.0
-        if base is None:
+        base = self.decode_time(n_decoding) if n_decoding else self.overhead()
+        if n_decoding and base is None:
             return
-        self._per_token = _ema(self._per_token, max(seconds - base, 0.0) / n_prompt)
+        self._per_token = _ema(self._per_token, max(seconds - (base or 0.0), 0.0) / n_prompt)
+
+    def overhead(self) -> float | None:
+        """A step's fixed cost, estimated by the decode-only time of the fewest sequences seen (None: none yet)."""
+        return self._decode[min(self._decode)] if self._decode else None
 
     def decode_time(self, n_decoding: int) -> float | None:
         """Estimated decode-only step time for ``n_decoding`` sequences, from the nearest size seen."""

@@ -114,8 +114,12 @@ class Engine:
         batch = Batch(1)
         try:
             first = (self.model.tokenize("Hi", add_special=False, parse_special=False) or [0])[0]
-            batch.add(first, 0, 0, True)
-            self.context.decode(batch)
+            for pos in range(2):  # the second, paged in, seeds the prompt budget's per-step overhead
+                batch.clear()
+                batch.add(first, pos, 0, True)
+                start = time.perf_counter()
+                self.context.decode(batch)
+            self.budget.observe(1, 0, time.perf_counter() - start)
         finally:
             batch.close()
             self.context.remove(0)

@@ -43,8 +43,9 @@ class LanePool:
     (``source``) when that saves more than reading it again, so a new conversation sharing a system
     prompt never needs another conversation's lane to reuse it. With N <= lanes conversations, each
     one's next turn therefore finds its whole history cached. LRU rather than least-loss eviction:
-    in a simulated mix of multi-turn chats and one-shot long prompts (tests/engine/test_lanes.py),
-    least-loss keeps the large one-shot caches forever and evicts the small, live conversations.
+    in a simulated mix of multi-turn chats and one-shot long prompts (``benchmarks/policies.py``),
+    least-loss keeps the large one-shot caches and evicts the small, live conversations (12 chats
+    on 8 lanes: 0.49 of their prompt tokens cached, against 0.61 with LRU).
     """
 
     def __init__(self, n_lanes: int) -> None:
