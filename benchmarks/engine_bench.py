@@ -9,6 +9,11 @@ It writes ``docs/performance.json`` (every figure), ``docs/performance.md`` (tab
 of the same per-sequence context and the same thread count; each of N clients streams 2 completions
 of 128 tokens in turn from the prompt "1, 2, 3, 4, 5, 6, 7, 8," at temperature 0, with the
 end-of-generation tokens biased away so that every request really produces 128 tokens.
+
+The mixed-load scenario (``scenarios.mixed_load``: short chats and multi-turn conversations arriving
+while long prompts are read) runs streamserve and llama-server on 8 lanes of 4,096 tokens; alone:
+
+    python benchmarks/engine_bench.py --mixed-only --models smollm2-135m-instruct
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from servers import Setup, running
 from streamserve.models import resolve_model
 
 SYSTEMS = ("streamserve", "llama-server", "llama-cpp-python")
+MIXED_SYSTEMS = ("streamserve", "llama-server")
+MIXED_LANES, MIXED_CTX = 8, 4096  # room for the mixed scenario's ~3,500-token prompts
 
 
 def eog_bias(path: Path) -> dict[str, float]:
@@ -49,15 +56,29 @@ def eog_bias(path: Path) -> dict[str, float]:
 
 
 def bench_model(name: str, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
-    """Every system on one model: the concurrency sweep, then streamserve's latency scenarios."""
+    """Every system on one model: the sweep and latency scenarios, then the mixed load (ours and llama-server)."""
     _, path = resolve_model(name)
+    result: dict[str, Any] = {"model": name, "path": str(path), "systems": {}}
+    bias = eog_bias(path)
+    if not args.mixed_only:
+        bench_sweep(name, args, path, out_dir, result, bias)
+    mixed = Setup(path, parallel=MIXED_LANES, ctx_per_seq=MIXED_CTX, threads=args.threads)
+    result["mixed_load"] = {}
+    for kind in (k for k in args.systems.split(",") if k in MIXED_SYSTEMS):
+        print(f"[{name}] {kind}: mixed load", flush=True)
+        with running(kind, mixed, args.llama_server, out_dir / "logs" / name / "mixed") as base_url:
+            result["mixed_load"][kind] = asyncio.run(scenarios.mixed_load(base_url, bias, shorts=args.shorts))
+    return result
+
+
+def bench_sweep(name: str, args: argparse.Namespace, path: Path, out_dir: Path, result: dict[str, Any],
+                bias: dict[str, float]) -> None:
+    """The bare loop, then every system's concurrency sweep and (ours and llama-server's) latency scenarios."""
     setup = Setup(path, parallel=16, ctx_per_seq=args.ctx_size, threads=args.threads)
     levels = [int(x) for x in args.levels.split(",")]
-    result: dict[str, Any] = {"model": name, "path": str(path), "systems": {}}
     print(f"[{name}] bare loop", flush=True)
     bare = bare_loop.run(str(path), levels, args.tokens, args.ctx_size, args.threads)
     result["bare_loop"] = {str(size): tps for size, tps in bare.items()}
-    bias = eog_bias(path)
     for kind in args.systems.split(","):
         print(f"[{name}] {kind}", flush=True)
         with running(kind, setup, args.llama_server, out_dir / "logs" / name) as base_url:
@@ -67,7 +88,6 @@ def bench_model(name: str, args: argparse.Namespace, out_dir: Path) -> dict[str,
                 entry["long_prompt"] = asyncio.run(scenarios.long_prompt_during_streams(base_url, bias))
                 entry["second_turn"] = asyncio.run(scenarios.second_turn(base_url))
             result["systems"][kind] = entry
-    return result
 
 
 def machine() -> dict[str, Any]:
@@ -91,12 +111,21 @@ def main() -> None:
     parser.add_argument("--ctx-size", type=int, default=2048, help="per-sequence context, the same for all")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="docs")
+    parser.add_argument("--mixed-only", action="store_true",
+                        help="only the mixed-load scenario (streamserve and llama-server); writes JSON, no docs")
+    parser.add_argument("--shorts", type=int, default=16, help="short chats in the mixed-load scenario")
     args = parser.parse_args()
     out_dir = Path(args.out)
-    results = {"machine": machine(), "command": " ".join(sys.argv), "models": []}
+    results: dict[str, Any] = {"machine": machine(), "command": " ".join(sys.argv), "models": []}
+    json_path = Path("benchmarks/out/mixed_load.json") if args.mixed_only else out_dir / "performance.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     for name in args.models.split(","):
         results["models"].append(bench_model(name, args, Path("benchmarks/out")))
-        (out_dir / "performance.json").write_text(json.dumps(results, indent=2))
+        json_path.write_text(json.dumps(results, indent=2))
+    if args.mixed_only:
+        for m in results["models"]:
+            print("\n".join(report.mixed_section(m)))
+        return
     report.write(results, out_dir)
     print((out_dir / "performance.md").read_text())
 

@@ -101,6 +101,7 @@ async def _stream(body: dict[str, Any], chat: bool, marker: str) -> AsyncIterato
             "prompt_tokens": 7,
             "completion_tokens": len(tokens),
             "total_tokens": 7 + len(tokens),
+            "prompt_tokens_details": {"cached_tokens": 3},
         }
         yield _event(usage_chunk)
     yield b"data: [DONE]\n\n"

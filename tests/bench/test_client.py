@@ -30,6 +30,7 @@ def test_stream_with_usage(fake_url: str) -> None:
     assert record.token_source == "usage" and record.output_tokens == 10
     assert record.content_chunks == 9  # the first chunk carried two tokens
     assert record.usage_completion_tokens == 10 and record.prompt_tokens == 7
+    assert record.cached_tokens == 3  # prompt_tokens_details.cached_tokens
     assert record.ttft is not None and record.last_token is not None and record.e2e is not None
     assert 0 < record.ttft <= record.last_token <= record.e2e
     assert record.chunk_times == sorted(record.chunk_times)
@@ -49,6 +50,7 @@ def test_non_streamed(fake_url: str) -> None:
     assert record.text == "".join(ANSWER_WORDS[:10])
     assert record.output_tokens == 10 and record.token_source == "usage"
     assert record.ttft is None and record.chunk_times == [] and record.e2e is not None
+    assert record.cached_tokens is None  # this usage has no prompt_tokens_details
 
 
 def test_completions_endpoint(fake_url: str) -> None:

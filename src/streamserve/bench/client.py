@@ -36,6 +36,8 @@ class RequestRecord:
     ``chunk_times`` are relative to ``start``. ``chunk_times`` has one entry per chunk that carried
     content (role-only and finish chunks are not counted). ``e2e`` is when the answer was complete
     (``[DONE]`` for a stream, the full body otherwise), or when the request failed.
+    ``cached_tokens`` is the usage's ``prompt_tokens_details.cached_tokens`` (prompt tokens the server
+    took from its prompt cache), None when the server did not say.
     ``output_tokens`` comes from the server's usage when it sent one (``token_source="usage"``),
     otherwise from the counted content chunks (``"chunks"``); ``"none"`` means no count was possible.
     """
@@ -55,6 +57,7 @@ class RequestRecord:
     token_source: TokenSource = "none"
     content_chunks: int = 0
     prompt_tokens: int | None = None
+    cached_tokens: int | None = None
     usage_completion_tokens: int | None = None
     finish_reason: str | None = None
     saw_done: bool = False
@@ -370,6 +373,9 @@ def _take_usage(payload: dict[str, Any], record: RequestRecord) -> None:
         record.usage_completion_tokens = usage["completion_tokens"]
         if isinstance(usage.get("prompt_tokens"), int):
             record.prompt_tokens = usage["prompt_tokens"]
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+            record.cached_tokens = details["cached_tokens"]
 
 
 def _status_message(response: httpx.Response) -> str:
