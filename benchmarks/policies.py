@@ -9,7 +9,7 @@ a 30-token chat arrives every 0.5 s; each policy decides which prompt tokens go 
 - ``fifo, time-bounded``: arrival order, steps bounded by ``prefill_step_time``;
 - ``max-min fair``: an equal share for each prefilling prompt (round-robin), time-bounded;
 - ``shortest first + floor``: ``scheduler.prompt_shares``, time-bounded (what the engine does), with
-  ``prefill_step_time`` 0.25 s (the default), 0.1 s and 1 s.
+  ``prefill_step_time`` 0.5 s (the default), 0.25 s and 1 s.
 
 Lanes: 8 lanes, N conversations over one system prompt take 4 turns each in random order, 4 at a
 time, with one-shot ~2,000-token prompts mixed in (15% of requests). Cached tokens over prompt
@@ -174,10 +174,10 @@ def main() -> None:
     """Print both comparisons as markdown tables."""
     print("| prefill policy | short TTFT p50 (s) | short TTFT p99 (s) | long prompts' TTFT (s) |")
     print("|---|---|---|---|")
-    for name, shares, step_time in [("fifo, batch-bounded", fifo, 1e9), ("fifo, time-bounded", fifo, 0.25),
-                                    ("max-min fair", max_min, 0.25),
-                                    ("shortest first + floor", prompt_shares, 0.25),
-                                    ("shortest first + floor, 0.1 s steps", prompt_shares, 0.1),
+    for name, shares, step_time in [("fifo, batch-bounded", fifo, 1e9), ("fifo, time-bounded", fifo, 0.5),
+                                    ("max-min fair", max_min, 0.5),
+                                    ("shortest first + floor", prompt_shares, 0.5),
+                                    ("shortest first + floor, 0.25 s steps", prompt_shares, 0.25),
                                     ("shortest first + floor, 1 s steps", prompt_shares, 1.0)]:
         r = simulate_prefill(shares, step_time)
         print(f"| {name} | {r['short_ttft_p50']:.2f} | {r['short_ttft_p99']:.2f} | {r['long_ttft']} |")

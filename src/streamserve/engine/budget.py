@@ -29,7 +29,7 @@ class PrefillBudget:
     ``floor`` keeps a prompt moving under heavy load; ``ceiling`` is the batch size.
     """
 
-    def __init__(self, stall: float, *, step_time: float = 0.25, floor: int = 8, ceiling: int = 512,
+    def __init__(self, stall: float, *, step_time: float = 0.5, floor: int = 8, ceiling: int = 512,
                  initial: int = 32) -> None:
         self.stall = stall
         self.step_time = step_time

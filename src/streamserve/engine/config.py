@@ -33,7 +33,7 @@ class EngineConfig:
     n_threads: int = field(default_factory=_default_threads)
     max_batch_tokens: int = 512
     prefill_stall: float = 2.0
-    prefill_step_time: float = 0.25
+    prefill_step_time: float = 0.5
     extra_bufts: Literal["auto", "on", "off"] = "auto"
     max_backlog: int = 1024
 
