@@ -4,6 +4,7 @@ It knows token ids and sampling parameters only: no HTTP, pydantic or OpenAI nam
 """
 
 from streamserve.engine.config import EngineConfig
+from streamserve.engine.constraint import GrammarError, check_grammar
 from streamserve.engine.engine import Engine, EngineStats
 from streamserve.engine.errors import EngineError, EngineStoppedError, QueueFullError, StreamBacklogError
 from streamserve.engine.events import FinishReason, TokenEvent
@@ -17,9 +18,11 @@ __all__ = [
     "EngineStats",
     "EngineStoppedError",
     "FinishReason",
+    "GrammarError",
     "QueueFullError",
     "SamplingParams",
     "SequenceStream",
     "StreamBacklogError",
     "TokenEvent",
+    "check_grammar",
 ]

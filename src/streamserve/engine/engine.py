@@ -15,6 +15,7 @@ from pathlib import Path
 
 from streamserve.engine.budget import PrefillBudget
 from streamserve.engine.config import EngineConfig
+from streamserve.engine.constraint import Constraint, Constraints
 from streamserve.engine.errors import EngineError, EngineStoppedError, QueueFullError, StreamBacklogError
 from streamserve.engine.events import FinishReason, TokenEvent
 from streamserve.engine.faults import FaultInjector
@@ -24,7 +25,7 @@ from streamserve.engine.sampling import SamplingParams
 from streamserve.engine.scheduler import Chunk, Scheduler
 from streamserve.engine.sequence import Delivery, Sequence, SequenceStatus
 from streamserve.engine.stream import SequenceStream
-from streamserve.llama import Batch, Context, DecodeError, Model, ProbeSettings, Sampler, load_model
+from streamserve.llama import Batch, Context, DecodeError, Model, ProbeSettings, Sampler, guidance_tokenizer, load_model
 
 logger = logging.getLogger("streamserve.engine")
 
@@ -76,7 +77,8 @@ class Engine:
         self.scheduler = Scheduler(self.lanes, max_batch_tokens=config.max_batch_tokens)
         self.budget = PrefillBudget(config.prefill_stall, step_time=config.prefill_step_time,
                                     ceiling=config.max_batch_tokens)
-        self.runner = ModelRunner(self.context, config.max_batch_tokens)
+        self.constraints = Constraints(lambda: guidance_tokenizer(model), config.parallel)
+        self.runner = ModelRunner(self.context, config.max_batch_tokens, self.constraints)
         self._faults = FaultInjector()
         self._cond = threading.Condition()
         self._commands: list[tuple[str, Sequence]] = []
@@ -148,7 +150,8 @@ class Engine:
         """Queue one sequence per (prompt ids, parameters) pair, all or none; must run on the event loop.
 
         Raises QueueFullError when lanes plus queue cannot take them all now, ValueError when they never
-        could (more than ``parallel + max_queue``), EngineStoppedError when stopping. A sequence stops
+        could (more than ``parallel + max_queue``), EngineStoppedError when stopping, and ``GrammarError``
+        for a grammar llguidance refuses (compiled here, before anything is queued). A sequence stops
         counting when it finishes, fails or is aborted (``abort``), before its stream's end reaches the
         client, so a client that sends its next request at once is never refused for its own last one.
         """
@@ -166,6 +169,15 @@ class Engine:
                 raise ValueError("prompt token id out of the vocabulary's range")
         loop = asyncio.get_running_loop()
         seqs = [Sequence(list(ids), params, loop, asyncio.Queue()) for ids, params in requests]
+        compiled: dict[str, Constraint] = {}
+        for seq in seqs:
+            grammar = seq.params.grammar
+            if grammar is None:
+                continue
+            if grammar in compiled:
+                seq.constraint = compiled[grammar].copy()
+            else:
+                seq.constraint = compiled[grammar] = self.constraints.compile(grammar)
         with self._cond:
             if self._stopping:
                 raise EngineStoppedError("the server is shutting down")
@@ -284,6 +296,10 @@ class Engine:
         deliveries: list[tuple[Sequence, Delivery]] = []
         for s in sampled:
             seq = s.seq
+            if s.error is not None:
+                logger.warning("sequence %d failed: %s", seq.number, s.error)
+                deliveries.append((seq, self._fail(seq, EngineError(s.error))))
+                continue
             finish = None
             if s.token_id in seq.params.stop_token_ids or (
                 self.model.is_eog(s.token_id) and not seq.params.ignore_eos
@@ -294,7 +310,13 @@ class Engine:
                 self._generated_tokens += 1
                 if len(seq.output_ids) >= seq.params.max_tokens or seq.num_tokens >= self.config.ctx_size:
                     finish = FinishReason.LENGTH
-            deliveries.append((seq, [TokenEvent(s.token_id, s.logprob, s.top_logprobs, finish)]))
+            events = [TokenEvent(s.token_id, s.logprob, s.top_logprobs, finish)]
+            if s.complete and finish is None:
+                # The grammar is finished: end of generation is the only possible next token, so skip its decode.
+                assert seq.constraint is not None
+                finish = FinishReason.EOG
+                events.append(TokenEvent(seq.constraint.eos_token, finish=finish))
+            deliveries.append((seq, events))
             if finish is not None:
                 self._release(seq, SequenceStatus.FINISHED)
         return deliveries
@@ -317,6 +339,7 @@ class Engine:
         if seq.sampler is not None:
             seq.sampler.close()
             seq.sampler = None
+        seq.constraint = None
         seq.status = status
         with self._cond:
             self._admitted.discard(seq)

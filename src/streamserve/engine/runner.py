@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamserve.engine.constraint import ConstraintError, Constraints
 from streamserve.engine.scheduler import Chunk
 from streamserve.engine.sequence import Sequence
 from streamserve.llama import Batch, Context
@@ -13,20 +14,31 @@ from streamserve.llama import Batch, Context
 
 @dataclass(frozen=True, slots=True)
 class Sampled:
-    """The token drawn for one sequence this step, with its logprobs when the sequence asked for them."""
+    """The token drawn for one sequence this step, with its logprobs when the sequence asked for them.
+
+    For a constrained sequence, ``complete`` says its grammar is finished with this token, and ``error``
+    (with ``token_id`` -1) that its matcher failed: that sequence must fail, the others go on.
+    """
 
     seq: Sequence
     token_id: int
     logprob: float | None = None
     top_logprobs: tuple[tuple[int, float], ...] | None = None
+    complete: bool = False
+    error: str | None = None
 
 
 class ModelRunner:
-    """Fills the batch, decodes it, and samples each sequence whose chunk wants logits."""
+    """Fills the batch, decodes it, and samples each sequence whose chunk wants logits.
 
-    def __init__(self, context: Context, max_batch_tokens: int) -> None:
+    A sequence with a constraint has its logits row masked in place before its own sampler chain
+    draws, and the drawn token advances the constraint; logprobs are the model's, taken before the mask.
+    """
+
+    def __init__(self, context: Context, max_batch_tokens: int, constraints: Constraints) -> None:
         self.context = context
         self.batch = Batch(max_batch_tokens)
+        self.constraints = constraints
 
     def run(self, chunks: list[Chunk]) -> list[Sampled]:
         """Decode all chunks in one batch; raise ``DecodeError`` if llama.cpp fails it."""
@@ -42,16 +54,41 @@ class ModelRunner:
             if chunk.sample:
                 to_sample.append((chunk.seq, row))
         self.context.decode(batch)
+        constrained = [(seq, row) for seq, row in to_sample if seq.constraint is not None]
+        # The model's own logprobs, before the mask changes the row.
+        raw = {seq: self._log_softmax(row) for seq, row in constrained if seq.params.logprobs is not None}
+        errors = self._mask(constrained) if constrained else {}
         results = []
         for seq, row in to_sample:
-            assert seq.sampler is not None
-            if seq.params.logprobs is None:
-                results.append(Sampled(seq, seq.sampler.sample(self.context, row)))
-                continue
-            logprobs = self._log_softmax(row)
-            token = seq.sampler.sample(self.context, row)
-            results.append(Sampled(seq, token, float(logprobs[token]), _top(logprobs, seq.params.logprobs)))
+            error = errors.get(seq)
+            results.append(Sampled(seq, -1, error=error) if error else self._sample(seq, row, raw.get(seq)))
         return results
+
+    def _mask(self, constrained: list[tuple[Sequence, int]]) -> dict[Sequence, str]:
+        """Mask the rows of the constrained sequences in place; the sequences whose matcher failed, with why."""
+        rows = []
+        for seq, row in constrained:
+            assert seq.constraint is not None
+            rows.append((seq.constraint, self.context.logits_view(row)))
+        errors = self.constraints.apply(rows)
+        return {seq: error for (seq, _), error in zip(constrained, errors, strict=True) if error}
+
+    def _sample(self, seq: Sequence, row: int, logprobs: np.ndarray | None = None) -> Sampled:
+        """Draw from the row (already masked for a constrained sequence) and advance its constraint."""
+        assert seq.sampler is not None
+        if seq.params.logprobs is not None and logprobs is None:
+            logprobs = self._log_softmax(row)
+        token = seq.sampler.sample(self.context, row)
+        complete = False
+        if seq.constraint is not None:
+            try:
+                seq.constraint.consume(token)
+            except ConstraintError as exc:
+                return Sampled(seq, -1, error=str(exc))
+            complete = seq.constraint.complete
+        if logprobs is None or seq.params.logprobs is None:
+            return Sampled(seq, token, complete=complete)
+        return Sampled(seq, token, float(logprobs[token]), _top(logprobs, seq.params.logprobs), complete)
 
     def _log_softmax(self, row: int) -> np.ndarray:
         logits = self.context.logits(row)

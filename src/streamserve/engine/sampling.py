@@ -13,6 +13,8 @@ class SamplingParams:
     alternatives (top logprobs, 0..20) to report beside each sampled token's own logprob.
     ``temperature == 0`` means greedy. ``seed`` None means a fresh random seed.
     ``stop_token_ids`` end the sequence like an end-of-generation token (a chat format's turn markers).
+    ``grammar`` (llguidance's Lark or JSON grammar text) constrains every token to it; end of
+    generation is allowed only once it is complete, and the sequence ends as soon as nothing else can follow.
     """
 
     max_tokens: int
@@ -28,3 +30,4 @@ class SamplingParams:
     logprobs: int | None = None
     ignore_eos: bool = False
     stop_token_ids: frozenset[int] = frozenset()
+    grammar: str | None = None

@@ -8,6 +8,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 
+from streamserve.engine.constraint import Constraint
 from streamserve.engine.events import TokenEvent
 from streamserve.engine.sampling import SamplingParams
 from streamserve.llama import Sampler
@@ -37,7 +38,7 @@ Delivery = list[TokenEvent] | BaseException
 
 @dataclass(eq=False)
 class Sequence:
-    """One generation: its prompt and output ids, KV lane, sampler and the queue its events go to."""
+    """One generation: its prompt and output ids, KV lane, sampler, grammar constraint and its event queue."""
 
     prompt_ids: list[int]
     params: SamplingParams
@@ -51,6 +52,7 @@ class Sequence:
     num_cached: int = 0
     output_ids: list[int] = field(default_factory=list)
     sampler: Sampler | None = None
+    constraint: Constraint | None = None
     arrival_time: float = field(default_factory=time.monotonic)
     admit_time: float | None = None
     backlogged: bool = False  # aborted because its reader fell max_backlog steps behind (event-loop side)

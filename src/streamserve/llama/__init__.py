@@ -2,6 +2,7 @@
 
 from streamserve.llama.batch import Batch
 from streamserve.llama.context import Context, DecodeError
+from streamserve.llama.guidance import guidance_tokenizer
 from streamserve.llama.kernels import KernelChoice, KernelMode, ProbeSettings, choose_kernels, load_model
 from streamserve.llama.model import Model, ModelLoadError
 from streamserve.llama.sampler import Sampler
@@ -17,5 +18,6 @@ __all__ = [
     "ProbeSettings",
     "Sampler",
     "choose_kernels",
+    "guidance_tokenizer",
     "load_model",
 ]

@@ -58,6 +58,13 @@ class Context:
         view = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
         return view.copy()
 
+    def logits_view(self, row: int) -> npt.NDArray[np.float32]:
+        """Batch row ``row``'s logits in place: writes reach the sampler chain; valid until the next decode."""
+        ptr = gilfree.get_logits_ith(self.ptr, row)
+        if not ptr:
+            raise ValueError(f"no logits for batch row {row}")
+        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+
     def remove(self, seq_id: int, start: int = -1, end: int = -1) -> bool:
         """Drop lane ``seq_id``'s tokens at positions [start, end) (-1: open end); False if it cannot."""
         return bool(lc.llama_memory_seq_rm(self.memory, seq_id, start, end))
