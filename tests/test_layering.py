@@ -20,8 +20,9 @@ FORBIDDEN = {
     "api": {"bench", "cli", "llama"},
     "bench": {"api", "streaming", "moderation", "engine", "llama", "cli", "config", "models", "server"},
 }
-THIRD_PARTY_ONLY_IN = {"llama_cpp": {"llama"}, "fastapi": {"api"}, "starlette": {"api"}, "prometheus_client": {"api"},
-                       "regex": {"moderation"}, "profanity_check": {"moderation"}}
+THIRD_PARTY_ONLY_IN = {"llama_cpp": {"llama"}, "llguidance": {"llama", "engine"}, "fastapi": {"api"},
+                       "starlette": {"api"}, "prometheus_client": {"api"}, "regex": {"moderation"},
+                       "profanity_check": {"moderation"}}
 
 
 def _imports(path: Path) -> set[str]:

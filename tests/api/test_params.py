@@ -91,19 +91,29 @@ def test_stream_options_need_stream() -> None:
     chat_request(chat(stream_options=None), TOK, TRANSCRIPT, LIMITS)
 
 
-@pytest.mark.parametrize(("fields", "param"), [
-    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
-])
-def test_unsupported_features_name_their_param(fields: dict[str, Any], param: str) -> None:
-    err = error_of(lambda: chat_request(chat(**fields), TOK, TRANSCRIPT, LIMITS))
-    assert isinstance(err, NotSupportedError)
-    assert err.param == param
+def test_legacy_functions_are_refused_naming_their_param() -> None:
+    err = error_of(lambda: chat_request(chat(functions=[{"name": "f"}]), TOK, TRANSCRIPT, LIMITS))
+    assert isinstance(err, NotSupportedError) and err.param == "functions"
 
 
-def test_tools_with_tool_choice_none_are_accepted() -> None:
-    chat_request(chat(tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="none"),
-                 TOK, TRANSCRIPT, LIMITS)
+def test_a_response_format_constrains_every_choice() -> None:
+    spec = chat_request(chat(n=2, response_format={"type": "json_object"}), TOK, TRANSCRIPT, LIMITS)
+    assert all(c.params.grammar and "%json" in c.params.grammar for c in spec.choices)
+    assert spec.tool_prefix is None and spec.opening == "text"
+    assert chat_request(chat(), TOK, TRANSCRIPT, LIMITS).choices[0].params.grammar is None
+
+
+def test_tools_go_into_the_prompt_and_a_required_call_opens_it() -> None:
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    limits = Limits(ctx_size=2000, n_vocab=1000, max_n=4, max_stop_strings=4, max_tokens_default=None)
+    plain = chat_request(chat(tools=tools, tool_choice="none"), TOK, TRANSCRIPT, limits)
+    assert plain.choices[0].params.grammar is None and plain.tool_prefix is None
+    spec = chat_request(chat(tools=tools, tool_choice="required"), TOK, TRANSCRIPT, limits)
+    prompt = "".join(chr(t) for t in spec.choices[0].prompt_ids)
+    assert "<tools>" in prompt and '"get_weather"' in prompt
+    assert prompt.endswith("Assistant:<tool_call>\n")
+    assert spec.tool_prefix == "<tool_call>\n" and spec.opening == "tool_call"
+    assert spec.choices[0].params.grammar is not None
 
 
 def test_n_has_a_server_limit_and_each_choice_its_own_seed() -> None:

@@ -13,10 +13,22 @@ from openai.types.completion_choice import Logprobs as SDKCompletionLogprobs
 
 from streamserve.api import protocol
 from streamserve.streaming.chunks import ChunkFormatter, ResponseBuilder, ResponseMeta, Shape, new_response_id
-from streamserve.streaming.events import Event, Finish, LogprobEntry, TextDelta, TopLogprob, Usage
+from streamserve.streaming.events import (
+    Event,
+    Finish,
+    LogprobEntry,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    TopLogprob,
+    Usage,
+)
+from streamserve.streaming.structured import Opening
 
 
-def meta(shape: Shape = Shape.CHAT, *, n: int = 1, include_usage: bool = False) -> ResponseMeta:
+def meta(shape: Shape = Shape.CHAT, *, n: int = 1, include_usage: bool = False,
+         opening: Opening = "text") -> ResponseMeta:
     prefix = "chatcmpl-abc" if shape is Shape.CHAT else "cmpl-abc"
     return ResponseMeta(
         shape=shape,
@@ -26,6 +38,7 @@ def meta(shape: Shape = Shape.CHAT, *, n: int = 1, include_usage: bool = False) 
         n=n,
         include_usage=include_usage,
         system_fingerprint="fp_1",
+        opening=opening,
     )
 
 
@@ -328,3 +341,79 @@ def test_builder_refuses_to_build_unfinished_response() -> None:
     builder.add(Finish(0, "stop"))
     with pytest.raises(AssertionError):
         builder.build()
+
+
+# Tool calls
+
+ID0, ID1 = "call_" + "a" * 24, "call_" + "b" * 24
+CALL_EVENTS: list[Event] = [
+    ToolCallStart(0, 0, ID0, "get_weather"),
+    ToolCallDelta(0, 0, '{"ci'),
+    ToolCallDelta(0, 0, 'ty": "Paris"}'),
+    ToolCallEnd(0, 0, ID0, "get_weather", '{"city": "Paris"}'),
+    ToolCallStart(0, 1, ID1, "get_time"),
+    ToolCallDelta(0, 1, "{}"),
+    ToolCallEnd(0, 1, ID1, "get_time", "{}"),
+    Finish(0, "tool_calls"),
+]
+
+
+def deltas(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+
+
+def test_tool_turn_streams_in_openais_exact_shape() -> None:
+    chunks = stream(meta(opening="tool_call"), CALL_EVENTS)
+    assert deltas(chunks) == [
+        {"role": "assistant", "content": None},
+        {"tool_calls": [{"index": 0, "id": ID0, "type": "function",
+                         "function": {"name": "get_weather", "arguments": ""}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": 'ty": "Paris"}'}}]},
+        {"tool_calls": [{"index": 1, "id": ID1, "type": "function",
+                         "function": {"name": "get_time", "arguments": ""}}]},
+        {"tool_calls": [{"index": 1, "function": {"arguments": "{}"}}]},
+        {},
+    ]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    for chunk in chunks:
+        openai.types.chat.ChatCompletionChunk.model_validate(chunk)
+        assert protocol.ChatCompletionChunk.model_validate(chunk).model_dump(exclude_unset=True) == chunk
+    state: ChatCompletionStreamState[None] = ChatCompletionStreamState()
+    for chunk in chunks:
+        state.handle_chunk(openai.types.chat.ChatCompletionChunk.model_validate(chunk))
+    message = state.get_final_completion().choices[0].message
+    assert message.content is None
+    assert [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ()] == [
+        (ID0, "get_weather", '{"city": "Paris"}'), (ID1, "get_time", "{}")]
+
+
+def test_a_deferred_opening_is_decided_by_each_choices_first_event() -> None:
+    events: list[Event] = [TextDelta(1, "Hi"), ToolCallStart(0, 0, ID0, "f"), ToolCallDelta(0, 0, "{}"),
+                           Finish(0, "tool_calls"), Finish(1, "stop")]
+    formatter = ChunkFormatter(meta(n=2, opening="deferred"))
+    assert formatter.opening() == []
+    chunks = [c for e in events for c in formatter.render(e)]
+    by_index = [(c["choices"][0]["index"], c["choices"][0]["delta"]) for c in chunks]
+    assert by_index[0] == (1, {"role": "assistant", "content": "", "refusal": None})
+    assert by_index[1] == (1, {"content": "Hi"})
+    assert by_index[2] == (0, {"role": "assistant", "content": None})
+    assert by_index[3][1]["tool_calls"][0]["id"] == ID0
+    # A choice that ends without any delta still opens, as a text turn.
+    formatter = ChunkFormatter(meta(opening="deferred"))
+    assert [c["choices"][0]["delta"] for c in formatter.render(Finish(0, "stop"))] == [
+        {"role": "assistant", "content": "", "refusal": None}, {}]
+
+
+def test_builder_puts_calls_in_the_message_with_null_content() -> None:
+    response = built(meta(opening="tool_call"), [*CALL_EVENTS, Usage(10, 20)])
+    message = response["choices"][0]["message"]
+    assert message == {"role": "assistant", "content": None, "refusal": None, "tool_calls": [
+        {"id": ID0, "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {"id": ID1, "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+    ]}
+    assert response["choices"][0]["finish_reason"] == "tool_calls"
+    openai.types.chat.ChatCompletion.model_validate(response)
+    assert protocol.ChatCompletion.model_validate(response).model_dump(exclude_unset=True) == response
+    with_text = built(meta(), [TextDelta(0, "Checking."), *CALL_EVENTS, Usage(1, 2)])
+    assert with_text["choices"][0]["message"]["content"] == "Checking."

@@ -7,8 +7,9 @@ import itertools
 import pytest
 
 from streamserve.engine import FinishReason, TokenEvent
-from streamserve.streaming.events import Finish, TextDelta
+from streamserve.streaming.events import Event, Finish, TextDelta, ToolCallDelta, ToolCallEnd, ToolCallStart
 from streamserve.streaming.generation import ChoiceDecoder
+from streamserve.streaming.tool_calls import ToolCallParser
 
 TEXT = "Hi 你好, w😀rld é!"
 
@@ -138,3 +139,79 @@ def test_echo_offset_shifts_text_offsets() -> None:
     out += decoder.push(TokenEvent(1, -0.2, (), FinishReason.LENGTH))
     offsets = [e.offset for d in out if isinstance(d, TextDelta) for e in d.logprobs or ()]
     assert offsets == [10, 12]
+
+
+# With a tool-call parser
+
+CALL = '<tool_call>\n{"name": "f", "arguments": {"q": "Rome \\"x\\""}}\n</tool_call>'
+
+
+def run_calls(text: str, *, size: int = 3, stop: tuple[str, ...] = (), finish: FinishReason = FinishReason.EOG,
+              prefix: str = "", logprobs: bool = False) -> list[Event]:
+    data = text.encode()
+    pieces = [data[i:i + size] for i in range(0, len(data), size)]
+    decoder = ChoiceDecoder(0, ScriptedTokenizer([*pieces, b""]), stop, calls=ToolCallParser(0))
+    events = decoder.opening(prefix)
+    for i in range(len(pieces)):
+        last = finish is FinishReason.LENGTH and i == len(pieces) - 1
+        events += decoder.push(TokenEvent(i, -0.5 if logprobs else None, () if logprobs else None,
+                                          FinishReason.LENGTH if last else None))
+        if isinstance(events[-1] if events else None, Finish):
+            return events  # a stop string ended the choice (generation stops reading here)
+    if finish is FinishReason.EOG:
+        events += decoder.push(TokenEvent(len(pieces), None, None, FinishReason.EOG))
+    assert isinstance(events[-1], Finish) and not any(isinstance(e, Finish) for e in events[:-1])
+    return events
+
+
+def arguments(events: list[Event]) -> list[str]:
+    calls: list[str] = []
+    for event in events:
+        if isinstance(event, ToolCallStart):
+            calls.append("")
+        elif isinstance(event, ToolCallDelta):
+            calls[-1] += event.arguments
+    return calls
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 64])
+def test_content_then_calls_finish_with_tool_calls(size: int) -> None:
+    events = run_calls("Let me look.\n" + CALL + "\n" + CALL, size=size)
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Let me look."
+    assert arguments(events) == ['{"q": "Rome \\"x\\""}'] * 2
+    first_call = next(i for i, e in enumerate(events) if isinstance(e, ToolCallStart))
+    assert all(not isinstance(e, TextDelta) for e in events[first_call:])
+    assert [e.arguments for e in events if isinstance(e, ToolCallEnd)] == arguments(events)
+    assert events[-1] == Finish(0, "tool_calls")
+
+
+def test_stop_strings_apply_to_content_not_to_arguments() -> None:
+    events = run_calls(CALL, stop=("Rome",))
+    assert arguments(events) == ['{"q": "Rome \\"x\\""}'] and events[-1] == Finish(0, "tool_calls")
+    events = run_calls("Rome is " + CALL, stop=(" is",))
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Rome"
+    assert not any(isinstance(e, ToolCallStart) for e in events)
+    assert events[-1] == Finish(0, "stop")
+
+
+def test_a_call_cut_by_the_limit_finishes_with_length() -> None:
+    events = run_calls(CALL[:40], finish=FinishReason.LENGTH)
+    assert [type(e) for e in events[:1]] == [ToolCallStart] and events[-1] == Finish(0, "length")
+
+
+def test_plain_text_through_the_parser_is_unchanged() -> None:
+    events = run_calls("No tools needed <tool here>.\n\n")
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "No tools needed <tool here>.\n\n"
+    assert events[-1] == Finish(0, "stop")
+
+
+def test_a_named_calls_prefix_opens_the_call_before_any_token() -> None:
+    events = run_calls('{"q": "Rome \\"x\\""}', prefix='<tool_call>\n{"name": "f", "arguments": ')
+    assert isinstance(events[0], ToolCallStart) and events[0].name == "f"
+    assert arguments(events) == ['{"q": "Rome \\"x\\""}'] and events[-1] == Finish(0, "tool_calls")
+
+
+def test_logprobs_list_content_tokens_only() -> None:
+    events = run_calls("Ok " + CALL, size=1, logprobs=True)
+    entries = [e for d in events if isinstance(d, TextDelta) for e in d.logprobs or ()]
+    assert b"".join(bytes(e.bytes) for e in entries) == b"Ok"

@@ -52,6 +52,7 @@ def load(config: ServerConfig, loop: asyncio.AbstractEventLoop | None = None,
         )
         engine.start()
         moderation = build_moderation(config, engine, template, loop, observer)
+        engine.constraints.warm()  # the grammar tokenizer, so the first JSON or tools request pays nothing extra
     except Exception:
         engine.close()
         raise

@@ -6,12 +6,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamserve.api.errors import ContextLengthExceededError, InvalidRequestError, NotSupportedError
+from streamserve.api.output_params import output_spec
 from streamserve.api.protocol import ChatCompletionRequest, CompletionRequest
 from streamserve.engine import SamplingParams
 from streamserve.streaming.generation import ChoiceRequest, GenerationRequest
 from streamserve.streaming.prompt import encode_chat
+from streamserve.streaming.structured import plan_output
 from streamserve.streaming.templates import ChatTemplate
 from streamserve.streaming.tokenizer import Tokenizer
+from streamserve.streaming.tool_prompt import tool_messages
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 
@@ -38,25 +41,30 @@ def chat_request(body: ChatCompletionRequest, tokenizer: Tokenizer, template: Ch
                  limits: Limits, stop_ids: frozenset[int] = frozenset()) -> GenerationRequest:
     """Validate a chat request and build its generation: template, tokens, sampling per choice.
 
-    ``stop_ids`` are the template's turn markers as token ids (see ``control_stop_ids``).
+    ``stop_ids`` are the template's turn markers as token ids (see ``control_stop_ids``). A response
+    format or tools add a grammar to every choice, tools go into the prompt, and a forced call's
+    opening ends it (``streaming.structured``).
     """
     _check_common(body, limits)
     _check_messages(body)
     _check_length(sum(_text_length(m.content) for m in body.messages), limits, "messages")
     _check_sequences(1, body.n or 1, limits)
-    if body.tools and body.tool_choice != "none":
-        raise NotSupportedError("tools (function calling) are not supported yet", param="tools")
-    if body.response_format and body.response_format.get("type", "text") != "text":
-        raise NotSupportedError("response_format other than 'text' is not supported yet", param="response_format")
     if body.top_logprobs is not None and not body.logprobs:
         raise InvalidRequestError("top_logprobs requires logprobs to be true", param="top_logprobs")
-    messages = [m.model_dump(exclude_none=True) for m in body.messages]
-    prompt_ids = encode_chat(template, messages, tokenizer)
+    spec = output_spec(body)
+    plan = plan_output(spec)
+    messages, tools = tool_messages([m.model_dump(exclude_none=True) for m in body.messages], spec,
+                                    native=template.native_tools)
+    prompt_ids = encode_chat(template, messages, tokenizer, tools)
+    if plan.prompt_suffix:
+        prompt_ids += tokenizer.tokenize(plan.prompt_suffix, add_special=False, parse_special=False)
     max_tokens = body.max_completion_tokens or body.max_tokens
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
-    params = _sampling(body, prompt_ids, max_tokens, None, logprobs, limits, param="messages", stop_ids=stop_ids)
+    params = _sampling(body, prompt_ids, max_tokens, None, logprobs, limits, param="messages", stop_ids=stop_ids,
+                       grammar=plan.grammar)
     stop = _stops(body.stop, limits) + template.stop
-    return GenerationRequest([ChoiceRequest(prompt_ids, p) for p in params], stop, len(prompt_ids))
+    return GenerationRequest([ChoiceRequest(prompt_ids, p) for p in params], stop, len(prompt_ids),
+                             tool_prefix=plan.tool_prefix)
 
 
 def completion_request(body: CompletionRequest, tokenizer: Tokenizer, limits: Limits) -> GenerationRequest:
@@ -187,7 +195,7 @@ def _stops(stop: str | list[str] | None, limits: Limits) -> tuple[str, ...]:
 
 def _sampling(body: ChatCompletionRequest | CompletionRequest, prompt_ids: list[int], max_tokens: int | None,
               default: int | None, logprobs: int | None, limits: Limits, *, param: str,
-              stop_ids: frozenset[int] = frozenset()) -> list[SamplingParams]:
+              stop_ids: frozenset[int] = frozenset(), grammar: str | None = None) -> list[SamplingParams]:
     """One SamplingParams per choice; each choice gets its own seed so ``n`` choices differ."""
     room = limits.ctx_size - len(prompt_ids)
     if room < 1:
@@ -219,6 +227,7 @@ def _sampling(body: ChatCompletionRequest | CompletionRequest, prompt_ids: list[
             logit_bias=bias,
             logprobs=logprobs,
             stop_token_ids=stop_ids,
+            grammar=grammar,
         )
         for i in range(body.n or 1)
     ]

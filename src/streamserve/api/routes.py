@@ -128,7 +128,7 @@ async def _respond(request: Request, state: ServerState, loaded: LoadedModel, sh
         raise ServiceUnavailableError(str(exc)) from None
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     meta = ResponseMeta(shape, new_response_id(shape), int(time.time()), body.model, len(spec.choices),
-                        include_usage, loaded.fingerprint)
+                        include_usage, loaded.fingerprint, spec.opening)
     request_id = request.scope.get("state", {}).get("request_id", meta.id)
     recorder = RequestRecorder(state.metrics, request_id, lambda: generation.streams[0].queue_time)
     if body.stream:

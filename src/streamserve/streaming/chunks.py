@@ -15,7 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamserve.moderation import APPLIED_INPUT_TYPES, CATEGORIES, ModerationResult
-from streamserve.streaming.events import Annotation, Event, Finish, LogprobEntry, ModerationScores, TextDelta, Usage
+from streamserve.streaming.events import (
+    Annotation,
+    Event,
+    Finish,
+    LogprobEntry,
+    ModerationScores,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+)
+from streamserve.streaming.structured import Opening
 
 
 class Shape(enum.Enum):
@@ -27,7 +39,11 @@ class Shape(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class ResponseMeta:
-    """What every chunk of one response shares; ``n`` is the number of choices."""
+    """What every chunk of one response shares; ``n`` is the number of choices.
+
+    ``opening`` is how each chat choice opens: a text turn, a tool turn (``content: null``), or
+    ``deferred``: the choice's first event decides (``tool_choice: auto``).
+    """
 
     shape: Shape
     id: str
@@ -36,6 +52,7 @@ class ResponseMeta:
     n: int
     include_usage: bool
     system_fingerprint: str | None
+    opening: Opening = "text"
 
 
 _ID_PREFIX = {Shape.CHAT: "chatcmpl-", Shape.COMPLETION: "cmpl-"}
@@ -53,44 +70,53 @@ class ChunkFormatter:
 
     With ``include_usage`` every chunk carries ``"usage": None`` and the ``Usage`` event becomes a
     last chunk with ``choices: []``; without it, chunks have no ``usage`` key and ``Usage`` renders
-    nothing.
+    nothing. Each tool call opens once with its id, type and name (``arguments: ""``), then only
+    argument fragments follow, as OpenAI streams them.
     """
 
     def __init__(self, meta: ResponseMeta) -> None:
         self._meta = meta
         self._chat = meta.shape is Shape.CHAT
         self._object = _CHUNK_OBJECT[meta.shape]
+        self._unopened = set(range(meta.n)) if self._chat and meta.opening == "deferred" else set()
 
     def opening(self) -> list[dict[str, Any]]:
-        """Chunks sent before any text: chat's role chunk for each choice; none for completions."""
-        if not self._chat:
+        """Chunks sent before any text: chat's role chunk for each choice (unless deferred); none for completions."""
+        if not self._chat or self._meta.opening == "deferred":
             return []
-        return [
-            self._chunk(
-                {
-                    "index": index,
-                    "delta": {"role": "assistant", "content": "", "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": None,
-                }
-            )
-            for index in range(self._meta.n)
-        ]
+        return [self._role_chunk(index, tool=self._meta.opening == "tool_call") for index in range(self._meta.n)]
 
     def render(self, event: Event) -> list[dict[str, Any]]:
-        """The chunks for one event: zero or one, as a list so callers treat every event alike."""
-        if isinstance(event, TextDelta):
-            if not event.text and not event.logprobs:
-                return []
-            return [self._chunk(self._content_choice(event))]
-        if isinstance(event, Finish):
-            return [self._chunk(self._finish_choice(event))]
-        if isinstance(event, Annotation):
-            return [self._chunk(self._annotation_choice(event))]
+        """The chunks for one event (a deferred role chunk first, when it opens its choice)."""
+        if (isinstance(event, TextDelta) and not event.text and not event.logprobs) or isinstance(event, ToolCallEnd):
+            return []
+        if isinstance(event, Usage):
+            return self._usage_chunk(event)
         if isinstance(event, ModerationScores):
             chunk = self._chunk(None)
             chunk["moderation"] = moderation_dict(event)
             return [chunk]
+        chunks = []
+        if event.index in self._unopened:
+            self._unopened.discard(event.index)
+            chunks.append(self._role_chunk(event.index, tool=isinstance(event, ToolCallStart)))
+        if isinstance(event, TextDelta):
+            chunks.append(self._chunk(self._content_choice(event)))
+        elif isinstance(event, Finish):
+            chunks.append(self._chunk(self._finish_choice(event)))
+        elif isinstance(event, Annotation):
+            chunks.append(self._chunk(self._annotation_choice(event)))
+        else:
+            chunks.append(self._chunk(_tool_call_choice(event)))
+        return chunks
+
+    def _role_chunk(self, index: int, *, tool: bool) -> dict[str, Any]:
+        """A chat choice's first chunk: ``content: ""`` for text, ``content: null`` for a tool turn."""
+        delta: dict[str, Any] = {"role": "assistant", "content": None} if tool else {
+            "role": "assistant", "content": "", "refusal": None}
+        return self._chunk({"index": index, "delta": delta, "logprobs": None, "finish_reason": None})
+
+    def _usage_chunk(self, event: Usage) -> list[dict[str, Any]]:
         if not self._meta.include_usage:
             return []
         chunk = self._chunk(None)
@@ -143,6 +169,16 @@ class ChunkFormatter:
         return choice
 
 
+def _tool_call_choice(event: ToolCallStart | ToolCallDelta) -> dict[str, Any]:
+    """A chat choice carrying one tool call entry: the call's opening, or a fragment of its arguments."""
+    if isinstance(event, ToolCallStart):
+        call: dict[str, Any] = {"index": event.call, "id": event.id, "type": "function",
+                                "function": {"name": event.name, "arguments": ""}}
+    else:
+        call = {"index": event.call, "function": {"arguments": event.arguments}}
+    return {"index": event.index, "delta": {"tool_calls": [call]}, "logprobs": None, "finish_reason": None}
+
+
 class ResponseBuilder:
     """Collects one non-streamed response's events and builds the ``chat.completion`` / ``text_completion``.
 
@@ -156,6 +192,7 @@ class ResponseBuilder:
         # A choice's list exists once any of its deltas carried logprobs (they were requested).
         self._logprobs: dict[int, list[LogprobEntry]] = {}
         self._finish: dict[int, str] = {}
+        self._calls: dict[int, list[dict[str, Any]]] = {}
         self._usage: Usage | None = None
         self._moderation: ModerationScores | None = None
 
@@ -169,6 +206,11 @@ class ResponseBuilder:
             self._finish[event.index] = event.reason
         elif isinstance(event, ModerationScores):
             self._moderation = event
+        elif isinstance(event, ToolCallStart):
+            call = {"id": event.id, "type": "function", "function": {"name": event.name, "arguments": ""}}
+            self._calls.setdefault(event.index, []).append(call)
+        elif isinstance(event, ToolCallDelta):
+            self._calls[event.index][event.call]["function"]["arguments"] += event.arguments
         elif isinstance(event, Usage):
             self._usage = event
 
@@ -194,9 +236,14 @@ class ResponseBuilder:
         text = "".join(self._text[index])
         entries = self._logprobs.get(index)
         if self._meta.shape is Shape.CHAT:
+            calls = self._calls.get(index)
+            message: dict[str, Any] = {"role": "assistant", "content": None if calls and not text else text,
+                                       "refusal": None}
+            if calls:
+                message["tool_calls"] = calls
             return {
                 "index": index,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": message,
                 "logprobs": None if entries is None else _chat_logprobs(entries),
                 "finish_reason": self._finish[index],
             }

@@ -1,4 +1,5 @@
-"""Neutral generation events, shared by chat and completions: text, finish, moderation, usage.
+"""Neutral generation events, shared by chat, completions and responses: text, tool calls, finish, moderation,
+usage.
 
 ``streaming.generation`` turns engine token events into these; ``streaming.chunks`` renders
 them in the chat or the completion shape. Nothing here knows the wire format.
@@ -46,11 +47,46 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
-class Finish:
-    """Choice ``index`` is complete; always its last event."""
+class ToolCallStart:
+    """Choice ``index`` opens tool call number ``call`` (0, 1, ... in order): its id and function name."""
 
     index: int
-    reason: Literal["stop", "length", "content_filter"]
+    call: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """The next piece of call ``call``'s arguments, exactly as the model wrote them (never re-serialized)."""
+
+    index: int
+    call: int
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallEnd:
+    """Call ``call`` is complete: its whole arguments text (the join of its deltas). A call cut short has none."""
+
+    index: int
+    call: int
+    id: str
+    name: str
+    arguments: str
+
+
+ToolCallEvent = ToolCallStart | ToolCallDelta | ToolCallEnd
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Choice ``index`` is complete; always its last event. ``tool_calls``: it ended after calling tools."""
+
+    index: int
+    reason: FinishReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,4 +127,4 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
-Event = TextDelta | Finish | Annotation | ModerationScores | Usage
+Event = TextDelta | ToolCallStart | ToolCallDelta | ToolCallEnd | Finish | Annotation | ModerationScores | Usage

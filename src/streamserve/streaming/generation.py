@@ -11,14 +11,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
 
-from streamserve.engine import Engine, FinishReason, SamplingParams, SequenceStream, TokenEvent
+from streamserve.engine import Engine, FinishReason, GrammarError, SamplingParams, SequenceStream, TokenEvent
 from streamserve.moderation import ModerationResult
 from streamserve.streaming.detokenizer import IncrementalDetokenizer
+from streamserve.streaming.errors import RequestError
 from streamserve.streaming.events import Event, Finish, LogprobEntry, ModerationScores, TextDelta, TopLogprob, Usage
+from streamserve.streaming.events import FinishReason as FinishReasonName
 from streamserve.streaming.merge import merge
 from streamserve.streaming.moderation import ModerationGate, ModerationPlan
 from streamserve.streaming.stops import StopMatcher
+from streamserve.streaming.structured import Opening
 from streamserve.streaming.tokenizer import Tokenizer
+from streamserve.streaming.tool_calls import ToolCallParser
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,33 +39,52 @@ class GenerationRequest:
     """What to generate, in neutral terms: the choices, shared stop strings and the prompt token count.
 
     ``prompt_tokens`` counts each distinct prompt once (``n`` choices share one prompt).
+    ``tool_prefix`` None: the output is text; otherwise it is parsed for tool calls as if it
+    followed ``tool_prefix`` (the call's opening the prompt already ends with, or "").
     """
 
     choices: list[ChoiceRequest]
     stop: tuple[str, ...]
     prompt_tokens: int
     moderation: ModerationPlan | None = None
+    tool_prefix: str | None = None
+
+    @property
+    def opening(self) -> Opening:
+        """How each choice opens: text, a tool turn (a forced call), or as its first delta decides (``auto``)."""
+        if self.tool_prefix is None:
+            return "text"
+        return "tool_call" if self.tool_prefix else "deferred"
 
 
 class ChoiceDecoder:
     """Turns one choice's token events into text: complete UTF-8 only, stop strings held back and cut.
 
-    A token's logprobs entry is released with the delta that carries the token's last byte;
-    tokens cut with a stop string are never listed.
+    With a ``ToolCallParser`` the text is first split into content and tool calls; stop strings apply
+    to content only (a stop inside a call's JSON would break it). A token's logprobs entry is released
+    with the delta that carries the token's last byte; tokens cut with a stop string, and the tokens of
+    tool calls (which are not content), are never listed.
     """
 
-    def __init__(self, index: int, tokenizer: Tokenizer, stop: tuple[str, ...], *, offset: int = 0) -> None:
+    def __init__(self, index: int, tokenizer: Tokenizer, stop: tuple[str, ...], *, offset: int = 0,
+                 calls: ToolCallParser | None = None) -> None:
         self.index = index
         self.tokenizer = tokenizer
         self.detokenizer = IncrementalDetokenizer()
         self.stops = StopMatcher(stop)
+        self.calls = calls
         self.completion_tokens = 0
         self._decoded_chars = offset
         self._sent_chars = offset
+        self._unsent = ""
         self._entries: deque[tuple[int, LogprobEntry]] = deque()
 
+    def opening(self, prefix: str) -> list[Event]:
+        """The events of text the prompt already holds (a named call's head): parsed, never counted."""
+        return self._split(prefix) if self.calls is not None and prefix else []
+
     def push(self, event: TokenEvent) -> list[Event]:
-        """The events this token produces: at most one TextDelta, then a Finish if the choice ended."""
+        """The events this token produces: deltas, then a Finish if the choice ended."""
         if event.finish is FinishReason.EOG:
             return self._end("stop")
         self.completion_tokens += 1
@@ -69,27 +92,58 @@ class ChoiceDecoder:
         text = self.detokenizer.push(data)
         start = self._decoded_chars
         self._decoded_chars += len(text)
-        if event.logprob is not None:
+        if event.logprob is not None and not (self.calls is not None and self.calls.started):
             end = self._decoded_chars + (1 if self.detokenizer.pending else 0)
             self._entries.append((end, self._entry(event, data, start)))
-        sent = self.stops.push(text)
+        events = self._split(text)
         if self.stops.matched:
-            return [*self._delta(sent), Finish(self.index, "stop")]
+            return [*events, *self._delta(self._take()), Finish(self.index, "stop")]
         if event.finish is FinishReason.LENGTH:
-            return self._end("length", sent)
-        return self._delta(sent)
+            return [*events, *self._end("length")]
+        return [*events, *self._delta(self._take())]
 
-    def _end(self, reason: Literal["stop", "length"], text: str = "") -> list[Event]:
-        """Flush the text the stop matcher holds: the stream ends here.
+    def _split(self, text: str) -> list[Event]:
+        """Route new text: content through the stop matcher (kept unsent), tool calls out as events."""
+        if self.calls is None:
+            self._unsent += self.stops.push(text)
+            return []
+        events: list[Event] = []
+        for item in self.calls.push(text):
+            if isinstance(item, str):
+                self._unsent += self.stops.push(item)
+            else:
+                if not self.stops.matched:
+                    self._unsent += self.stops.flush()  # a call starts: the content before it is final
+                events += self._delta(self._take())
+                if self.stops.matched:
+                    break
+                self._entries.clear()
+                events.append(item)
+            if self.stops.matched:
+                break
+        return events
+
+    def _end(self, reason: Literal["stop", "length"]) -> list[Event]:
+        """Flush what the parser and the stop matcher hold: the stream ends here.
 
         A character cut in half by the token limit is dropped rather than sent as U+FFFD (the
         detokenizer only ever holds the first bytes of a character that could still become valid);
         like tokens cut by a stop string, the tokens of those bytes are not listed in logprobs.
         """
+        if self.calls is not None and not self.stops.matched:
+            for item in self.calls.flush():
+                if isinstance(item, str):
+                    self._unsent += self.stops.push(item)
         if not self.stops.matched:
-            text += self.stops.flush()
-        final_reason: Literal["stop", "length"] = "stop" if self.stops.matched or reason == "stop" else "length"
-        return [*self._delta(text), Finish(self.index, final_reason)]
+            self._unsent += self.stops.flush()
+        final: FinishReasonName = "stop" if self.stops.matched or reason == "stop" else "length"
+        if final == "stop" and self.calls is not None and self.calls.calls:
+            final = "tool_calls"
+        return [*self._delta(self._take()), Finish(self.index, final)]
+
+    def _take(self) -> str:
+        text, self._unsent = self._unsent, ""
+        return text
 
     def _delta(self, text: str) -> list[Event]:
         self._sent_chars += len(text)
@@ -133,14 +187,18 @@ class Generation:
         """Every choice's deltas and finish (choices interleave), moderation scores if asked, then one Usage event."""
         choices = self.request.choices
         plan = self.request.moderation
+        prefix = self.request.tool_prefix
         self.decoders = [
-            ChoiceDecoder(i, self.tokenizer, self.request.stop, offset=len(c.echo or ""))
+            ChoiceDecoder(i, self.tokenizer, self.request.stop, offset=len(c.echo or ""),
+                          calls=None if prefix is None else ToolCallParser(i))
             for i, c in enumerate(choices)
         ]
         gates = [ModerationGate(i, plan) if plan else None for i in range(len(choices))]
         for i, choice in enumerate(choices):
             if choice.echo:
                 yield TextDelta(i, choice.echo)
+            for event in self.decoders[i].opening(prefix or ""):
+                yield event
         pipelines = [self._choice(d, s, g) for d, s, g in zip(self.decoders, self.streams, gates, strict=True)]
         try:
             async for event in merge(pipelines):
@@ -183,6 +241,12 @@ class Generation:
 
 
 def start_generation(engine: Engine, request: GenerationRequest) -> Generation:
-    """Queue the request's sequences now; raises the engine's QueueFullError / EngineStoppedError."""
-    streams = engine.submit([(c.prompt_ids, c.params) for c in request.choices])
+    """Queue the request's sequences now; raises the engine's QueueFullError / EngineStoppedError.
+
+    A grammar the engine cannot compile is the request's fault: a ``RequestError``, before any byte is sent.
+    """
+    try:
+        streams = engine.submit([(c.prompt_ids, c.params) for c in request.choices])
+    except GrammarError as exc:
+        raise RequestError(f"The requested output format cannot be enforced: {exc}") from None
     return Generation(streams, request, engine.tokenizer)

@@ -28,9 +28,12 @@ __all__ = ["ChatTemplate", "choose_template", "encode_chat", "flatten_content", 
 
 
 def encode_chat(
-    template: ChatTemplate, messages: Sequence[Mapping[str, Any]], tokenizer: Tokenizer
+    template: ChatTemplate, messages: Sequence[Mapping[str, Any]], tokenizer: Tokenizer,
+    tools: list[dict[str, Any]] | None = None,
 ) -> list[int]:
     """The prompt token ids for ``messages`` rendered in ``template``, ending with the generation prompt.
+
+    ``tools`` are handed to a template that renders them itself (``ChatTemplate.native_tools``).
 
     BOS: the tokenizer adds it only if ``tokenizer.add_bos`` and the rendered text does not already
     start with ``tokenizer.bos_text`` (Gemma's format writes ``<bos>`` itself: no double BOS).
@@ -47,8 +50,8 @@ def encode_chat(
       ``parse_special=False`` (so ``"<|im_end|>"`` in user text stays plain characters). The template
       never sees that content, so it cannot copy it anywhere else. If a template alters a sentinel
       (for example ``| upper``), the request is rejected with a ``RequestError(param="messages")``.
-    * Other user strings a template may print (``name``, ``tool_call_id``, ``tool_calls``) must not
-      contain reserved text at all: ``RequestError`` naming the field.
+    * Other user strings a template may print (``name``, ``tool_call_id``, ``tool_calls``, ``tools``)
+      must not contain reserved text at all: ``RequestError`` naming the field.
 
     Limit: a control token could still form across a content boundary only if a template wrote a
     partial control token right next to content; no sane template does.
@@ -56,15 +59,20 @@ def encode_chat(
     normalized = normalize_messages(messages)
     reserved = _reserved_index(tokenizer.control_texts, tokenizer.bos_text, tokenizer.eos_text)
     _reject_reserved_fields(normalized, reserved)
+    for text in _strings(tools or []):
+        found = reserved.find(text)
+        if found:
+            raise RequestError(f"tools contain reserved control-token text {found!r}", param="tools")
     flagged = {index for index, message in enumerate(normalized) if reserved.find(message["content"])}
     if not flagged:
-        text = _render(template, normalized, tokenizer)
+        text = _render(template, normalized, tokenizer, tools)
         return tokenizer.tokenize(text, add_special=_needs_bos(text, tokenizer), parse_special=True)
-    return _encode_isolated(template, normalized, flagged, tokenizer)
+    return _encode_isolated(template, normalized, flagged, tokenizer, tools)
 
 
 def _encode_isolated(
-    template: ChatTemplate, messages: list[dict[str, Any]], flagged: set[int], tokenizer: Tokenizer
+    template: ChatTemplate, messages: list[dict[str, Any]], flagged: set[int], tokenizer: Tokenizer,
+    tools: list[dict[str, Any]] | None,
 ) -> list[int]:
     """Render with sentinels in place of the flagged contents; tokenize those contents as plain text."""
     nonce = secrets.token_hex(8)
@@ -74,7 +82,7 @@ def _encode_isolated(
         for index, message in enumerate(messages)
     ]
     # split() alternates: template text, message index, template text, …, template text.
-    pieces = sentinel.split(_render(template, stand_ins, tokenizer))
+    pieces = sentinel.split(_render(template, stand_ins, tokenizer, tools))
     if any(nonce in piece.lower() for piece in pieces[::2]):
         raise RequestError(
             "The message content contains reserved control-token text, which this model's chat "
@@ -89,13 +97,15 @@ def _encode_isolated(
     return ids
 
 
-def _render(template: ChatTemplate, messages: list[dict[str, Any]], tokenizer: Tokenizer) -> str:
+def _render(template: ChatTemplate, messages: list[dict[str, Any]], tokenizer: Tokenizer,
+            tools: list[dict[str, Any]] | None) -> str:
     return render_messages(
         template,
         messages,
         bos_text=tokenizer.bos_text,
         eos_text=tokenizer.eos_text,
         add_generation_prompt=True,
+        tools=tools,
     )
 
 

@@ -10,7 +10,7 @@ from streamserve.engine import EngineError
 from streamserve.moderation import ModerationError
 from streamserve.streaming import sse
 from streamserve.streaming.chunks import ChunkFormatter, ResponseBuilder, ResponseMeta
-from streamserve.streaming.events import Event, Finish, TextDelta, Usage
+from streamserve.streaming.events import Event, Finish, TextDelta, ToolCallDelta, ToolCallStart, Usage
 from streamserve.streaming.generation import Generation
 
 
@@ -18,7 +18,7 @@ class Observer(Protocol):
     """Watches one response for metrics and the request log."""
 
     def on_text(self) -> None:
-        """A text delta is about to go out."""
+        """A text or tool-call delta is about to go out."""
 
     def on_end(self, outcome: str, usage: Usage | None) -> None:
         """The response ended: ``outcome`` is the finish reasons, ``error`` or ``disconnect``."""
@@ -69,7 +69,7 @@ async def observed(generation: Generation, observer: Observer) -> AsyncGenerator
     outcome = "disconnect"
     try:
         async for event in generation.events():
-            if isinstance(event, TextDelta):
+            if isinstance(event, TextDelta | ToolCallStart | ToolCallDelta):
                 observer.on_text()
             elif isinstance(event, Finish):
                 reasons.append(event.reason)

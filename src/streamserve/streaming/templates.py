@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Literal, NoReturn
 
 import jinja2
+import jinja2.meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from streamserve.streaming.errors import RequestError
@@ -39,6 +40,7 @@ class ChatTemplate:
     name: str  # e.g. "gguf", "file:/path", "gemma", "transcript" (printed at startup)
     source: str | None  # the Jinja text for kind "jinja"
     stop: tuple[str, ...]  # stop strings this format needs beyond the model's end-of-generation tokens
+    native_tools: bool = False  # a Jinja template that renders ``tools`` and speaks ``<tool_call>`` (Hermes, Qwen)
 
 
 GEMMA = ChatTemplate(kind="family", name="gemma", source=None, stop=("<start_of_turn>", "<end_of_turn>"))
@@ -103,6 +105,7 @@ def render_chat(
     bos_text: str,
     eos_text: str,
     add_generation_prompt: bool = True,
+    tools: list[dict[str, Any]] | None = None,
 ) -> str:
     """The prompt text for ``messages`` (content flattened, roles checked) in ``template``'s format.
 
@@ -115,6 +118,7 @@ def render_chat(
         bos_text=bos_text,
         eos_text=eos_text,
         add_generation_prompt=add_generation_prompt,
+        tools=tools,
     )
 
 
@@ -143,11 +147,12 @@ def render_messages(
     bos_text: str,
     eos_text: str,
     add_generation_prompt: bool,
+    tools: list[dict[str, Any]] | None = None,
 ) -> str:
-    """Render messages already passed through ``normalize_messages``."""
+    """Render messages already passed through ``normalize_messages``; ``tools`` only reach a Jinja template."""
     if template.kind == "jinja":
         assert template.source is not None, "a jinja ChatTemplate carries its source"
-        return _render_jinja(template.source, messages, bos_text, eos_text, add_generation_prompt)
+        return _render_jinja(template.source, messages, bos_text, eos_text, add_generation_prompt, tools)
     if template.kind == "family":
         return _render_gemma(messages, bos_text, add_generation_prompt)
     return _render_transcript(messages, add_generation_prompt)
@@ -193,20 +198,24 @@ def _jinja(source: str, name: str) -> ChatTemplate:
         _compile(source)
     except jinja2.TemplateSyntaxError as exc:
         raise ValueError(f"chat template {name} does not compile (line {exc.lineno}): {exc.message}") from exc
-    return ChatTemplate(kind="jinja", name=name, source=source, stop=())
+    native = "tools" in jinja2.meta.find_undeclared_variables(_ENV.parse(source)) and "<tool_call>" in source
+    return ChatTemplate(kind="jinja", name=name, source=source, stop=(), native_tools=native)
 
 
 def _render_jinja(
-    source: str, messages: list[dict[str, Any]], bos_text: str, eos_text: str, add_generation_prompt: bool
+    source: str, messages: list[dict[str, Any]], bos_text: str, eos_text: str, add_generation_prompt: bool,
+    tools: list[dict[str, Any]] | None = None,
 ) -> str:
     if "developer" not in source:
         messages = [{**m, "role": "system"} if m["role"] == "developer" else m for m in messages]
+    extra = {} if tools is None else {"tools": tools}
     try:
         return _compile(source).render(
             messages=messages,
             bos_token=bos_text,
             eos_token=eos_text,
             add_generation_prompt=add_generation_prompt,
+            **extra,
         )
     except RequestError:
         raise

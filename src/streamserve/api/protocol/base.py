@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
-"""Why a choice ended; this server produces ``stop``, ``length`` and (moderation) ``content_filter``."""
+"""Why a choice ended: ``stop``, ``length``, ``tool_calls``, or (moderation) ``content_filter``."""
 
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 StopList = Annotated[list[str], Field(max_length=4)]

@@ -87,6 +87,9 @@ class ChatCompletionRequest(OpenAIBaseModel):
     parallel_tool_calls: bool | None = None
     user: str | None = None
     moderation: ModerationOptions | None = None
+    # Deprecated by OpenAI in favour of tools / tool_choice; named so they can be refused, not ignored.
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
     # Extensions (not in OpenAI's API).
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -117,12 +120,28 @@ class ChatLogprobs(OpenAIBaseModel):
     refusal: list[ChatCompletionTokenLogprob] | None = None
 
 
+class FunctionCall(OpenAIBaseModel):
+    """The function a tool call calls: its name and its arguments as JSON text, exactly as generated."""
+
+    name: str
+    arguments: str
+
+
+class ChatCompletionMessageToolCall(OpenAIBaseModel):
+    """One tool call of a non-streamed assistant message."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatCompletionMessage(OpenAIBaseModel):
-    """The assistant message of a non-streamed choice."""
+    """The assistant message of a non-streamed choice; ``content`` is null when it only calls tools."""
 
     role: Literal["assistant"] = "assistant"
     content: str | None = None
     refusal: str | None = None
+    tool_calls: list[ChatCompletionMessageToolCall] | None = None
 
 
 class ChatCompletionChoice(OpenAIBaseModel):
@@ -147,16 +166,34 @@ class ChatCompletion(OpenAIBaseModel):
     moderation: dict[str, Any] | None = None
 
 
+class ChoiceDeltaFunctionCall(OpenAIBaseModel):
+    """A tool call's function in a delta: the name once, then fragments of the arguments."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ChoiceDeltaToolCall(OpenAIBaseModel):
+    """One tool call entry of a delta: the call's first carries ``id``, ``type`` and the name, later ones arguments."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: ChoiceDeltaFunctionCall | None = None
+
+
 class ChatDelta(OpenAIBaseModel):
     """What one chunk adds to a choice; only the keys sent are set.
 
-    The role chunk sends ``{"role": "assistant", "content": "", "refusal": null}``, a content chunk
-    ``{"content": "…"}`` and the finish chunk ``{}``.
+    The role chunk sends ``{"role": "assistant", "content": "", "refusal": null}`` (a tool turn:
+    ``{"role": "assistant", "content": null}``), a content chunk ``{"content": "…"}``, a tool-call
+    chunk ``{"tool_calls": [one entry]}`` and the finish chunk ``{}``.
     """
 
     role: Literal["assistant"] | None = None
     content: str | None = None
     refusal: str | None = None
+    tool_calls: list[ChoiceDeltaToolCall] | None = None
 
 
 class ChatCompletionChunkChoice(OpenAIBaseModel):
