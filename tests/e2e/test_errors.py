@@ -158,26 +158,6 @@ def test_max_tokens_that_fits_is_served(client: OpenAI) -> None:
     assert response.choices[0].finish_reason == "stop"
 
 
-# --- not supported yet ----------------------------------------------------------------------------------
-
-
-TOOLS: list[Any] = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
-
-
-@pytest.mark.parametrize("stream", [False, True])
-def test_tools_are_refused_naming_tools(client: OpenAI, stream: bool) -> None:
-    with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=4, tools=TOOLS, stream=stream)
-    assert info.value.param == "tools"
-
-
-def test_response_format_json_is_refused(client: OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=4,
-                                       response_format={"type": "json_object"})
-    assert info.value.param == "response_format"
-
-
 # --- authentication -------------------------------------------------------------------------------------
 
 
