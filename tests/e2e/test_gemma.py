@@ -1,16 +1,19 @@
 """The second built-in model, Gemma 3 270M (base), through the Gemma turn format.
 
 A smaller set than for SmolLM2: chat streaming works end to end, the turn markers never leak
-into the text, streamed equals non-streamed, and legacy completions work. The first start may
+into the text, streamed equals non-streamed, legacy completions work, and structured outputs and
+tool calls hold at a 262k vocabulary. The first start may
 assemble the GGUF (``running_server`` waits for /health with a generous deadline).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pydantic
 import pytest
 from openai import OpenAI
 
@@ -130,3 +133,47 @@ def test_turn_markers_in_user_text_stay_text(http: httpx.Client) -> None:
 
     for marker in ("<end_of_turn>", "<start_of_turn>"):
         assert prompt_tokens(f"a {marker} b") >= prompt_tokens(f"a {marker[:-1]} b"), marker
+
+
+# Structured outputs and tool calls at a 262k vocabulary (a smaller set than SmolLM2's)
+
+class City(pydantic.BaseModel):
+    name: str
+    country: str
+
+
+WEATHER: dict[str, Any] = {"type": "function", "function": {
+    "name": "get_weather", "description": "Get the current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def test_parse_with_a_pydantic_model(client: OpenAI) -> None:
+    completion = client.chat.completions.parse(
+        model=MODEL, messages=[{"role": "user", "content": "Name a large city and its country."}],
+        response_format=City, temperature=0, max_tokens=60)
+    assert completion.choices[0].finish_reason == "stop"
+    assert isinstance(completion.choices[0].message.parsed, City)
+
+
+def test_streamed_required_call_shape_and_arguments(http: httpx.Client) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "What's the weather in Rome?"}],
+            "tools": [WEATHER], "tool_choice": "required", "parallel_tool_calls": False, "temperature": 0,
+            "max_tokens": 60}
+    stream = read_stream(http, "/chat/completions", body)
+    role, opening, *fragments, finish = choice_chunks(stream, 0)
+    assert role["delta"] == {"role": "assistant", "content": None}
+    (call,) = opening["delta"]["tool_calls"]
+    assert call["function"] == {"name": "get_weather", "arguments": ""} and call["id"].startswith("call_")
+    assert fragments and all(set(f["delta"]["tool_calls"][0]) == {"index", "function"} for f in fragments)
+    arguments = "".join(f["delta"]["tool_calls"][0]["function"]["arguments"] for f in fragments)
+    assert finish == {**finish, "delta": {}, "finish_reason": "tool_calls"}
+    assert set(json.loads(arguments)) == {"city"}
+
+
+def test_named_function_non_streamed(client: OpenAI) -> None:
+    response = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Weather in Oslo?"}], tools=[WEATHER],  # type: ignore
+        tool_choice={"type": "function", "function": {"name": "get_weather"}}, temperature=0, max_tokens=40)
+    (call,) = response.choices[0].message.tool_calls or []
+    assert response.choices[0].finish_reason == "tool_calls" and response.choices[0].message.content is None
+    assert isinstance(json.loads(call.function.arguments)["city"], str)  # type: ignore[union-attr]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pydantic
 import pytest
 from langchain_core.messages import AIMessageChunk
@@ -42,7 +44,7 @@ def test_with_structured_output_json_schema(llm: ChatOpenAI) -> None:
 def test_streamed_bind_tools_chunks_add_up_to_a_tool_call(llm: ChatOpenAI, tool_choice: str) -> None:
     chunks = list(llm.bind_tools([get_weather], tool_choice=tool_choice).stream("What's the weather in Paris?"))
     assert len(chunks) > 3
-    total = chunks[0]
+    total: Any = chunks[0]
     for chunk in chunks[1:]:
         total = total + chunk
     assert isinstance(total, AIMessageChunk)
