@@ -10,6 +10,7 @@ and small models stop inventing keys.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -72,7 +73,16 @@ def check_schema(schema: Mapping[str, Any], *, param: str, what: str, code: str 
     try:
         check_grammar(json_grammar(schema))
     except GrammarError as exc:
-        raise RequestError(f"Invalid schema for {what}: {exc}", param=param, code=code) from None
+        raise RequestError(f"Invalid schema for {what}: {_reason(str(exc))}", param=param, code=code) from None
+
+
+def _reason(message: str) -> str:
+    """llguidance's first line without its position in our grammar text (which would echo the whole schema)."""
+    first = message.strip().splitlines()[0] if message.strip() else "the schema cannot be enforced"
+    return _POSITION.sub("", first).removeprefix("failed to compile JSON schema: ").strip()
+
+
+_POSITION = re.compile(r"^at \d+\(\d+\): ")
 
 
 def call_schema(name: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
