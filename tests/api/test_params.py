@@ -105,7 +105,8 @@ def test_a_response_format_constrains_every_choice() -> None:
 
 def test_tools_go_into_the_prompt_and_a_required_call_opens_it() -> None:
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
-    limits = Limits(ctx_size=2000, n_vocab=1000, max_n=4, max_stop_strings=4, max_tokens_default=None)
+    limits = Limits(ctx_size=2000, n_vocab=1000, max_n=4, max_stop_strings=4, max_tokens_default=None,
+                    max_sequences=6)
     plain = chat_request(chat(tools=tools, tool_choice="none"), TOK, TRANSCRIPT, limits)
     assert plain.choices[0].params.grammar is None and plain.tool_prefix is None
     spec = chat_request(chat(tools=tools, tool_choice="required"), TOK, TRANSCRIPT, limits)
