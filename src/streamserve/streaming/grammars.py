@@ -79,10 +79,15 @@ def check_schema(schema: Mapping[str, Any], *, param: str, what: str, code: str 
 def _reason(message: str) -> str:
     """llguidance's first line without its position in our grammar text (which would echo the whole schema)."""
     first = message.strip().splitlines()[0] if message.strip() else "the schema cannot be enforced"
-    return _POSITION.sub("", first).removeprefix("failed to compile JSON schema: ").strip()
+    reason = _POSITION.sub("", first).removeprefix("failed to compile JSON schema: ").strip()
+    remote = _REMOTE_REF.search(reason)
+    if remote:
+        return f"'$ref' to {remote.group(1)} cannot be resolved: only local references ('#/...') are supported"
+    return reason
 
 
 _POSITION = re.compile(r"^at \d+\(\d+\): ")
+_REMOTE_REF = re.compile(r"Resource ('[^']*') is not present in a registry")
 
 
 def call_schema(name: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
