@@ -1,4 +1,5 @@
-"""The import direction rule: api -> streaming -> moderation -> engine -> llama; bench imports nothing of the server."""
+"""The import direction rule: api -> streaming -> moderation -> engine -> llama; api -> store, which imports
+nothing of the server; bench imports nothing of the server."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ PACKAGE = Path(streamserve.__file__).parent
 
 # For each package: the streamserve packages it must never import.
 FORBIDDEN = {
-    "llama": {"api", "streaming", "moderation", "engine", "bench", "cli", "config", "models", "server"},
-    "engine": {"api", "streaming", "moderation", "bench", "cli", "config", "models", "server"},
-    "moderation": {"api", "streaming", "bench", "cli", "config", "models", "llama", "server"},
-    "streaming": {"api", "bench", "cli", "config", "models", "llama"},
+    "llama": {"api", "streaming", "moderation", "engine", "store", "bench", "cli", "config", "models", "server"},
+    "engine": {"api", "streaming", "moderation", "store", "bench", "cli", "config", "models", "server"},
+    "moderation": {"api", "streaming", "store", "bench", "cli", "config", "models", "llama", "server"},
+    "streaming": {"api", "store", "bench", "cli", "config", "models", "llama"},
+    "store": {"api", "streaming", "moderation", "engine", "llama", "bench", "cli", "config", "models", "server"},
     "api": {"bench", "cli", "llama"},
-    "bench": {"api", "streaming", "moderation", "engine", "llama", "cli", "config", "models", "server"},
+    "bench": {"api", "streaming", "moderation", "engine", "store", "llama", "cli", "config", "models", "server"},
 }
 THIRD_PARTY_ONLY_IN = {"llama_cpp": {"llama"}, "llguidance": {"llama", "engine"}, "fastapi": {"api"},
                        "starlette": {"api"}, "prometheus_client": {"api"}, "regex": {"moderation"},

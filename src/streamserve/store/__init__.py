@@ -1,0 +1,34 @@
+"""Stored responses: a small storage interface and its SQLite implementation.
+
+It imports nothing from the rest of the server: bodies are JSON bytes the API layer writes.
+"""
+
+from streamserve.store.base import (
+    BrokenChainError,
+    ChainLink,
+    ItemPage,
+    ResponseStore,
+    StoredEvent,
+    StoredItem,
+    StoredResponse,
+    StoreError,
+    StoreLockedError,
+    SweepResult,
+    UnknownItemError,
+)
+from streamserve.store.sqlite import SQLiteStore
+
+__all__ = [
+    "BrokenChainError",
+    "ChainLink",
+    "ItemPage",
+    "ResponseStore",
+    "SQLiteStore",
+    "StoreError",
+    "StoreLockedError",
+    "StoredEvent",
+    "StoredItem",
+    "StoredResponse",
+    "SweepResult",
+    "UnknownItemError",
+]

@@ -1,0 +1,174 @@
+"""The storage interface for stored responses: records, errors and the ``ResponseStore`` protocol.
+
+The store keeps three things per response: its row (status, the response object as JSON, when it
+expires), its input items in order, and the event log of its stream. It knows nothing of the
+Responses API's shapes: bodies are opaque JSON bytes, written and read by the layer above.
+
+Writes are ordered and fire-and-forget (they never block the caller); reads are awaited and see
+every write submitted before them (read-your-writes), which is what lets a resumed stream switch
+from the stored log to live events without losing or repeating one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """One response's row.
+
+    ``done`` is false while it is queued or generating. ``logged`` says its stream's events are kept
+    (until ``events_expire_at``, set when it ends). ``body`` is the response object as JSON.
+    """
+
+    id: str
+    created_at: float
+    status: str
+    background: bool
+    previous_response_id: str | None
+    body: bytes
+    expires_at: float
+    logged: bool
+    done: bool = False
+    events_expire_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """One input item of a response: its id and the item as JSON."""
+
+    id: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event of a response's stream: its sequence number, its type and its JSON data."""
+
+    sequence_number: int
+    type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ItemPage:
+    """A page of input items, in the order asked for; ``has_more`` says whether more follow."""
+
+    items: list[StoredItem]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChainLink:
+    """One response of a conversation, with its input items (for rebuilding the conversation)."""
+
+    response: StoredResponse
+    items: list[StoredItem]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    """What one retention sweep removed."""
+
+    responses: int
+    event_logs: int
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (a broken database, a locked data directory...)."""
+
+
+class StoreLockedError(StoreError):
+    """Another process already owns this data directory."""
+
+
+class BrokenChainError(StoreError):
+    """A response of a ``previous_response_id`` chain does not exist (never stored, deleted or expired)."""
+
+    def __init__(self, missing_id: str) -> None:
+        super().__init__(f"response {missing_id!r} is not stored")
+        self.missing_id = missing_id
+
+
+class UnknownItemError(StoreError):
+    """A pagination cursor names an item the response does not have."""
+
+
+class ResponseStore(Protocol):
+    """Where stored responses live; one implementation per database (SQLite here).
+
+    Write methods return at once and apply in submission order; a failed write is logged, never
+    raised to the caller. Read methods see every write submitted before them.
+    """
+
+    async def open(self) -> None:
+        """Create or migrate the schema and take ownership of the data; raises ``StoreError``."""
+        ...
+
+    async def close(self) -> None:
+        """Apply every pending write, then release the database."""
+        ...
+
+    async def flush(self) -> None:
+        """Wait until every write submitted so far is applied."""
+        ...
+
+    def create(self, response: StoredResponse, items: Sequence[StoredItem]) -> None:
+        """Store a new response row and its input items."""
+        ...
+
+    def update(self, response_id: str, *, status: str, body: bytes, done: bool,
+               events_expire_at: float | None = None) -> None:
+        """Replace a response's status and body; ``done`` marks it finished."""
+        ...
+
+    def append_event(self, response_id: str, event: StoredEvent) -> None:
+        """Append one event to a response's log."""
+        ...
+
+    def extend(self, response_ids: Sequence[str], expires_at: float) -> None:
+        """Keep these responses at least until ``expires_at`` (an ongoing conversation's history)."""
+        ...
+
+    async def get(self, response_id: str) -> StoredResponse | None:
+        """One response row, or None."""
+        ...
+
+    async def delete(self, response_id: str) -> bool:
+        """Remove a response with its items and events; False if there was none."""
+        ...
+
+    async def items(self, response_id: str, *, after: str | None, limit: int,
+                    order: Literal["asc", "desc"]) -> ItemPage | None:
+        """A page of input items after the item ``after``; None if the response does not exist.
+
+        Raises ``UnknownItemError`` if ``after`` is not one of its items.
+        """
+        ...
+
+    async def events(self, response_id: str, *, after: int, limit: int) -> list[StoredEvent]:
+        """Up to ``limit`` logged events with a sequence number above ``after``, in order."""
+        ...
+
+    async def chain(self, response_id: str, *, max_depth: int) -> list[ChainLink]:
+        """The conversation ending at ``response_id``, oldest response first, each with its input items.
+
+        Follows ``previous_response_id`` links; raises ``BrokenChainError`` naming the first missing one
+        (``response_id`` itself included) and ``StoreError`` beyond ``max_depth`` links.
+        """
+        ...
+
+    async def unfinished(self) -> list[StoredResponse]:
+        """Responses not marked done (after a restart: the ones that were running)."""
+        ...
+
+    async def last_sequence(self, response_id: str) -> int:
+        """The highest logged sequence number of a response, -1 if none."""
+        ...
+
+    async def sweep(self, now: float) -> SweepResult:
+        """Delete finished responses past ``expires_at`` and event logs past ``events_expire_at``."""
+        ...
