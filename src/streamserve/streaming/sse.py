@@ -1,7 +1,8 @@
 """Server-sent events framing: the only module that writes ``data: …\\n\\n``.
 
 Every event is one ``data:`` line of compact JSON (which never holds a raw newline), the stream
-ends with ``[DONE]``, and keep-alives are ``:`` comments, which the OpenAI client skips.
+ends with ``[DONE]``, and keep-alives are ``:`` comments, which the OpenAI client skips. The
+Responses API names each event (``event: <type>`` before its ``data:`` line) and sends no ``[DONE]``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ def encode(payload: BaseModel | Mapping[str, Any]) -> bytes:
     else:
         body = orjson.dumps(payload if isinstance(payload, dict) else dict(payload))
     return b"data: " + body + b"\n\n"
+
+
+def named(event_type: str, data: bytes) -> bytes:
+    """Frame one named event from its already serialized compact JSON (the Responses API's framing)."""
+    return b"event: " + event_type.encode() + b"\ndata: " + data + b"\n\n"
 
 
 def error_event(message: str, type: str, *, code: str | None = None, param: str | None = None) -> bytes:
