@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,10 +47,17 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def running_server(*args: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
-    """Run ``streamserve serve ARGS`` on a free port until the block ends; wait for /health first."""
+    """Run ``streamserve serve ARGS`` on a free port until the block ends; wait for /health first.
+
+    Unless ARGS name a ``--data-dir``, the server stores responses in a fresh temporary directory,
+    removed afterwards (one server per data directory; never the user's own).
+    """
     port = free_port()
     log_file = tempfile.NamedTemporaryFile(prefix="streamserve-", suffix=".log", delete=False)  # noqa: SIM115
-    cmd = [sys.executable, "-m", "streamserve", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    scratch = None if "--data-dir" in args else tempfile.mkdtemp(prefix="streamserve-data-")
+    data_args = () if scratch is None else ("--data-dir", scratch)
+    cmd = [sys.executable, "-m", "streamserve", "serve", "--host", "127.0.0.1", "--port", str(port), *data_args,
+           *args]
     process = subprocess.Popen(
         cmd, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
     )
@@ -66,6 +74,8 @@ def running_server(*args: str, env: dict[str, str] | None = None) -> Iterator[Se
                 process.kill()
                 process.wait()
         log_file.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _wait_healthy(server: ServerProcess) -> None:

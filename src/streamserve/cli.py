@@ -8,12 +8,13 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import uvicorn
 
 from streamserve import __version__
 from streamserve.bench.cli import add_bench_parser, run_bench
-from streamserve.config import DEFAULT_MAX_REQUEST_BYTES, ModerationConfig, ServerConfig
+from streamserve.config import DEFAULT_MAX_REQUEST_BYTES, ModerationConfig, ServerConfig, default_data_dir, duration
 from streamserve.engine import EngineConfig
 from streamserve.models import BUILTIN_MODELS, DEFAULT_MODEL
 
@@ -32,8 +33,8 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     builtins = "; ".join(f"{m.name}: {m.description}" for m in BUILTIN_MODELS.values())
     serve = commands.add_parser("serve", help="run the OpenAI-compatible server",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                description="Serve a GGUF model over the OpenAI Chat Completions and "
-                                            "Completions APIs, streaming token by token.")
+                                description="Serve a GGUF model over the OpenAI Chat Completions, "
+                                            "Completions and Responses APIs, streaming token by token.")
     http = serve.add_argument_group("HTTP")
     http.add_argument("--host", default="127.0.0.1", help="address to listen on")
     http.add_argument("--port", type=int, default=8000, help="port to listen on")
@@ -91,6 +92,15 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
                         help="most sequences (prompts x n) one request may ask for (at most parallel + max-queue); "
                              "beyond it a 400, so that one request cannot fill the queue")
     _add_moderation_arguments(serve)
+    store = serve.add_argument_group("stored responses (/v1/responses)")
+    store.add_argument("--data-dir", default=str(default_data_dir()),
+                       help="directory of the response database (SQLite); one server per directory")
+    store.add_argument("--store-ttl", type=duration, default="30d",
+                       help="how long stored responses are kept (90s, 10m, 12h, 30d)")
+    store.add_argument("--store-events-ttl", type=duration, default="10m",
+                       help="how long a response's stream events are kept after it ends, for resuming streams")
+    store.add_argument("--store-sweep-interval", type=duration, default="1m",
+                       help="how often expired responses and event logs are deleted")
     serve.set_defaults(handler=_serve)
 
 
@@ -137,6 +147,8 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
         max_request_sequences=args.max_request_sequences,
         allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
         playground=args.playground, engine=engine, moderation=moderation,
+        data_dir=Path(args.data_dir).expanduser(), store_ttl=args.store_ttl, store_events_ttl=args.store_events_ttl,
+        store_sweep_interval=args.store_sweep_interval,
     )
     return config, config.served_model_names
 

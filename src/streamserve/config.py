@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from streamserve.engine import EngineConfig
 
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 """Request bodies above this get 413 (a 4,096-token chat is about 20 KB)."""
+
+DAY = 86400.0
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
+
+
+def duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``10m``, ``12h`` or ``30d``; raises ValueError otherwise."""
+    text = text.strip().lower()
+    unit = _UNITS.get(text[-1:])
+    number = float(text[:-1] if unit is not None else text)
+    if not number > 0 or number == float("inf"):
+        raise ValueError(f"a duration must be positive, got {text!r}")
+    return number * (unit or 1.0)
+
+
+def default_data_dir() -> Path:
+    """Where stored responses live by default: ``$XDG_DATA_HOME/streamserve`` (``~/.local/share/streamserve``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "streamserve"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +71,9 @@ class ServerConfig:
 
     ``served_model_names`` are aliases of the one model; the first is reported by ``/v1/models``.
     ``max_n`` caps ``n``; ``max_request_sequences`` caps prompts x ``n``, so one request cannot fill the queue.
+    Stored responses live under ``data_dir`` for ``store_ttl`` seconds; their event logs (for resuming
+    streams) for ``store_events_ttl`` seconds after they end. Expired rows are swept every
+    ``store_sweep_interval`` seconds.
     """
 
     model: str
@@ -65,6 +91,10 @@ class ServerConfig:
     playground: bool = True
     engine: EngineConfig = field(default_factory=EngineConfig)
     moderation: ModerationConfig = field(default_factory=ModerationConfig)
+    data_dir: Path = field(default_factory=default_data_dir)
+    store_ttl: float = 30 * DAY
+    store_events_ttl: float = 600.0
+    store_sweep_interval: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -75,6 +105,9 @@ class ServerConfig:
             raise ValueError("max_request_bytes must be at least 1024")
         if self.max_n < 1:
             raise ValueError("max_n must be at least 1")
+        for name in ("store_ttl", "store_events_ttl", "store_sweep_interval"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_request_sequences < 1:
             raise ValueError("max_request_sequences must be at least 1")
 

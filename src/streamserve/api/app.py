@@ -22,12 +22,15 @@ from streamserve.api.middleware import RequestIdMiddleware
 from streamserve.api.moderation import build_moderation
 from streamserve.api.params import Limits, control_stop_ids
 from streamserve.api.playground import mount_playground
+from streamserve.api.responses import ResponsesService, Retention
+from streamserve.api.responses import router as responses_router
 from streamserve.api.routes import health_router, router
 from streamserve.api.state import LoadedModel, ServerState
 from streamserve.config import ServerConfig
 from streamserve.engine import Engine, EngineStats
 from streamserve.models import resolve_model
 from streamserve.moderation import ModerationObserver
+from streamserve.store import SQLiteStore, StoreError
 from streamserve.streaming.templates import choose_template
 
 logger = logging.getLogger("streamserve")
@@ -82,12 +85,20 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = await _open_store(config)
+        state.responses = ResponsesService(store, Retention(config.store_ttl, config.store_events_ttl,
+                                                            config.store_sweep_interval))
+        await state.responses.start()
         task = asyncio.create_task(_load_in_background(state))
         try:
             yield
         finally:
             state.shutting_down = True
             await asyncio.gather(task, return_exceptions=True)
+            if state.loaded is not None:  # background responses record their end before the model is freed
+                await asyncio.to_thread(state.loaded.engine.shutdown)
+            await state.responses.stop()
+            await store.close()
             if state.loaded is not None:
                 await asyncio.to_thread(close, state.loaded)
 
@@ -97,6 +108,7 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(router)
+    app.include_router(responses_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
     if config.playground:
         mount_playground(app)
@@ -126,6 +138,25 @@ class _App(FastAPI):
         for cls, args, kwargs in reversed(self.outer_middleware):
             app = cls(app, *args, **kwargs)
         return app
+
+
+async def _open_store(config: ServerConfig) -> SQLiteStore:
+    store = SQLiteStore(config.data_dir)
+    try:
+        await store.open()
+    except StoreError as exc:
+        logger.error("cannot open the response store: %s", exc)
+        raise
+    logger.info("stored responses in %s (kept %s; stream events %s after they end)", store.path,
+                _span(config.store_ttl), _span(config.store_events_ttl))
+    return store
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def close(loaded: LoadedModel) -> None:

@@ -47,7 +47,7 @@ def chat_request(body: ChatCompletionRequest, tokenizer: Tokenizer, template: Ch
     """
     _check_common(body, limits)
     _check_messages(body)
-    _check_length(sum(_text_length(m.content) for m in body.messages), limits, "messages")
+    check_length(sum(_text_length(m.content) for m in body.messages), limits, "messages")
     _check_sequences(1, body.n or 1, limits)
     if body.top_logprobs is not None and not body.logprobs:
         raise InvalidRequestError("top_logprobs requires logprobs to be true", param="top_logprobs")
@@ -80,7 +80,7 @@ def completion_request(body: CompletionRequest, tokenizer: Tokenizer, limits: Li
         raise InvalidRequestError("max_tokens must be at least 1", param="max_tokens")
     if isinstance(body.prompt, str) or (body.prompt and isinstance(body.prompt[0], str)):
         texts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-        _check_length(max(len(text) for text in texts if isinstance(text, str)), limits, "prompt")
+        check_length(max(len(text) for text in texts if isinstance(text, str)), limits, "prompt")
     _check_sequences(_prompt_count(body.prompt), body.n or 1, limits)
     prompts = _prompts(body.prompt, tokenizer, limits)
     stop = _stops(body.stop, limits)
@@ -110,7 +110,7 @@ def _check_common(body: ChatCompletionRequest | CompletionRequest, limits: Limit
         raise InvalidRequestError(f"n must be at most {limits.max_n} on this server", param="n")
 
 
-def _check_length(chars: int, limits: Limits, param: str) -> None:
+def check_length(chars: int, limits: Limits, param: str) -> None:
     """Refuse text that cannot fit the context, before any templating or tokenizing (which scale with it).
 
     No token is longer than ``max_token_bytes`` bytes, nor a character shorter than a byte, so a text of
@@ -197,20 +197,7 @@ def _sampling(body: ChatCompletionRequest | CompletionRequest, prompt_ids: list[
               default: int | None, logprobs: int | None, limits: Limits, *, param: str,
               stop_ids: frozenset[int] = frozenset(), grammar: str | None = None) -> list[SamplingParams]:
     """One SamplingParams per choice; each choice gets its own seed so ``n`` choices differ."""
-    room = limits.ctx_size - len(prompt_ids)
-    if room < 1:
-        raise ContextLengthExceededError(
-            f"This model's maximum context length is {limits.ctx_size} tokens; "
-            f"the prompt has {len(prompt_ids)} tokens.", param=param)
-    if max_tokens is None:
-        max_tokens = min(default or room, room)
-        if limits.max_tokens_default is not None:
-            max_tokens = min(max_tokens, limits.max_tokens_default)
-    elif max_tokens > room:
-        raise ContextLengthExceededError(
-            f"This model's maximum context length is {limits.ctx_size} tokens. However, you requested "
-            f"{len(prompt_ids) + max_tokens} tokens ({len(prompt_ids)} in the prompt, {max_tokens} for the "
-            f"completion). Please reduce the prompt or max_tokens.", param=param)
+    max_tokens = output_budget(len(prompt_ids), max_tokens, default, limits, param=param)
     bias = _logit_bias(body.logit_bias, limits)
     temperature = 1.0 if body.temperature is None else body.temperature
     return [
@@ -231,6 +218,30 @@ def _sampling(body: ChatCompletionRequest | CompletionRequest, prompt_ids: list[
         )
         for i in range(body.n or 1)
     ]
+
+
+def output_budget(prompt_len: int, max_tokens: int | None, default: int | None, limits: Limits, *,
+                  param: str, name: str = "max_tokens") -> int:
+    """The tokens a request may generate: its ``max_tokens`` if prompt plus that fits the context, else a 400.
+
+    Without ``max_tokens``: ``default`` or the rest of the context, capped by ``--max-tokens-default``.
+    ``param`` names the prompt field in the 400 and ``name`` the request's limit field.
+    """
+    room = limits.ctx_size - prompt_len
+    if room < 1:
+        raise ContextLengthExceededError(
+            f"This model's maximum context length is {limits.ctx_size} tokens; "
+            f"the prompt has {prompt_len} tokens.", param=param)
+    if max_tokens is None:
+        max_tokens = min(default or room, room)
+        if limits.max_tokens_default is not None:
+            max_tokens = min(max_tokens, limits.max_tokens_default)
+    elif max_tokens > room:
+        raise ContextLengthExceededError(
+            f"This model's maximum context length is {limits.ctx_size} tokens. However, you requested "
+            f"{prompt_len + max_tokens} tokens ({prompt_len} in the prompt, {max_tokens} for the "
+            f"completion). Please reduce the prompt or {name}.", param=param)
+    return max_tokens
 
 
 def _logit_bias(bias: dict[str, float] | None, limits: Limits) -> tuple[tuple[int, float], ...]:

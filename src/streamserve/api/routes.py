@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -14,6 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from streamserve.api.auth import require_api_key
 from streamserve.api.body import JSONRoute
+from streamserve.api.disconnect import unless_disconnected
 from streamserve.api.errors import InternalServerError, ModerationFailedError, RateLimitError, ServiceUnavailableError
 from streamserve.api.metrics import RequestRecorder
 from streamserve.api.moderation import chat_prompts, completion_prompts, plan_request, require
@@ -35,8 +35,6 @@ from streamserve.streaming import sse
 from streamserve.streaming.chunks import ResponseMeta, Shape, new_response_id
 from streamserve.streaming.generation import GenerationRequest, start_generation
 from streamserve.streaming.response import collect, stream_sse
-
-T = TypeVar("T")
 
 health_router = APIRouter()
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], route_class=JSONRoute)
@@ -135,7 +133,7 @@ async def _respond(request: Request, state: ServerState, loaded: LoadedModel, sh
         return StreamingResponse(stream_sse(meta, generation, recorder), media_type=sse.MEDIA_TYPE,
                                  headers=dict(sse.HEADERS))
     try:
-        result = await _unless_disconnected(request, collect(meta, generation, recorder))
+        result = await unless_disconnected(request, collect(meta, generation, recorder))
     except EngineStoppedError as exc:
         raise ServiceUnavailableError(str(exc)) from None
     except EngineError as exc:
@@ -143,27 +141,6 @@ async def _respond(request: Request, state: ServerState, loaded: LoadedModel, sh
     except ModerationError as exc:
         raise ModerationFailedError(f"moderation failed: {exc}") from None
     return Response(status_code=499) if result is None else _json(result)
-
-
-async def _unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
-    """Run ``work``; if the client disconnects first, cancel it (aborting its sequences) and return None."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-    if task.cancelled() or not task.done():
-        await asyncio.gather(task, return_exceptions=True)
-        return None
-    return task.result()
-
-
-async def _disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 def _card(state: ServerState, name: str) -> dict[str, Any]:

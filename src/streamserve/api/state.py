@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from streamserve.api.errors import ModelNotFoundError, ServiceUnavailableError
 from streamserve.api.metrics import Metrics
@@ -12,6 +13,9 @@ from streamserve.api.params import Limits
 from streamserve.config import ServerConfig
 from streamserve.engine import Engine
 from streamserve.streaming.templates import ChatTemplate
+
+if TYPE_CHECKING:
+    from streamserve.api.responses import ResponsesService
 
 
 @dataclass
@@ -28,7 +32,10 @@ class LoadedModel:
 
 @dataclass
 class ServerState:
-    """Shared by every request; ``loaded`` is None until the model is ready (``/health`` says 503)."""
+    """Shared by every request; ``loaded`` is None until the model is ready (``/health`` says 503).
+
+    ``responses`` (the Responses API over the response store) is set once the store is open.
+    """
 
     config: ServerConfig
     model_names: tuple[str, ...]
@@ -38,6 +45,7 @@ class ServerState:
     load_error: str | None = None
     draining: bool = False
     shutting_down: bool = False
+    responses: ResponsesService | None = None
 
     @property
     def status(self) -> str:

@@ -115,14 +115,18 @@ class ResponsesFormatter:
         return events
 
     def render(self, event: Event) -> list[dict[str, Any]]:
-        """The stream events for one neutral event (a background response starts on its first)."""
+        """The stream events for one neutral event (a background response starts on its first).
+
+        A ``content_filter`` finish ends the response ``incomplete`` with that reason, like ``length``.
+        """
         events = self._start()
         if isinstance(event, TextDelta):
             events.extend(self._text(event))
         elif isinstance(event, Finish):
             events.extend(self._finish(event))
-        else:
+        elif isinstance(event, Usage):
             events.append(self._end(event))
+        # Moderation annotations and scores have no Responses rendering yet: nothing is sent for them.
         return events
 
     def fail(self, message: str, usage: Usage | None = None, *, code: str = "server_error") -> list[dict[str, Any]]:

@@ -60,6 +60,14 @@ from streamserve.api.protocol.moderations import (
     ModerationResultBody,
     TextInput,
 )
+from streamserve.api.protocol.responses import (
+    InputItemList,
+    OutputMessage,
+    ResponseCreateRequest,
+    ResponseDeleted,
+    ResponseObject,
+    ResponseUsage,
+)
 
 __all__ = [
     "ChatCompletion",
@@ -87,6 +95,7 @@ __all__ = [
     "FinishReason",
     "FunctionCall",
     "GenericContentPart",
+    "InputItemList",
     "LogitBias",
     "ModelCard",
     "ModelList",
@@ -97,8 +106,13 @@ __all__ = [
     "ModerationResponse",
     "ModerationResultBody",
     "OpenAIBaseModel",
+    "OutputMessage",
     "Penalty",
     "PromptTokensDetails",
+    "ResponseCreateRequest",
+    "ResponseDeleted",
+    "ResponseObject",
+    "ResponseUsage",
     "StopList",
     "StreamOptions",
     "TextContentPart",

@@ -1,0 +1,113 @@
+"""Checks of a ``POST /v1/responses`` body, the fields every response echoes, and its sampling parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamserve.api.errors import InvalidRequestError, NotSupportedError
+from streamserve.api.protocol import ResponseCreateRequest
+from streamserve.engine import SamplingParams
+
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+METADATA_MAX_PAIRS, METADATA_MAX_KEY, METADATA_MAX_VALUE = 16, 64, 512
+MIN_OUTPUT_TOKENS = 16
+"""OpenAI refuses a ``max_output_tokens`` below 16."""
+
+
+def check(body: ResponseCreateRequest) -> None:
+    """400 for what OpenAI refuses and for what this server cannot do (naming the param), before anything runs."""
+    if body.max_output_tokens is not None and body.max_output_tokens < MIN_OUTPUT_TOKENS:
+        raise InvalidRequestError(
+            f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= {MIN_OUTPUT_TOKENS}, "
+            f"but got {body.max_output_tokens} instead.", param="max_output_tokens", code="integer_below_min_value")
+    if body.stream_options is not None and not body.stream:
+        raise InvalidRequestError("stream_options is only allowed when stream is true", param="stream_options")
+    if body.background and body.store is False:
+        raise InvalidRequestError("background responses must be stored: store cannot be false with background",
+                                  param="store")
+    if body.conversation is not None:
+        raise NotSupportedError("conversation objects are not supported; chain turns with previous_response_id",
+                                param="conversation")
+    if body.prompt is not None:
+        raise NotSupportedError("prompt templates are not supported", param="prompt")
+    if body.input is None and body.previous_response_id is None:
+        raise InvalidRequestError("Missing required parameter: 'input'.", param="input")
+    _check_tools(body)
+    _check_text(body.text)
+    _check_metadata(body.metadata)
+
+
+def _check_tools(body: ResponseCreateRequest) -> None:
+    for index, tool in enumerate(body.tools or ()):
+        kind = tool.get("type")
+        if kind != "function":
+            raise NotSupportedError(f"the built-in tool {kind!r} is not supported", param=f"tools[{index}].type")
+    if body.tools:
+        raise NotSupportedError("function tools are not supported yet", param="tools")
+    if body.tool_choice not in (None, "auto", "none"):
+        raise NotSupportedError("tool_choice other than 'auto' or 'none' is not supported yet", param="tool_choice")
+
+
+def _check_text(text: dict[str, Any] | None) -> None:
+    fmt = (text or {}).get("format")
+    if fmt is None:
+        return
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind in ("json_schema", "json_object"):
+        raise NotSupportedError(f"text.format {kind!r} (structured output) is not supported yet", param="text.format")
+    if kind != "text":
+        raise InvalidRequestError(f"text.format.type must be 'text', 'json_schema' or 'json_object', got {kind!r}",
+                                  param="text.format.type")
+
+
+def _check_metadata(metadata: dict[str, str] | None) -> None:
+    if not metadata:
+        return
+    if len(metadata) > METADATA_MAX_PAIRS:
+        raise InvalidRequestError(f"metadata has at most {METADATA_MAX_PAIRS} pairs", param="metadata")
+    for key, value in metadata.items():
+        if len(key) > METADATA_MAX_KEY or len(value) > METADATA_MAX_VALUE:
+            raise InvalidRequestError(f"metadata keys have at most {METADATA_MAX_KEY} characters and values at most "
+                                      f"{METADATA_MAX_VALUE}", param=f"metadata.{key[:METADATA_MAX_KEY]}")
+
+
+def wants_logprobs(body: ResponseCreateRequest) -> bool:
+    """Whether ``include`` asks for the output text's token logprobs."""
+    return LOGPROBS_INCLUDE in (body.include or ())
+
+
+def echo_fields(body: ResponseCreateRequest) -> dict[str, Any]:
+    """The request-derived fields of every snapshot of this response, in OpenAI's order, nulls included."""
+    text = body.text or {}
+    return {
+        "instructions": body.instructions,
+        "max_output_tokens": body.max_output_tokens,
+        "max_tool_calls": body.max_tool_calls,
+        "metadata": body.metadata or {},
+        "parallel_tool_calls": True if body.parallel_tool_calls is None else body.parallel_tool_calls,
+        "previous_response_id": body.previous_response_id,
+        "prompt_cache_key": body.prompt_cache_key,
+        "reasoning": {"effort": None, "summary": None},
+        "safety_identifier": body.safety_identifier,
+        "service_tier": "default",
+        "store": body.store is not False,
+        "temperature": 1.0 if body.temperature is None else body.temperature,
+        "text": {"format": {"type": "text"}, "verbosity": text.get("verbosity") or "medium"},
+        "tool_choice": body.tool_choice or "auto",
+        "tools": [],
+        "top_logprobs": body.top_logprobs or 0,
+        "top_p": 1.0 if body.top_p is None else body.top_p,
+        "truncation": body.truncation or "disabled",
+        "user": body.user,
+    }
+
+
+def sampling(body: ResponseCreateRequest, max_tokens: int, stop_ids: frozenset[int]) -> SamplingParams:
+    """The engine's parameters: temperature and top_p as given (OpenAI's defaults of 1), logprobs if included."""
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        logprobs=(body.top_logprobs or 0) if wants_logprobs(body) else None,
+        stop_token_ids=stop_ids,
+    )
