@@ -123,3 +123,22 @@ def test_soak_run_against_the_real_server(server: ServerProcess) -> None:
     assert sum(record["disconnects"]["server_aborted_sequences"].values()) >= 1
     assert record["end_state"]["after_load"]["idle"] and record["end_state"]["at_end"]["idle"]
     assert record["replay"]["sampled"] == 3 and len(record["rss"]["samples"]) >= 2
+
+
+def test_load_on_the_responses_api(server: ServerProcess, tmp_path: Path) -> None:
+    out = tmp_path / "responses.json"
+    argv = ["load", "--base-url", server.base_url, "--concurrency", "1,2", "--requests", "2", "--warmup", "0"]
+    argv += ["--max-tokens", str(MAX_TOKENS), "--endpoint", "responses", "--json-out", str(out)]
+    assert main(argv) == 0
+    data = orjson.loads(out.read_bytes())
+    assert data["endpoint"] == "responses"
+    for level in data["levels"]:
+        assert level["summary"]["completed"] == 2 and level["summary"]["token_source"] == "usage"
+        for request in level["requests"]:
+            assert request["ok"], request["error"]
+            assert not request["saw_done"]  # a Responses stream has no [DONE]
+            assert 0 < request["ttft"] <= request["last_token"] < request["e2e"]
+            assert request["finish_reason"] in ("stop", "length") and request["text"]
+            assert 1 <= request["content_chunks"] <= request["output_tokens"] <= MAX_TOKENS
+            if request["finish_reason"] == "length":
+                assert request["output_tokens"] == MAX_TOKENS

@@ -97,9 +97,9 @@ def _add_common(parser: argparse.ArgumentParser, *, max_tokens: int) -> None:
     parser.add_argument("--model", default=None, help="model name (default: the first of /v1/models)")
     parser.add_argument(
         "--endpoint",
-        choices=["chat", "completions"],
+        choices=["chat", "completions", "responses"],
         default="chat",
-        help="/chat/completions (default) or legacy /completions",
+        help="/chat/completions (default), legacy /completions or /responses",
     )
     parser.add_argument(
         "--max-tokens",

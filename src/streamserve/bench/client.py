@@ -169,8 +169,8 @@ class BenchClient:
 
     def url(self, endpoint: Endpoint | None = None) -> str:
         """The URL of ``endpoint`` (default: the options' endpoint)."""
-        path = "/chat/completions" if (endpoint or self.options.endpoint) == "chat" else "/completions"
-        return self.base_url + path
+        path = {"chat": "/chat/completions", "completions": "/completions", "responses": "/responses"}
+        return self.base_url + path[endpoint or self.options.endpoint]
 
     def body(self, prompt: Prompt, *, stream: bool) -> dict[str, Any]:
         """The JSON body ``send()`` would post for ``prompt``."""
@@ -237,6 +237,11 @@ class BenchClient:
             raise RequestFailedError("response is not a JSON object")
         if payload.get("error") is not None:
             raise RequestFailedError(f"error body: {error_message(payload['error'])}")
+        if payload.get("object") == "response":
+            _take_response(payload, record)
+            record.text = "".join(part.get("text", "") for item in payload.get("output") or []
+                                  for part in item.get("content") or [] if isinstance(part, dict))
+            return
         for choice in payload.get("choices") or []:
             if choice.get("index", 0) == 0:
                 message = choice.get("message")
@@ -351,8 +356,25 @@ def _finish_stream(record: RequestRecord, pieces: list[str]) -> None:
         record.token_source = "chunks"
 
 
+_RESPONSE_FINISH = {"completed": "stop", "incomplete": "length"}
+
+
 def _take_chunk(payload: dict[str, Any], record: RequestRecord) -> str:
-    """Fold one stream chunk into ``record``; return the content it carried for choice 0."""
+    """Fold one stream chunk into ``record``; return the content it carried for choice 0.
+
+    A Responses API event (it has a ``type``) carries text in ``response.output_text.delta`` and the
+    finish and usage in its terminal event.
+    """
+    kind = payload.get("type")
+    if isinstance(kind, str):
+        if kind == "response.output_text.delta":
+            return str(payload.get("delta") or "")
+        if kind in ("response.failed", "error"):
+            error = payload.get("response", {}).get("error") if kind == "response.failed" else payload
+            raise StreamError(error_message(error))
+        if isinstance(payload.get("response"), dict) and kind in ("response.completed", "response.incomplete"):
+            _take_response(payload["response"], record)
+        return ""
     _take_usage(payload, record)
     piece = ""
     for choice in payload.get("choices") or []:
@@ -376,6 +398,16 @@ def _take_usage(payload: dict[str, Any], record: RequestRecord) -> None:
         details = usage.get("prompt_tokens_details")
         if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
             record.cached_tokens = details["cached_tokens"]
+
+
+def _take_response(response: dict[str, Any], record: RequestRecord) -> None:
+    """A Responses API object's finish (``completed`` -> stop, ``incomplete`` -> length) and usage."""
+    record.finish_reason = _RESPONSE_FINISH.get(str(response.get("status")), str(response.get("status")))
+    usage = response.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("output_tokens"), int):
+        record.usage_completion_tokens = usage["output_tokens"]
+        if isinstance(usage.get("input_tokens"), int):
+            record.prompt_tokens = usage["input_tokens"]
 
 
 def _status_message(response: httpx.Response) -> str:

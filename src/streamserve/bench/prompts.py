@@ -1,7 +1,7 @@
 """Prompts the benchmark sends: the built-in mixed set, and JSONL files of chat requests.
 
-A prompt is kept as chat messages plus any extra request fields; ``body()`` renders it for either
-endpoint, so one prompt file serves ``/chat/completions`` and ``/completions`` alike.
+A prompt is kept as chat messages plus any extra request fields; ``body()`` renders it for any
+endpoint, so one prompt file serves ``/chat/completions``, ``/completions`` and ``/responses`` alike.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import orjson
 
-Endpoint = Literal["chat", "completions"]
+Endpoint = Literal["chat", "completions", "responses"]
 
 # The notebook's experiment: a long answer whose first numbers come long before the last.
 COUNT_PROMPT = "Count to 100, with a comma between each number and no newlines. E.g., 1, 2, 3, ..."
@@ -61,17 +61,19 @@ class Prompt:
         """The JSON request body for ``endpoint``; the prompt's own fields win over the defaults."""
         body: dict[str, Any] = {"model": model}
         if max_tokens is not None:
-            body["max_tokens"] = max_tokens
+            body["max_output_tokens" if endpoint == "responses" else "max_tokens"] = max_tokens
         if temperature is not None:
             body["temperature"] = temperature
         extra = {k: v for k, v in self.extra.items() if k not in ("prompt", "messages", "stream", "model")}
         body.update(extra)
         if endpoint == "chat":
             body["messages"] = self.messages
+        elif endpoint == "responses":
+            body["input"] = self.messages
         else:
             body["prompt"] = self.text()
         body["stream"] = stream
-        if stream and include_usage:
+        if stream and include_usage and endpoint != "responses":  # a Responses stream always ends with usage
             body["stream_options"] = {"include_usage": True}
         else:
             body.pop("stream_options", None)

@@ -180,7 +180,7 @@ class ResponsesFormatter:
         message = _Message(new_item_id("msg"))
         self._items.append(message)
         self._open = message
-        index = len(self._items) - 1
+        index = self._items.index(message)
         added = self._event("response.output_item.added", output_index=index, item=message.item(content=False))
         part = self._event("response.content_part.added", item_id=message.id, output_index=index, content_index=0,
                            part={"type": "output_text", "annotations": [], "logprobs": [], "text": ""})
@@ -196,24 +196,32 @@ class ResponsesFormatter:
         logprobs, self._pending_logprobs = self._pending_logprobs, []
         message.logprobs.extend(logprobs)
         events.append(self._event("response.output_text.delta", item_id=message.id,
-                                  output_index=len(self._items) - 1, content_index=0, delta=event.text,
+                                  output_index=self._items.index(message), content_index=0, delta=event.text,
                                   logprobs=logprobs))
         return events
 
     def _finish(self, event: Finish) -> list[dict[str, Any]]:
-        message, events = self._message()
+        """Close the open item; an answer with no item at all still gets its (empty) message."""
+        events = [] if self._items else self._message()[1]
+        self._reason = event.reason
+        if self._open is not None:
+            events.extend(self._close(self._open, "incomplete" if event.reason in INCOMPLETE_REASONS else "completed"))
+        return events
+
+    def _close(self, message: _Message, status: str) -> list[dict[str, Any]]:
+        """The done events of the open message: its text, its part, the item."""
         message.logprobs.extend(self._pending_logprobs)
         self._pending_logprobs = []
-        self._reason = event.reason
-        message.status = "incomplete" if event.reason in INCOMPLETE_REASONS else "completed"
+        message.status = status
         self._open = None
-        index = len(self._items) - 1
-        events.append(self._event("response.output_text.done", item_id=message.id, output_index=index,
-                                  content_index=0, text=message.text, logprobs=list(message.logprobs)))
-        events.append(self._event("response.content_part.done", item_id=message.id, output_index=index,
-                                  content_index=0, part=message.part()))
-        events.append(self._event("response.output_item.done", output_index=index, item=message.item()))
-        return events
+        index = self._items.index(message)
+        return [
+            self._event("response.output_text.done", item_id=message.id, output_index=index, content_index=0,
+                        text=message.text, logprobs=list(message.logprobs)),
+            self._event("response.content_part.done", item_id=message.id, output_index=index, content_index=0,
+                        part=message.part()),
+            self._event("response.output_item.done", output_index=index, item=message.item()),
+        ]
 
     def _end(self, usage: Usage) -> dict[str, Any]:
         self._usage = usage_dict(usage)

@@ -1,0 +1,134 @@
+"""The Responses API's stream against chat's: TTFT and inter-token latency on the same prompt, 1 and 16 streams.
+
+Run it alone on the machine (nothing else busy), from the repository root:
+
+    .venv/bin/python benchmarks/responses_bench.py
+
+One streamserve (16 lanes, a temporary --data-dir) serves three variants of the same request, the
+same chat messages at temperature 0 with 128 output tokens: ``chat`` (``/v1/chat/completions``),
+``responses`` (``/v1/responses``, stored: every event is appended to the SQLite event log as it is
+sent) and ``responses-nostore`` (``store: false``: no database writes, so the difference between the
+two Responses rows is the log's cost). Rounds alternate the variants' order so that drift in a shared
+machine's speed spreads evenly. Each of N clients sends 2 requests per round in turn.
+
+It writes ``docs/responses-bench.json`` and prints the markdown table for ``docs/performance.md``.
+Target (issue #10): the stored Responses stream within 5% of chat in TTFT p50 and ITL p50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from servers import Setup, running
+
+from streamserve.bench import BenchClient, Prompt, RequestOptions, RequestRecord, run_level, summarize
+from streamserve.models import resolve_model
+
+PROMPT = "Count from 1 to 500, separated by commas."
+VARIANTS = ("chat", "responses", "responses-nostore")
+
+
+def _client(base_url: str, model: str, variant: str, tokens: int) -> tuple[BenchClient, Prompt]:
+    endpoint = "chat" if variant == "chat" else "responses"
+    extra = {"store": False} if variant == "responses-nostore" else {}
+    options = RequestOptions(endpoint=endpoint, max_tokens=tokens, temperature=0.0, timeout=600.0)
+    prompt = Prompt(variant, [{"role": "user", "content": PROMPT}], extra)
+    return BenchClient(base_url, model=model, options=options), prompt
+
+
+async def measure(base_url: str, levels: list[int], tokens: int, rounds: int) -> dict[str, Any]:
+    """Every variant at every level, ``rounds`` times in rotating order; pooled summaries per (variant, level)."""
+    async with BenchClient(base_url) as probe:
+        model = (await probe.list_models())[0]
+    records: dict[tuple[str, int], list[RequestRecord]] = {(v, n): [] for v in VARIANTS for n in levels}
+    durations: dict[tuple[str, int], float] = dict.fromkeys(records, 0.0)
+    for variant in VARIANTS:  # warm-up, discarded
+        client, prompt = _client(base_url, model, variant, tokens)
+        async with client:
+            await client.send(prompt, stream=True)
+    for round_ in range(rounds):
+        order = VARIANTS[round_ % len(VARIANTS):] + VARIANTS[:round_ % len(VARIANTS)]
+        for level in levels:
+            for variant in order:
+                client, prompt = _client(base_url, model, variant, tokens)
+                async with client:
+                    result = await run_level(client, [prompt], concurrency=level, requests=2 * level,
+                                             duration=1800.0)
+                records[variant, level].extend(result.records)
+                durations[variant, level] += result.duration
+                print(f"  round {round_ + 1} {variant:>18} x{level}: {result.summary.output_tokens_per_s:.1f} tok/s",
+                      flush=True)
+    out: dict[str, Any] = {}
+    for (variant, level), recs in records.items():
+        summary = summarize(recs, concurrency=level, duration=durations[variant, level], planned=len(recs)).to_dict()
+        summary["short_requests"] = sum(1 for r in recs if r.ok and r.output_tokens != tokens)
+        out.setdefault(variant, {})[str(level)] = summary
+    return out
+
+
+def table(model: str, result: dict[str, Any], levels: list[int]) -> str:
+    """Markdown rows: each variant at each level, with the ratios to chat."""
+    lines = [f"### {model}", "",
+             "| variant | streams | TTFT p50 (ms) | TTFT p99 (ms) | ITL p50 (ms) | ITL p99 (ms) | tok/s | "
+             "TTFT p50 / chat | ITL p50 / chat | errors | short |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def ms(value: float | None) -> str:
+        return "–" if value is None else f"{value * 1000:.1f}"
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return "–" if not a or not b else f"{a / b:.3f}"
+
+    for level in levels:
+        chat = result["chat"][str(level)]
+        for variant in VARIANTS:
+            s = result[variant][str(level)]
+            lines.append(f"| {variant} | {level} | {ms(s['ttft_p50'])} | {ms(s['ttft_p99'])} | {ms(s['itl_p50'])} | "
+                         f"{ms(s['itl_p99'])} | {s['output_tokens_per_s']:.1f} | "
+                         f"{ratio(s['ttft_p50'], chat['ttft_p50'])} | {ratio(s['itl_p50'], chat['itl_p50'])} | "
+                         f"{s['errors']} | {s['short_requests']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Run every model, write the JSON, print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="smollm2-135m-instruct,gemma-3-270m")
+    parser.add_argument("--levels", default="1,16")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ctx-size", type=int, default=2048)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="docs")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results: dict[str, Any] = {"command": " ".join(sys.argv), "date": date, "prompt": PROMPT, "tokens": args.tokens,
+                               "rounds": args.rounds, "models": {}}
+    tables = []
+    for name in args.models.split(","):
+        _, path = resolve_model(name)
+        setup = Setup(path, parallel=16, ctx_per_seq=args.ctx_size, threads=args.threads)
+        print(f"[{name}]", flush=True)
+        with tempfile.TemporaryDirectory(prefix="responses-bench-") as data_dir, \
+                running("streamserve", setup, None, Path("benchmarks/out/logs") / name,
+                        extra=("--data-dir", data_dir)) as base_url:
+            result = asyncio.run(measure(base_url, levels, args.tokens, args.rounds))
+        results["models"][name] = result
+        tables.append(table(name, result, levels))
+    out = Path(args.out)
+    (out / "responses-bench.json").write_text(json.dumps(results, indent=2))
+    print("\n" + "\n".join(tables))
+
+
+if __name__ == "__main__":
+    main()
