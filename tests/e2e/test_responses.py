@@ -16,6 +16,7 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.ssewire import MODEL
+from tests.serverproc import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -258,6 +259,33 @@ def test_cancel_stops_a_background_response_and_is_idempotent(client: OpenAI) ->
         client.responses.cancel("resp_doesnotexist")
 
 
+def test_chaining_from_a_running_response_is_refused_until_it_ends(client: OpenAI) -> None:
+    running = client.responses.create(model=MODEL, input=COUNT, background=True, temperature=0,
+                                      max_output_tokens=2000)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model=MODEL, input="Go on.", previous_response_id=running.id)
+    assert info.value.body["param"] == "previous_response_id" and "still" in info.value.body["message"]
+    client.responses.cancel(running.id)
+    chained = client.responses.create(model=MODEL, input="Go on.", previous_response_id=running.id, temperature=0,
+                                      max_output_tokens=16)
+    assert chained.status in ("completed", "incomplete")
+
+
+def test_deleting_a_foreground_stream_mid_way_lets_it_finish_unrecorded(
+        client: OpenAI, http: httpx.Client, server: ServerProcess) -> None:
+    body = {"model": MODEL, "input": COUNT, "stream": True, "temperature": 0, "max_output_tokens": 64}
+    with http.stream("POST", "/responses", json=body) as response:
+        lines = response.iter_lines()
+        first = next(line for line in lines if line.startswith("data: "))
+        response_id = orjson.loads(first.removeprefix("data: "))["response"]["id"]
+        client.responses.delete(response_id)
+        rest = [line for line in lines if line.startswith("event: ")]
+    assert rest[-1] in ("event: response.completed", "event: response.incomplete")
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response_id)
+    assert "store write failed" not in server.log()
+
+
 def test_logprobs_are_included_when_asked(client: OpenAI) -> None:
     response = client.responses.create(model=MODEL, input=SHORT, temperature=0, max_output_tokens=16,
                                        include=["message.output_text.logprobs"], top_logprobs=2)
@@ -269,19 +297,20 @@ def test_logprobs_are_included_when_asked(client: OpenAI) -> None:
 
 
 def test_truncation_disabled_refuses_an_overlong_input_and_auto_drops_the_oldest_items(client: OpenAI) -> None:
-    filler = "lorem ipsum dolor sit amet " * 300  # about 1,800 tokens: three of them exceed the 4,096 context
-    turns = [{"role": "user", "content": filler}, {"role": "assistant", "content": "Noted."},
-             {"role": "user", "content": filler}, {"role": "assistant", "content": "Noted."},
+    huge = "lorem ipsum dolor sit amet " * 450  # about 4,500 tokens: alone over the 4,096-token context
+    turns = [{"role": "user", "content": huge}, {"role": "assistant", "content": "Noted."},
+             {"role": "user", "content": "My name is Ada."}, {"role": "assistant", "content": "Hello, Ada."},
              {"role": "user", "content": "Say OK."}]
-    turns = [turns[0], turns[1], *turns]
     with pytest.raises(openai.BadRequestError) as info:
         client.responses.create(model=MODEL, input=turns, max_output_tokens=16)
     assert info.value.body["code"] == "context_length_exceeded" and info.value.body["param"] == "input"
     response = client.responses.create(model=MODEL, input=turns, truncation="auto", temperature=0,
                                        max_output_tokens=16)
     assert response.truncation == "auto" and response.status in ("completed", "incomplete")
-    assert response.usage is not None and response.usage.input_tokens + 16 <= 4096
-    assert response.usage.input_tokens > 1500  # only what had to go was dropped
+    alone = client.responses.create(model=MODEL, input=turns[-1:], temperature=0, max_output_tokens=16)
+    assert response.usage is not None and alone.usage is not None
+    assert response.usage.input_tokens < 200  # the huge item went
+    assert response.usage.input_tokens > alone.usage.input_tokens + 10  # the later items stayed
 
 
 @pytest.mark.parametrize(("extra", "param"), [

@@ -84,6 +84,11 @@ class Run:
         finally:
             self._end()
 
+    def forget(self) -> None:
+        """Stop recording: the response was deleted while its foreground stream goes on."""
+        self._store = None
+        self.logged = False
+
     def since(self, after: int) -> list[StoredEvent] | None:
         """Events after sequence number ``after`` from memory, or None if memory no longer reaches back that far."""
         if after >= self.last_sequence:

@@ -143,10 +143,16 @@ class ResponsesService:
         return _event_stream(follow(self.store, self.runs, response_id, after))
 
     async def delete(self, response_id: str) -> Response:
-        """``DELETE /v1/responses/{id}``: cancel it if it runs, then remove it with its items and events."""
+        """``DELETE /v1/responses/{id}``: remove it with its items and events.
+
+        A running background response is cancelled first; a running foreground stream keeps streaming to its
+        client but is no longer recorded.
+        """
         run = self.runs.get(response_id)
-        if run is not None:
+        if run is not None and run.background:
             await self.runs.cancel(run)
+        elif run is not None:  # its client is still reading it: the stream goes on, unrecorded
+            run.forget()
         if not await self.store.delete(response_id):
             raise _not_found(response_id)
         return _json({"id": response_id, "object": "response.deleted", "deleted": True})
@@ -204,13 +210,18 @@ class ResponsesService:
         if previous_id is None:
             return []
         try:
-            return await self.store.chain(previous_id, max_depth=MAX_CHAIN)
+            chain = await self.store.chain(previous_id, max_depth=MAX_CHAIN)
         except BrokenChainError as exc:
             which = "Previous response" if exc.missing_id == previous_id else "An earlier response of this conversation"
             raise InvalidRequestError(f"{which} with id '{exc.missing_id}' not found.", param="previous_response_id",
                                       code="previous_response_not_found") from None
         except StoreError as exc:
             raise InvalidRequestError(str(exc), param="previous_response_id") from None
+        if not chain[-1].response.done:
+            raise InvalidRequestError(
+                f"Previous response with id '{previous_id}' is still {chain[-1].response.status}; chain from it once "
+                "it has ended.", param="previous_response_id")
+        return chain
 
     def _save(self, run: Run, body: ResponseCreateRequest, items: list[inputs.InputItem],
               chain: list[ChainLink]) -> None:
