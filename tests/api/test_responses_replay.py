@@ -188,3 +188,21 @@ def test_a_waiting_follower_gets_keepalives_until_the_first_event(tmp_path: Path
         await store.close()
 
     asyncio.run(main())
+
+
+def test_cancelling_before_the_task_ever_ran_still_records_the_end(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = await open_store(tmp_path)
+        registry = RunRegistry()
+        generation = ScriptedGeneration(10)
+        run = make_run(store, generation)
+        registry.add(run)
+        registry.start(run)
+        await registry.cancel(run)  # no await in between: the task is cancelled before its first step
+        assert run.finished and generation.closed and registry.get(run.id) is None
+        record = await store.get(run.id)
+        assert record is not None and record.done and record.status == "cancelled"
+        assert await collect(store, registry, run.id, -1) == []
+        await store.close()
+
+    asyncio.run(main())

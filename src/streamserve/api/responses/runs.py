@@ -82,7 +82,7 @@ class Run:
                 for event in self.formatter.fail(message, self.generation.usage()):
                     yield self._record(event)
         finally:
-            self._end()
+            self.end()
 
     def forget(self) -> None:
         """Stop recording: the response was deleted while its foreground stream goes on."""
@@ -118,9 +118,10 @@ class Run:
         self._notify()
         return stored
 
-    def _end(self) -> None:
-        """Store the final object (once), wake every follower, leave the registry. Synchronous: it runs while
-        the task may be cancelled."""
+    def end(self) -> None:
+        """Abort the generation if it still runs, store the final object (once), wake every follower, leave
+        the registry. Synchronous: it runs while the task may be cancelled. ``events()`` calls it when it ends;
+        call it directly for a run whose ``events()`` never started (a task cancelled before its first step)."""
         if self.finished:
             return
         self.generation.close()
@@ -157,6 +158,10 @@ class RunRegistry:
         self._runs[run.id] = run
         run.on_end = self._remove
 
+    def discard(self, run: Run) -> None:
+        """Stop tracking a run (it was deleted while still streaming)."""
+        self._remove(run)
+
     def _remove(self, run: Run) -> None:
         if self._runs.get(run.id) is run:
             del self._runs[run.id]
@@ -177,6 +182,7 @@ class RunRegistry:
         if run.task is not None and not run.task.done():
             run.task.cancel()
             await asyncio.wait({run.task})
+        run.end()  # a task cancelled before its first step never ran events()
 
     async def shutdown(self, timeout: float) -> None:
         """Let background runs record how they ended (the engine has failed them), then cancel stragglers."""
@@ -188,6 +194,9 @@ class RunRegistry:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
+        for run in list(self._runs.values()):
+            if run.background:
+                run.end()
 
     @staticmethod
     async def _drive(run: Run) -> None:

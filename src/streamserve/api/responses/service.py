@@ -153,6 +153,7 @@ class ResponsesService:
             await self.runs.cancel(run)
         elif run is not None:  # its client is still reading it: the stream goes on, unrecorded
             run.forget()
+            self.runs.discard(run)
         if not await self.store.delete(response_id):
             raise _not_found(response_id)
         return _json({"id": response_id, "object": "response.deleted", "deleted": True})
