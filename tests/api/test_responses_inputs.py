@@ -32,7 +32,7 @@ class CharTokenizer:
         return False
 
 
-LIMITS = Limits(ctx_size=400, n_vocab=256, max_n=1, max_stop_strings=4, max_tokens_default=None)
+LIMITS = Limits(ctx_size=400, n_vocab=256, max_n=1, max_stop_strings=4, max_tokens_default=None, max_sequences=8)
 
 
 def param_of(call: Any) -> str | None:

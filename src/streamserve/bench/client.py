@@ -238,7 +238,7 @@ class BenchClient:
         if payload.get("error") is not None:
             raise RequestFailedError(f"error body: {error_message(payload['error'])}")
         if payload.get("object") == "response":
-            _take_response(payload, record)
+            _take_response_object(payload, record)
             record.text = "".join(part.get("text", "") for item in payload.get("output") or []
                                   for part in item.get("content") or [] if isinstance(part, dict))
             return
@@ -373,7 +373,7 @@ def _take_chunk(payload: dict[str, Any], record: RequestRecord) -> str:
             error = payload.get("response", {}).get("error") if kind == "response.failed" else payload
             raise StreamError(error_message(error))
         if isinstance(payload.get("response"), dict) and kind in ("response.completed", "response.incomplete"):
-            _take_response(payload["response"], record)
+            _take_response_object(payload["response"], record)
         return ""
     _take_usage(payload, record)
     piece = ""
@@ -400,7 +400,7 @@ def _take_usage(payload: dict[str, Any], record: RequestRecord) -> None:
             record.cached_tokens = details["cached_tokens"]
 
 
-def _take_response(response: dict[str, Any], record: RequestRecord) -> None:
+def _take_response_object(response: dict[str, Any], record: RequestRecord) -> None:
     """A Responses API object's finish (``completed`` -> stop, ``incomplete`` -> length) and usage."""
     record.finish_reason = _RESPONSE_FINISH.get(str(response.get("status")), str(response.get("status")))
     usage = response.get("usage")
