@@ -89,7 +89,8 @@ def test_a_second_server_on_the_same_data_dir_refuses_to_start(first_life: dict[
 @pytest.fixture(scope="module")
 def second_life(first_life: dict[str, Any], data_dir: Path) -> Iterator[dict[str, Any]]:
     # A short grace: the long background response is still running when the drain ends.
-    with running_server(*ONE_LANE, "--data-dir", str(data_dir), "--shutdown-grace", "1") as server, client_for(server) as client:
+    args = (*ONE_LANE, "--data-dir", str(data_dir), "--shutdown-grace", "1")
+    with running_server(*args) as server, client_for(server) as client:
         killed = client.responses.retrieve(first_life["running"])
         killed_log = list(client.responses.retrieve(first_life["running"], stream=True))
         done = client.responses.retrieve(first_life["done"].id)
