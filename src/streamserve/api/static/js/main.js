@@ -79,15 +79,16 @@ async function run(index) {
       transcript.scroll();
     }
     timing.finish(answer.usage);
+    view.flush(answer);
     view.setStatus("done", finishSummary(answer));
   } catch (error) {
     timing.finish(answer.usage);
+    view.flush(answer);
     if (error.name === "AbortError") view.setStatus("stopped");
     else view.showError(describe(error));
     if (error instanceof ApiError && error.status === 401) askForKey("The server refused the key.");
   } finally {
     running = null;
-    view.update(answer);
     showTiming(timing);
     setBusy(false);
   }

@@ -123,6 +123,12 @@ export class AssistantView {
     });
   }
 
+  // Render now: an ended answer's status must never be shown before its last text.
+  flush(answer) {
+    this.answer = answer;
+    this.render();
+  }
+
   render() {
     if (!this.answer) return;
     const choices = this.answer.ordered;
