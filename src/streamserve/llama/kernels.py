@@ -4,7 +4,7 @@ On some CPUs (Intel Xeons reporting AMX under virtualization) the AMX matmul ker
 segfault on the first decode of more than one token (ggml-org/llama.cpp#20824). A crash there takes the
 whole server down, so in ``auto`` mode a short-lived child process first proves that a multi-token,
 multi-sequence decode works with the same model and settings; if the child dies or fails, the model is
-loaded without extra buffer types (plain CPU kernels: the same results, at most a little slower).
+loaded without extra buffer types (plain CPU kernels: correct output, prompt reading somewhat slower).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def choose_kernels(path: Path, mode: KernelMode, settings: ProbeSettings) -> Ker
         return KernelChoice(True, available, "a probe decode passed")
     logger.warning(
         "CPU kernel probe: a multi-token decode with llama.cpp's extra buffer types (%s) %s; loading the "
-        "model without them (plain CPU kernels: same output, prompt reading may be somewhat slower; "
+        "model without them (plain CPU kernels: correct output, prompt reading may be somewhat slower; "
         "--extra-bufts on forces them)",
         ", ".join(available),
         failure,

@@ -1,0 +1,226 @@
+"""Hostile clients against a running stream: how long the stream stalls, what the hostile request gets.
+
+Run it alone on the machine, from the repository root (about 3 minutes per server):
+
+    .venv/bin/python benchmarks/hostile_bench.py [--llama-server PATH]
+
+For each server (streamserve, and llama.cpp's llama-server when given), a victim client streams 200
+tokens of a legacy completion while, from 0.5 s in, one hostile client does one thing: posts a 10 MB
+or a 50 MB body, posts a 4 MB body just under streamserve's limit (a 4,000,000-character prompt),
+fires 40 malformed requests (lone surrogates, NaN, nesting 10,000 deep), or opens a stream it never
+reads. Per scenario it records the victim's largest gap between chunks and its median gap, the
+hostile request's status and time to answer, and the server's RSS growth. Writes
+``docs/reliability-hostile.json`` and prints the Markdown table that ``docs/reliability.md`` quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from servers import Setup, running
+
+from streamserve.models import resolve_model
+
+ROOT = Path(__file__).resolve().parent.parent
+NO_EOS = {"0": -100, "1": -100, "2": -100}  # SmolLM2's end tokens: the victim outlives the hostile request
+Hostile = Callable[[str], dict[str, Any]]
+MODEL = "served"  # the first name the server lists, set once it runs (llama-server answers to any)
+
+
+def victim(base_url: str, hostile: Hostile) -> dict[str, Any]:
+    """Stream 200 tokens; 0.5 s in, run ``hostile`` on another thread; the stream's gaps and the hostile result."""
+    result: dict[str, Any] = {}
+
+    def run_hostile() -> None:
+        time.sleep(0.5)
+        started = time.monotonic()
+        result.update(hostile(base_url))
+        result.setdefault("seconds", round(time.monotonic() - started, 2))
+
+    thread = threading.Thread(target=run_hostile)
+    thread.start()
+    body = {"model": MODEL, "prompt": "1, 2, 3,", "max_tokens": 200, "temperature": 0, "stream": True,
+            "logit_bias": NO_EOS}
+    times = []
+    with httpx.Client(timeout=300) as http, http.stream("POST", base_url + "/completions", json=body) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                times.append(time.monotonic())
+    thread.join()
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    return {"chunks": len(times), "max_gap_ms": round(max(gaps) * 1000, 1),
+            "median_gap_ms": round(statistics.median(gaps) * 1000, 1), "hostile": result}
+
+
+def big_body(size: int) -> Hostile:
+    """Post a chat request whose single message is ``size`` bytes of text (built now: not on the victim's time)."""
+    body = json.dumps({"model": "MODEL", "messages": [{"role": "user", "content": "x" * size}]}).encode()
+
+    def post(base_url: str) -> dict[str, Any]:
+        return _answer(_post(base_url, "/chat/completions", body))
+    return post
+
+
+def under_the_limit(base_url: str) -> dict[str, Any]:
+    """A 4,000,000-character prompt in a body just under streamserve's 4 MiB limit."""
+    return _answer(_post(base_url, "/chat/completions", UNDER_THE_LIMIT))
+
+
+UNDER_THE_LIMIT = json.dumps({"model": "MODEL", "messages": [{"role": "user",
+                                                              "content": "Tell me everything. " * 200_000}]}).encode()
+
+
+MALFORMED = [
+    b'{"model": "MODEL", "prompt": "\\ud800", "max_tokens": 4}',
+    b'{"model": "MODEL", "prompt": "hi", "temperature": NaN}',
+    b'{"model": "MODEL", "prompt": "hi", "max_tokens": 1e999}',
+    b'{"model": "MODEL", "messages": [{"role": "user"}]}',
+    b'{"model": "MODEL", "prompt": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",
+    b'{"model": "MODEL", "prompt": "\xff\xfe", "max_tokens": 4}',
+    b'{"model": "MODEL", "prompt": "hi", "logit_bias": {' + b",".join(b'"%d": 1' % i for i in range(5000)) + b"}}",
+    b'{"model": "MODEL", "prompt": "hi", "stop": ["a", "b", "c", "d", "e"]}',
+]
+
+
+def malformed(base_url: str) -> dict[str, Any]:
+    """Forty malformed requests in a row; the statuses they got."""
+    statuses: dict[str, int] = {}
+    for i in range(40):
+        path = "/chat/completions" if b"messages" in MALFORMED[i % len(MALFORMED)] else "/completions"
+        status = str(_post(base_url, path, MALFORMED[i % len(MALFORMED)]).status_code)
+        statuses[status] = statuses.get(status, 0) + 1
+    return {"statuses": statuses}
+
+
+def never_reads(base_url: str) -> dict[str, Any]:
+    """Open a fat stream (20 alternatives per token) on a socket with a tiny buffer and never read it."""
+    host, port = base_url.removeprefix("http://").removesuffix("/v1").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Count to a million."}],
+                       "max_tokens": 3000, "temperature": 0, "stream": True, "logprobs": True, "top_logprobs": 20,
+                       "logit_bias": NO_EOS}).encode()
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    time.sleep(20)  # the victim's 200 tokens end meanwhile; the socket stays open, unread
+    sock.close()
+    return {"status": "never read (closed after 20 s)"}
+
+
+SCENARIOS: dict[str, Hostile | None] = {
+    "alone": None,
+    "10 MB body": big_body(10_000_000),
+    "50 MB body": big_body(50_000_000),
+    "4 MB body, 4M-character prompt": under_the_limit,
+    "40 malformed requests": malformed,
+    "a stream never read": never_reads,
+}
+
+
+def _post(base_url: str, path: str, content: bytes) -> httpx.Response:
+    content = content.replace(b'"MODEL"', json.dumps(MODEL).encode(), 1)
+    try:
+        return httpx.post(base_url + path, content=content, headers={"content-type": "application/json"}, timeout=300)
+    except httpx.HTTPError as exc:  # a server that hangs up on a big body
+        return httpx.Response(599, text=type(exc).__name__)
+
+
+def _answer(response: httpx.Response) -> dict[str, Any]:
+    try:
+        code = response.json().get("error", {}).get("code")
+    except (ValueError, AttributeError):
+        code = response.text[:40]
+    return {"status": response.status_code, "code": code}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB."""
+    match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def run_server(kind: str, setup: Setup, llama_server: str | None, log_dir: Path) -> dict[str, Any]:
+    """Every scenario against one fresh server of ``kind``."""
+    rows = {}
+    global MODEL
+    with running(kind, setup, llama_server, log_dir) as base_url:
+        MODEL = httpx.get(base_url + "/models", timeout=10).json()["data"][0]["id"]
+        pid = _pid_listening(base_url)
+        victim(base_url, lambda _: {})  # warm-up
+        for name, hostile in SCENARIOS.items():
+            before = rss_mb(pid)
+            row = victim(base_url, hostile or (lambda _: {}))
+            row["rss_growth_mb"] = round(rss_mb(pid) - before, 1)
+            rows[name] = row
+            print(kind, name, row, flush=True)
+            time.sleep(1)
+        alive = httpx.get(base_url + "/models", timeout=10).status_code == 200
+    return {"scenarios": rows, "alive_at_end": alive}
+
+
+def _pid_listening(base_url: str) -> int:
+    port = int(base_url.rsplit(":", 1)[1].split("/")[0])
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+            inode = fields[9]
+            for fd in Path("/proc").glob("[0-9]*/fd/*"):
+                try:
+                    if fd.readlink().name == f"socket:[{inode}]":
+                        return int(fd.parts[2])
+                except OSError:
+                    continue
+    raise RuntimeError(f"no process listens on port {port}")
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    """The Markdown table of all servers' scenarios."""
+    lines = ["| server | hostile client | victim's largest gap (ms) | median gap (ms) | hostile request got "
+             "| in (s) | RSS growth (MB) |", "|---|---|---|---|---|---|---|"]
+    for kind, result in results.items():
+        for name, row in result["scenarios"].items():
+            hostile = row["hostile"]
+            got = (f"{hostile['status']} {hostile.get('code') or ''}".strip() if "code" in hostile
+                   else json.dumps(hostile["statuses"]) if "statuses" in hostile else hostile.get("status", "–"))
+            seconds = hostile.get("seconds", "–") if name != "alone" else "–"
+            lines.append(f"| {kind} | {name} | {row['max_gap_ms']} | {row['median_gap_ms']} | {got} | {seconds} "
+                         f"| {row['rss_growth_mb']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Run the scenarios, write the JSON record and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--llama-server", help="a llama-server binary to run the same scenarios against")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability-hostile.json")
+    args = parser.parse_args()
+    _, path = resolve_model("smollm2-135m-instruct")
+    setup = Setup(path, parallel=8, ctx_per_seq=4096, threads=2)
+    kinds = ["streamserve"] + (["llama-server"] if args.llama_server else [])
+    with tempfile.TemporaryDirectory() as logs:
+        results = {kind: run_server(kind, setup, args.llama_server, Path(logs)) for kind in kinds}
+    record = {"command": "benchmarks/hostile_bench.py" + (" --llama-server PATH" if args.llama_server else ""),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": results}
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
