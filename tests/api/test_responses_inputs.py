@@ -13,6 +13,7 @@ from streamserve.api.params import Limits
 from streamserve.api.protocol import ResponseCreateRequest
 from streamserve.api.responses import inputs, request
 from streamserve.store import ChainLink, StoredItem, StoredResponse
+from streamserve.streaming.errors import RequestError
 from streamserve.streaming.templates import TRANSCRIPT
 
 
@@ -36,7 +37,7 @@ LIMITS = Limits(ctx_size=400, n_vocab=256, max_n=1, max_stop_strings=4, max_toke
 
 
 def param_of(call: Any) -> str | None:
-    with pytest.raises(APIError) as info:
+    with pytest.raises((APIError, RequestError)) as info:
         call()
     return info.value.param
 
@@ -69,7 +70,9 @@ def test_items_keep_their_ids_roles_and_joined_text() -> None:
     ([{"role": "user", "content": "ok"}, {"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}],
      "input[1].content[0]"),
     ([{"role": "user", "content": [{"type": "input_text"}]}], "input[0].content[0]"),
-    ([{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}], "input[0]"),
+    ([{"type": "function_call", "name": "f", "arguments": "{}"}], "input[0].call_id"),
+    ([{"type": "function_call_output", "call_id": "c", "output": 3}], "input[0].output"),
+    ([{"type": "function_call_output", "call_id": "c", "output": [{"type": "input_image"}]}], "input[0].output[0]"),
     ([{"type": "item_reference", "id": "msg_1"}], "input[0].type"),
 ])
 def test_bad_items_are_400s_naming_their_path(value: Any, param: str) -> None:
@@ -133,7 +136,14 @@ def body(**fields: Any) -> ResponseCreateRequest:
     ({"prompt": {"id": "pmpt_1"}}, "prompt"),
     ({"tools": [{"type": "file_search"}]}, "tools[0].type"),
     ({"tool_choice": {"type": "function", "name": "f"}}, "tool_choice"),
-    ({"text": {"format": {"type": "json_object"}}}, "text.format"),
+    ({"tools": [{"type": "function", "name": "bad name"}]}, "tools[0].name"),
+    ({"tools": [{"type": "function", "name": "f", "parameters": {"type": "array"}}]}, "tools[0].parameters"),
+    ({"tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "function", "name": "g"}}, "tool_choice"),
+    ({"tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "web_search_preview"}},
+     "tool_choice.type"),
+    ({"text": {"format": {"type": "json_schema", "name": "no spaces", "schema": {}}}}, "text.format.name"),
+    ({"text": {"format": {"type": "json_schema", "name": "n", "schema": {"type": "array", "uniqueItems": True}}}},
+     "text.format"),
     ({"text": {"format": {"type": "yaml"}}}, "text.format.type"),
     ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
     ({"metadata": {"k": "v" * 513}}, "metadata.k"),

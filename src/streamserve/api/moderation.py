@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,8 +117,13 @@ async def plan_request(service: ModerationService | None, options: ModerationOpt
 
 def chat_prompts(messages: Sequence[Any]) -> list[str]:
     """The text of a chat request to check: its user and tool messages, joined (one input)."""
-    texts = [flatten_content(m.model_dump(exclude_none=True).get("content"), param=f"messages.{i}.content")
-             for i, m in enumerate(messages) if m.role in CHECKED_ROLES]
+    return message_prompts([m.model_dump(exclude_none=True) for m in messages], param="messages")
+
+
+def message_prompts(messages: Sequence[Mapping[str, Any]], *, param: str = "input") -> list[str]:
+    """The text of chat-shaped messages to check: the user and tool ones, joined (one input)."""
+    texts = [flatten_content(m.get("content"), param=f"{param}.{i}.content")
+             for i, m in enumerate(messages) if m.get("role") in CHECKED_ROLES]
     text = "\n".join(t for t in texts if t)
     return [text] if text else []
 

@@ -1,4 +1,4 @@
-"""Chat's ``response_format``, ``tools``, ``tool_choice`` and ``parallel_tool_calls`` -> a neutral ``OutputSpec``.
+"""Output formats and function tools -> a neutral ``OutputSpec``: chat's fields, and the checks Responses shares.
 
 Every refusal is a 400 in OpenAI's words with OpenAI's ``param``: ``response_format`` for a schema llguidance
 cannot enforce, ``tools[i].function.parameters`` (code ``invalid_function_parameters``) for a function's,
@@ -27,16 +27,11 @@ def output_spec(body: ChatCompletionRequest) -> OutputSpec:
         param = "functions" if body.functions is not None else "function_call"
         raise NotSupportedError(f"'{param}' is deprecated and not supported; use 'tools' and 'tool_choice'.",
                                 param=param)
-    tools = tuple(_tool(i, tool) for i, tool in enumerate(body.tools or ()))
-    names = [t.name for t in tools]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise InvalidRequestError(f"Invalid 'tools': function names must be unique; {duplicates[0]!r} is repeated.",
-                                  param="tools")
+    tools = unique_tools([function_tool(i, tool, nested=True) for i, tool in enumerate(body.tools or ())])
     return OutputSpec(
         json_schema=_response_format(body.response_format),
         tools=tools,
-        tool_choice=_tool_choice(body.tool_choice, names),
+        tool_choice=tool_choice(body.tool_choice, [t.name for t in tools], nested=True),
         parallel_tool_calls=body.parallel_tool_calls is not False,
     )
 
@@ -45,10 +40,8 @@ def _response_format(value: Mapping[str, Any] | None) -> Mapping[str, Any] | Non
     if value is None:
         return None
     kind = value.get("type")
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return {"type": "object"}
+    if kind in ("text", "json_object"):
+        return format_schema(kind, None, None, param="response_format")
     if kind != "json_schema":
         raise InvalidRequestError(
             f"Invalid value: {kind!r}. Supported values are: 'text', 'json_object', and 'json_schema'.",
@@ -57,36 +50,55 @@ def _response_format(value: Mapping[str, Any] | None) -> Mapping[str, Any] | Non
     if not isinstance(spec, Mapping):
         raise InvalidRequestError("Missing required parameter: 'response_format.json_schema'.",
                                   param="response_format.json_schema", code="missing_required_parameter")
-    name = spec.get("name")
+    return format_schema(kind, spec.get("name"), spec.get("schema", {}), param="response_format",
+                         fields="response_format.json_schema")
+
+
+def format_schema(kind: str, name: Any, schema: Any, *, param: str,
+                  fields: str | None = None) -> Mapping[str, Any] | None:
+    """The JSON schema an answer of this format must follow (None: free text), checked before anything runs.
+
+    ``param`` names the format in a 400 (``response_format``, ``text.format``); ``fields`` is where its
+    ``name`` and ``schema`` sit (chat nests them under ``json_schema``). ``kind`` must be a known type.
+    """
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    fields = fields or param
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidRequestError(
-            "Invalid 'response_format.json_schema.name': expected a string of at most 64 letters, digits, "
-            "underscores or dashes.", param="response_format.json_schema.name", code="invalid_value")
-    schema = spec.get("schema", {})
+            f"Invalid '{fields}.name': expected a string of at most 64 letters, digits, "
+            "underscores or dashes.", param=f"{fields}.name", code="invalid_value")
     if not isinstance(schema, Mapping):
-        raise InvalidRequestError("Invalid 'response_format.json_schema.schema': expected an object.",
-                                  param="response_format.json_schema.schema", code="invalid_type")
-    check_schema(schema, param="response_format", what=f"response_format '{name}'")
+        raise InvalidRequestError(f"Invalid '{fields}.schema': expected an object.",
+                                  param=f"{fields}.schema", code="invalid_type")
+    check_schema(schema, param=param, what=f"{param} '{name}'")
     return schema
 
 
-def _tool(index: int, tool: Mapping[str, Any]) -> FunctionTool:
+def function_tool(index: int, tool: Mapping[str, Any], *, nested: bool) -> FunctionTool:
+    """One function tool, checked: chat nests it (``{"type", "function": {name, ...}}``), Responses does not.
+
+    Any other tool ``type`` is a 400 naming ``tools[i].type``.
+    """
     kind = tool.get("type")
     if kind != "function":
         raise NotSupportedError(f"tools[{index}] is a {kind!r} tool; only 'function' tools are supported.",
                                 param=f"tools[{index}].type")
-    function = tool.get("function")
+    where = f"tools[{index}].function" if nested else f"tools[{index}]"
+    function = tool.get("function") if nested else tool
     if not isinstance(function, Mapping):
-        raise InvalidRequestError(f"Missing required parameter: 'tools[{index}].function'.",
-                                  param=f"tools[{index}].function", code="missing_required_parameter")
+        raise InvalidRequestError(f"Missing required parameter: '{where}'.", param=where,
+                                  code="missing_required_parameter")
     name = function.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidRequestError(
-            f"Invalid 'tools[{index}].function.name': string does not match pattern. Expected a string of at "
+            f"Invalid '{where}.name': string does not match pattern. Expected a string of at "
             "most 64 characters that matches the pattern '^[a-zA-Z0-9_-]+$'.",
-            param=f"tools[{index}].function.name", code="invalid_value")
+            param=f"{where}.name", code="invalid_value")
     description = function.get("description")
-    param = f"tools[{index}].function.parameters"
+    param = f"{where}.parameters"
     parameters = function.get("parameters")
     if parameters is None:
         parameters = {"type": "object", "properties": {}}
@@ -104,10 +116,25 @@ def _tool(index: int, tool: Mapping[str, Any]) -> FunctionTool:
                         strict if isinstance(strict, bool) else None)
 
 
-def _tool_choice(value: str | Mapping[str, Any] | None, names: list[str]) -> ToolChoice:
+def unique_tools(tools: list[FunctionTool]) -> tuple[FunctionTool, ...]:
+    """The tools, or a 400 naming ``tools`` when two functions share a name."""
+    names = [t.name for t in tools]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidRequestError(f"Invalid 'tools': function names must be unique; {duplicates[0]!r} is repeated.",
+                                  param="tools")
+    return tuple(tools)
+
+
+def tool_choice(value: str | Mapping[str, Any] | None, names: list[str], *, nested: bool) -> ToolChoice:
+    """``tool_choice`` checked against the tools' ``names``; ``nested`` is chat's shape of a named choice
+    (``{"type": "function", "function": {"name"}}``), else Responses' flat one (``{"type": "function", "name"}``).
+    """
     if value is None:
         return ToolChoice("auto")
     if not names:
+        if not nested and value in ("auto", "none"):
+            return ToolChoice(value)  # type: ignore[arg-type]
         raise InvalidRequestError(
             "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
             param="tool_choice")
@@ -119,24 +146,28 @@ def _tool_choice(value: str | Mapping[str, Any] | None, names: list[str]) -> Too
         return ToolChoice(value)  # type: ignore[arg-type]
     kind = value.get("type")
     if kind == "function":
-        name = (value.get("function") or {}).get("name")
+        name = _name(value, nested)
         _known(name, names)
         return ToolChoice("function", name=name)
     if kind == "allowed_tools":
-        allowed = value.get("allowed_tools") or {}
+        allowed = (value.get("allowed_tools") or {}) if nested else value
+        where = "tool_choice.allowed_tools" if nested else "tool_choice"
         mode = allowed.get("mode")
         if mode not in ("auto", "required"):
             raise InvalidRequestError(f"Invalid value: {mode!r}. Supported values are: 'auto' and 'required'.",
-                                      param="tool_choice.allowed_tools.mode", code="invalid_value")
-        subset = [(t.get("function") or {}).get("name") for t in allowed.get("tools") or ()]
+                                      param=f"{where}.mode", code="invalid_value")
+        subset = [_name(t, nested) for t in allowed.get("tools") or ()]
         if not subset:
-            raise InvalidRequestError("'tool_choice.allowed_tools.tools' must name at least one tool.",
-                                      param="tool_choice.allowed_tools.tools")
+            raise InvalidRequestError(f"'{where}.tools' must name at least one tool.", param=f"{where}.tools")
         for name in subset:
             _known(name, names)
         return ToolChoice(mode, allowed=tuple(str(name) for name in subset))
     raise NotSupportedError(f"tool_choice of type {kind!r} is not supported; use 'function' or 'allowed_tools'.",
                             param="tool_choice.type")
+
+
+def _name(choice: Mapping[str, Any], nested: bool) -> Any:
+    return (choice.get("function") or {}).get("name") if nested else choice.get("name")
 
 
 def _known(name: Any, names: list[str]) -> None:

@@ -5,8 +5,10 @@
 ``sequence_number``, and ``snapshot()`` is the response object at any moment (what
 ``response.created`` and ``response.completed`` carry, and what a non-streamed request returns), so
 the streamed item ids and text are the final ones by construction. Output items open lazily on the
-first event that belongs to them: a message for text (function calls will be another item kind).
-Plain dicts in OpenAI's key order, as in ``chunks``; ``api/protocol/responses.py`` documents them.
+first event that belongs to them: a message for text, a ``function_call`` item for each tool call
+(its arguments streamed as ``response.function_call_arguments.delta`` / ``.done``). A request's
+moderation scores become the response's ``moderation`` field. Plain dicts in OpenAI's key order, as in
+``chunks``; ``api/protocol/responses.py`` documents them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from streamserve.streaming.events import Event, Finish, LogprobEntry, TextDelta, Usage
+from streamserve.moderation import ModerationResult
+from streamserve.streaming.chunks import result_dict
+from streamserve.streaming.events import (
+    Event,
+    Finish,
+    LogprobEntry,
+    ModerationScores,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+)
 
 INCOMPLETE_REASONS: Mapping[str, str] = {"length": "max_output_tokens", "content_filter": "content_filter"}
 """Finish reasons that leave a response ``incomplete``, and the ``incomplete_details.reason`` they give."""
@@ -32,7 +46,7 @@ def new_response_id() -> str:
 
 
 def new_item_id(prefix: str = "msg") -> str:
-    """A fresh item id (``msg_…`` for messages)."""
+    """A fresh item id (``msg_…`` for messages, ``fc_…`` for function calls)."""
     return f"{prefix}_" + secrets.token_hex(24)
 
 
@@ -74,6 +88,25 @@ class _Message:
                 "content": [self.part()] if content else [], "role": "assistant"}
 
 
+class _Call:
+    """A function call being written: its item id, OpenAI's ``call_id``, the name and the arguments so far."""
+
+    def __init__(self, item_id: str, call_id: str, name: str) -> None:
+        self.id = item_id
+        self.call_id = call_id
+        self.name = name
+        self.pieces: list[str] = []
+        self.status = "in_progress"
+
+    @property
+    def arguments(self) -> str:
+        return "".join(self.pieces)
+
+    def item(self, *, content: bool = True) -> dict[str, Any]:
+        return {"id": self.id, "type": "function_call", "status": self.status,
+                "arguments": self.arguments if content else "", "call_id": self.call_id, "name": self.name}
+
+
 class ResponsesFormatter:
     """Renders one response's neutral events as Responses stream events; see the module docstring.
 
@@ -86,14 +119,15 @@ class ResponsesFormatter:
         self.status = "queued" if meta.background else "in_progress"
         self._seq = 0
         self._started = False
-        self._items: list[_Message] = []
-        self._open: _Message | None = None
+        self._items: list[_Message | _Call] = []
+        self._open: _Message | _Call | None = None
         self._pending_logprobs: list[dict[str, Any]] = []
         self._reason: str | None = None
         self._usage: dict[str, Any] | None = None
         self._error: dict[str, Any] | None = None
         self._incomplete: dict[str, Any] | None = None
         self._completed_at: int | None = None
+        self._moderation: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:
@@ -103,7 +137,7 @@ class ResponsesFormatter:
     @property
     def text(self) -> str:
         """All output text so far (the SDK's ``output_text``)."""
-        return "".join(item.text for item in self._items)
+        return "".join(item.text for item in self._items if isinstance(item, _Message))
 
     def opening(self) -> list[dict[str, Any]]:
         """``response.created``, then ``response.queued`` (background) or ``response.in_progress``."""
@@ -118,15 +152,23 @@ class ResponsesFormatter:
         """The stream events for one neutral event (a background response starts on its first).
 
         A ``content_filter`` finish ends the response ``incomplete`` with that reason, like ``length``.
+        Async moderation's annotations have no Responses event (OpenAI has none): nothing is sent for them.
         """
         events = self._start()
         if isinstance(event, TextDelta):
             events.extend(self._text(event))
+        elif isinstance(event, ToolCallStart):
+            events.extend(self._call(event))
+        elif isinstance(event, ToolCallDelta):
+            events.extend(self._arguments(event))
+        elif isinstance(event, ToolCallEnd):
+            events.extend(self._close_open("completed"))
         elif isinstance(event, Finish):
             events.extend(self._finish(event))
+        elif isinstance(event, ModerationScores):
+            self._moderation = moderation_dict(event)
         elif isinstance(event, Usage):
             events.append(self._end(event))
-        # Moderation annotations and scores have no Responses rendering yet: nothing is sent for them.
         return events
 
     def fail(self, message: str, usage: Usage | None = None, *, code: str = "server_error") -> list[dict[str, Any]]:
@@ -149,6 +191,7 @@ class ResponsesFormatter:
         """The response object now, with every field OpenAI sends (nulls included)."""
         meta = self.meta
         output = [item.item() for item in self._items]
+        moderation = {} if self._moderation is None else {"moderation": self._moderation}
         return {
             "id": meta.id,
             "object": "response",
@@ -162,6 +205,7 @@ class ResponsesFormatter:
             "model": meta.model,
             "output": output,
             "usage": self._usage,
+            **moderation,
         }
 
     # Items
@@ -175,16 +219,36 @@ class ResponsesFormatter:
 
     def _message(self) -> tuple[_Message, list[dict[str, Any]]]:
         """The open message item, opening it (item added, content part added) if there is none."""
-        if self._open is not None:
+        if isinstance(self._open, _Message):
             return self._open, []
+        events = self._close_open("completed")
         message = _Message(new_item_id("msg"))
         self._items.append(message)
         self._open = message
-        index = self._items.index(message)
-        added = self._event("response.output_item.added", output_index=index, item=message.item(content=False))
-        part = self._event("response.content_part.added", item_id=message.id, output_index=index, content_index=0,
-                           part={"type": "output_text", "annotations": [], "logprobs": [], "text": ""})
-        return message, [added, part]
+        index = len(self._items) - 1
+        events.append(self._event("response.output_item.added", output_index=index,
+                                  item=message.item(content=False)))
+        events.append(self._event("response.content_part.added", item_id=message.id, output_index=index,
+                                  content_index=0,
+                                  part={"type": "output_text", "annotations": [], "logprobs": [], "text": ""}))
+        return message, events
+
+    def _call(self, event: ToolCallStart) -> list[dict[str, Any]]:
+        """A call opens its own item (after closing the message before it, if any)."""
+        events = self._close_open("completed")
+        call = _Call(new_item_id("fc"), event.id, event.name)
+        self._items.append(call)
+        self._open = call
+        events.append(self._event("response.output_item.added", output_index=len(self._items) - 1,
+                                  item=call.item(content=False)))
+        return events
+
+    def _arguments(self, event: ToolCallDelta) -> list[dict[str, Any]]:
+        call = self._open
+        assert isinstance(call, _Call), "arguments arrive inside a call"
+        call.pieces.append(event.arguments)
+        return [self._event("response.function_call_arguments.delta", item_id=call.id,
+                            output_index=self._items.index(call), delta=event.arguments)]
 
     def _text(self, event: TextDelta) -> list[dict[str, Any]]:
         message, events = self._message()
@@ -204,16 +268,29 @@ class ResponsesFormatter:
         """Close the open item; an answer with no item at all still gets its (empty) message."""
         events = [] if self._items else self._message()[1]
         self._reason = event.reason
-        if self._open is not None:
-            events.extend(self._close(self._open, "incomplete" if event.reason in INCOMPLETE_REASONS else "completed"))
+        events.extend(self._close_open("incomplete" if event.reason in INCOMPLETE_REASONS else "completed"))
         return events
 
+    def _close_open(self, status: str) -> list[dict[str, Any]]:
+        """The done events of the open item, if any: a message's or a call's."""
+        item, self._open = self._open, None
+        if isinstance(item, _Message):
+            return self._close(item, status)
+        if item is None:
+            return []
+        item.status = status
+        index = self._items.index(item)
+        return [
+            self._event("response.function_call_arguments.done", item_id=item.id, output_index=index,
+                        arguments=item.arguments, name=item.name),
+            self._event("response.output_item.done", output_index=index, item=item.item()),
+        ]
+
     def _close(self, message: _Message, status: str) -> list[dict[str, Any]]:
-        """The done events of the open message: its text, its part, the item."""
+        """The done events of a message: its text, its part, the item."""
         message.logprobs.extend(self._pending_logprobs)
         self._pending_logprobs = []
         message.status = status
-        self._open = None
         index = self._items.index(message)
         return [
             self._event("response.output_text.done", item_id=message.id, output_index=index, content_index=0,
@@ -272,3 +349,13 @@ def logprob_dicts(entries: Sequence[LogprobEntry]) -> list[dict[str, Any]]:
         }
         for entry in entries
     ]
+
+
+def moderation_dict(scores: ModerationScores) -> dict[str, Any]:
+    """The response's ``moderation``: one result for the input (the checked prompt) and one for the output."""
+
+    def one(results: Sequence[ModerationResult]) -> dict[str, Any]:
+        result = results[0] if results else ModerationResult()
+        return {"type": "moderation_result", "model": scores.model, **result_dict(result)}
+
+    return {"input": one(scores.input), "output": one(scores.output)}

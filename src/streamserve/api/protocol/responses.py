@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from streamserve.api.protocol.base import OpenAIBaseModel, StreamOptions
+from streamserve.api.protocol.moderations import ModerationOptions
 
 
 class ResponseCreateRequest(OpenAIBaseModel):
@@ -22,6 +23,8 @@ class ResponseCreateRequest(OpenAIBaseModel):
     ``max_output_tokens`` is checked by the server (OpenAI's minimum of 16 has its own message). Fields
     of features the server does not have (``conversation``, ``prompt``, built-in tools) are declared so
     they can be refused by name; ``reasoning``, ``service_tier`` and the like are accepted and echoed.
+    ``text.format``, ``tools`` and ``tool_choice`` stay loose dicts, checked by ``api/responses/output.py``
+    so a 400 names the exact path; ``moderation`` is OpenAI's moderated-completions field.
     """
 
     model: str
@@ -49,6 +52,7 @@ class ResponseCreateRequest(OpenAIBaseModel):
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
     truncation: Literal["auto", "disabled"] | None = None
     user: str | None = None
+    moderation: ModerationOptions | None = None
     # Refused with a 400 naming them: the server has no such feature.
     conversation: str | dict[str, Any] | None = None
     prompt: dict[str, Any] | None = None
@@ -80,6 +84,17 @@ class OutputMessage(OpenAIBaseModel):
     status: Literal["in_progress", "completed", "incomplete"]
     content: list[OutputText]
     role: Literal["assistant"] = "assistant"
+
+
+class FunctionCall(OpenAIBaseModel):
+    """A function call item: ``id`` (``fc_…``) names the item, ``call_id`` (``call_…``) pairs it with its output."""
+
+    id: str
+    type: Literal["function_call"] = "function_call"
+    status: Literal["in_progress", "completed", "incomplete"]
+    arguments: str
+    call_id: str
+    name: str
 
 
 class InputTokensDetails(OpenAIBaseModel):
@@ -149,8 +164,9 @@ class ResponseObject(OpenAIBaseModel):
     truncation: Literal["auto", "disabled"]
     user: str | None = None
     model: str
-    output: list[OutputMessage]
+    output: list[OutputMessage | FunctionCall]
     usage: ResponseUsage | None = None
+    moderation: dict[str, Any] | None = None
 
 
 class InputItemList(OpenAIBaseModel):

@@ -6,7 +6,9 @@ from typing import Any
 
 from streamserve.api.errors import InvalidRequestError, NotSupportedError
 from streamserve.api.protocol import ResponseCreateRequest
+from streamserve.api.responses import output
 from streamserve.engine import SamplingParams
+from streamserve.streaming.structured import OutputSpec
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 METADATA_MAX_PAIRS, METADATA_MAX_KEY, METADATA_MAX_VALUE = 16, 64, 512
@@ -14,8 +16,9 @@ MIN_OUTPUT_TOKENS = 16
 """OpenAI refuses a ``max_output_tokens`` below 16."""
 
 
-def check(body: ResponseCreateRequest) -> None:
-    """400 for what OpenAI refuses and for what this server cannot do (naming the param), before anything runs."""
+def check(body: ResponseCreateRequest) -> OutputSpec:
+    """400 for what OpenAI refuses and for what this server cannot do (naming the param), before anything runs;
+    returns the requested output shape (``text.format``, function tools)."""
     if body.max_output_tokens is not None and body.max_output_tokens < MIN_OUTPUT_TOKENS:
         raise InvalidRequestError(
             f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= {MIN_OUTPUT_TOKENS}, "
@@ -32,32 +35,8 @@ def check(body: ResponseCreateRequest) -> None:
         raise NotSupportedError("prompt templates are not supported", param="prompt")
     if body.input is None and body.previous_response_id is None:
         raise InvalidRequestError("Missing required parameter: 'input'.", param="input")
-    _check_tools(body)
-    _check_text(body.text)
     _check_metadata(body.metadata)
-
-
-def _check_tools(body: ResponseCreateRequest) -> None:
-    for index, tool in enumerate(body.tools or ()):
-        kind = tool.get("type")
-        if kind != "function":
-            raise NotSupportedError(f"the built-in tool {kind!r} is not supported", param=f"tools[{index}].type")
-    if body.tools:
-        raise NotSupportedError("function tools are not supported yet", param="tools")
-    if body.tool_choice not in (None, "auto", "none"):
-        raise NotSupportedError("tool_choice other than 'auto' or 'none' is not supported yet", param="tool_choice")
-
-
-def _check_text(text: dict[str, Any] | None) -> None:
-    fmt = (text or {}).get("format")
-    if fmt is None:
-        return
-    kind = fmt.get("type") if isinstance(fmt, dict) else None
-    if kind in ("json_schema", "json_object"):
-        raise NotSupportedError(f"text.format {kind!r} (structured output) is not supported yet", param="text.format")
-    if kind != "text":
-        raise InvalidRequestError(f"text.format.type must be 'text', 'json_schema' or 'json_object', got {kind!r}",
-                                  param="text.format.type")
+    return output.output_spec(body)
 
 
 def _check_metadata(metadata: dict[str, str] | None) -> None:
@@ -78,7 +57,6 @@ def wants_logprobs(body: ResponseCreateRequest) -> bool:
 
 def echo_fields(body: ResponseCreateRequest) -> dict[str, Any]:
     """The request-derived fields of every snapshot of this response, in OpenAI's order, nulls included."""
-    text = body.text or {}
     return {
         "instructions": body.instructions,
         "max_output_tokens": body.max_output_tokens,
@@ -92,9 +70,9 @@ def echo_fields(body: ResponseCreateRequest) -> dict[str, Any]:
         "service_tier": "default",
         "store": body.store is not False,
         "temperature": 1.0 if body.temperature is None else body.temperature,
-        "text": {"format": {"type": "text"}, "verbosity": text.get("verbosity") or "medium"},
+        "text": output.echo_text(body),
         "tool_choice": body.tool_choice or "auto",
-        "tools": [],
+        "tools": output.echo_tools(body),
         "top_logprobs": body.top_logprobs or 0,
         "top_p": 1.0 if body.top_p is None else body.top_p,
         "truncation": body.truncation or "disabled",
@@ -102,12 +80,15 @@ def echo_fields(body: ResponseCreateRequest) -> dict[str, Any]:
     }
 
 
-def sampling(body: ResponseCreateRequest, max_tokens: int, stop_ids: frozenset[int]) -> SamplingParams:
-    """The engine's parameters: temperature and top_p as given (OpenAI's defaults of 1), logprobs if included."""
+def sampling(body: ResponseCreateRequest, max_tokens: int, stop_ids: frozenset[int],
+             grammar: str | None = None) -> SamplingParams:
+    """The engine's parameters: temperature and top_p as given (OpenAI's defaults of 1), logprobs if included,
+    and the grammar of a structured answer or of tool calls."""
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=1.0 if body.temperature is None else body.temperature,
         top_p=1.0 if body.top_p is None else body.top_p,
         logprobs=(body.top_logprobs or 0) if wants_logprobs(body) else None,
         stop_token_ids=stop_ids,
+        grammar=grammar,
     )

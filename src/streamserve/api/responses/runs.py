@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from streamserve.engine import EngineError, EngineStoppedError
+from streamserve.moderation import ModerationError
 from streamserve.store import ResponseStore, StoredEvent
 from streamserve.streaming.generation import Generation
 from streamserve.streaming.response import Observer, observed
@@ -64,8 +65,8 @@ class Run:
         """Generate the response; each event is recorded before it is yielded. Iterate it once.
 
         Closing the iterator early (a foreground client left, or the background task was cancelled)
-        aborts the generation and leaves the response ``cancelled``; an engine failure or shutdown ends
-        it with ``response.failed``.
+        aborts the generation and leaves the response ``cancelled``; an engine failure, a shutdown or a
+        moderation check that cannot complete ends it with ``response.failed``.
         """
         try:
             for event in self.formatter.opening():
@@ -80,6 +81,11 @@ class Run:
                 if not isinstance(exc, EngineStoppedError):
                     logger.error("response %s failed: %s", self.id, exc)
                 for event in self.formatter.fail(message, self.generation.usage()):
+                    yield self._record(event)
+            except ModerationError as exc:
+                logger.error("response %s: moderation failed: %s", self.id, exc)
+                for event in self.formatter.fail(f"moderation failed: {exc}", self.generation.usage(),
+                                                 code="moderation_failed"):
                     yield self._record(event)
         finally:
             self.end()

@@ -29,6 +29,7 @@ from streamserve.api.errors import (
     ServiceUnavailableError,
 )
 from streamserve.api.metrics import RequestRecorder
+from streamserve.api.moderation import message_prompts, plan_request
 from streamserve.api.protocol import ResponseCreateRequest
 from streamserve.api.responses import inputs, request
 from streamserve.api.responses.replay import follow
@@ -48,6 +49,7 @@ from streamserve.store import (
 from streamserve.streaming import sse
 from streamserve.streaming.generation import ChoiceRequest, GenerationRequest, start_generation
 from streamserve.streaming.responses_format import ResponsesFormatter, ResponsesMeta, new_response_id
+from streamserve.streaming.structured import OutputSpec, plan_output
 
 logger = logging.getLogger("streamserve.responses")
 
@@ -91,12 +93,18 @@ class ResponsesService:
     async def create(self, body: ResponseCreateRequest, http: Request, state: ServerState,
                      loaded: LoadedModel) -> Response:
         """``POST /v1/responses``: stream it, return it, or return it queued and run it in the background."""
-        request.check(body)
+        wanted = request.check(body)
+        shape = plan_output(wanted)
         chain = await self._chain(body.previous_response_id)
         items = inputs.parse_input(body.input)
-        prompt = await asyncio.to_thread(_prompt, body, loaded, chain, items)  # templating scales with the input
-        params = request.sampling(body, prompt.max_tokens, loaded.stop_ids)
-        spec = GenerationRequest([ChoiceRequest(prompt.ids, params)], loaded.template.stop, len(prompt.ids))
+        # Templating scales with the input: off the event loop.
+        prompt = await asyncio.to_thread(_prompt, body, loaded, chain, items, wanted, shape.prompt_suffix)
+        params = request.sampling(body, prompt.max_tokens, loaded.stop_ids, shape.grammar)
+        moderation = await plan_request(loaded.moderation, body.moderation,
+                                        message_prompts([item.message for item in items]), param="input",
+                                        stream=bool(body.stream))
+        spec = GenerationRequest([ChoiceRequest(prompt.ids, params)], loaded.template.stop, len(prompt.ids),
+                                 moderation=moderation, tool_prefix=shape.tool_prefix)
         try:
             generation = start_generation(loaded.engine, spec)
         except QueueFullError as exc:
@@ -255,11 +263,12 @@ class ResponsesService:
 
 
 def _prompt(body: ResponseCreateRequest, loaded: LoadedModel, chain: list[ChainLink],
-            items: list[inputs.InputItem]) -> inputs.Prompt:
+            items: list[inputs.InputItem], wanted: OutputSpec, suffix: str) -> inputs.Prompt:
     return inputs.build_prompt(
         loaded.template, loaded.engine.tokenizer, loaded.limits, instructions=body.instructions,
         history=inputs.conversation(chain) + [item.message for item in items],
-        max_output_tokens=body.max_output_tokens, truncation=body.truncation or "disabled")
+        max_output_tokens=body.max_output_tokens, truncation=body.truncation or "disabled",
+        spec=wanted, suffix=suffix)
 
 
 async def _drain(run: Run) -> bool:
