@@ -3,6 +3,7 @@ tokenizer and the plain transcript template."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -162,3 +163,58 @@ def test_accepted_requests_echo_openais_defaults() -> None:
     params = request.sampling(accepted, 16, frozenset({7}))
     assert params.logprobs == 3 and params.max_tokens == 16 and params.stop_token_ids == frozenset({7})
     assert request.sampling(body(), 16, frozenset()).logprobs is None
+
+
+def test_function_call_items_become_one_assistant_turn_and_their_outputs_tool_messages() -> None:
+    items = inputs.parse_input([
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
+        {"type": "function_call", "id": "fc_kept", "call_id": "call_2", "name": "get_weather",
+         "arguments": '{"city": "Rome"}'},
+        {"type": "function_call_output", "call_id": "call_1", "output": "Sunny"},
+        {"type": "function_call_output", "call_id": "call_2", "output": [{"type": "input_text", "text": "Rain"}]},
+    ])
+    assert items[1].item["type"] == "function_call" and items[1].id.startswith("fc_") and items[2].id == "fc_kept"
+    assert items[3].item == {"id": items[3].id, "type": "function_call_output", "call_id": "call_1",
+                             "output": "Sunny", "status": "completed"}
+    joined = inputs.join_calls([i.message for i in items])
+    assert [m["role"] for m in joined] == ["user", "assistant", "tool", "tool"]
+    assert [c["id"] for c in joined[1]["tool_calls"]] == ["call_1", "call_2"] and joined[3]["content"] == "Rain"
+    prompt = inputs.build_prompt(TRANSCRIPT, CharTokenizer(), LIMITS, instructions=None,
+                                 history=[i.message for i in items], max_output_tokens=16, truncation="disabled")
+    text = "".join(chr(t) for t in prompt.ids)
+    assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>' in text
+    assert "<tool_response>\nSunny\n</tool_response>\n<tool_response>\nRain\n</tool_response>" in text
+
+
+def test_a_call_output_without_its_call_is_a_400() -> None:
+    items = inputs.parse_input([{"type": "function_call_output", "call_id": "call_x", "output": "1"}])
+    with pytest.raises(APIError) as info:
+        inputs.join_calls([i.message for i in items])
+    assert info.value.param == "input" and "call_x" in info.value.message
+
+
+def test_tools_go_into_the_prompt_and_a_forced_call_ends_it() -> None:
+    weather = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+    spec = request.check(body(tools=[weather], tool_choice="required"))
+    assert [t.name for t in spec.tools] == ["get_weather"] and spec.tool_choice.mode == "required"
+    prompt = inputs.build_prompt(TRANSCRIPT, CharTokenizer(), dataclasses.replace(LIMITS, ctx_size=2000),
+                                 instructions="Be brief.",
+                                 history=[{"role": "user", "content": "Hi"}], max_output_tokens=16,
+                                 truncation="disabled", spec=spec, suffix="<tool_call>\n")
+    text = "".join(chr(t) for t in prompt.ids)
+    assert text.startswith("System: Be brief.\n\nYou are a function calling AI model.")
+    assert '"name": "get_weather"' in text and text.endswith("<tool_call>\n")
+
+
+def test_formats_and_tools_are_echoed_in_responses_shape() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    weather = {"type": "function", "name": "get_weather", "parameters": schema}
+    fields = request.echo_fields(body(text={"format": {"type": "json_schema", "name": "A", "schema": schema}},
+                                      tools=[weather], tool_choice={"type": "function", "name": "get_weather"}))
+    assert fields["text"]["format"] == {"type": "json_schema", "description": None, "name": "A", "schema": schema,
+                                        "strict": False}
+    assert fields["tools"] == [{"type": "function", "description": None, "name": "get_weather",
+                                "parameters": schema, "strict": True}]
+    assert fields["tool_choice"] == {"type": "function", "name": "get_weather"}
+    assert request.check(body(text={"format": {"type": "json_object"}})).json_schema == {"type": "object"}

@@ -9,7 +9,18 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from streamserve.streaming.events import Finish, LogprobEntry, TextDelta, TopLogprob, Usage
+from streamserve.moderation import ModerationResult
+from streamserve.streaming.events import (
+    Finish,
+    LogprobEntry,
+    ModerationScores,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    TopLogprob,
+    Usage,
+)
 from streamserve.streaming.responses_format import ResponsesFormatter, ResponsesMeta
 
 EVENT = TypeAdapter(ResponseStreamEvent)
@@ -146,3 +157,62 @@ def test_joined_deltas_equal_the_final_text(pieces: list[str]) -> None:
     events = play(formatter(), *[TextDelta(0, p) for p in pieces], Finish(0, "stop"), Usage(1, len(pieces)))
     joined = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
     assert joined == "".join(pieces) == events[-1]["response"]["output"][0]["content"][0]["text"]
+
+
+def test_function_calls_are_items_with_argument_events_and_one_set_of_ids() -> None:
+    f = formatter()
+    events = play(f, TextDelta(0, "Let me check."), ToolCallStart(0, 0, "call_a", "get_weather"),
+                  ToolCallDelta(0, 0, '{"city": '), ToolCallDelta(0, 0, '"Paris"}'),
+                  ToolCallEnd(0, 0, "call_a", "get_weather", '{"city": "Paris"}'),
+                  ToolCallStart(0, 1, "call_b", "get_time"), ToolCallDelta(0, 1, "{}"),
+                  ToolCallEnd(0, 1, "call_b", "get_time", "{}"), Finish(0, "tool_calls"), Usage(12, 9))
+    check_wire(events)
+    assert [e["type"] for e in events][2:] == [
+        "response.output_item.added", "response.content_part.added", "response.output_text.delta",
+        "response.output_text.done", "response.content_part.done", "response.output_item.done",
+        "response.output_item.added", "response.function_call_arguments.delta",
+        "response.function_call_arguments.delta", "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.output_item.added", "response.function_call_arguments.delta",
+        "response.function_call_arguments.done", "response.output_item.done", "response.completed",
+    ]
+    final = events[-1]["response"]
+    assert final["status"] == "completed" and f.text == "Let me check."
+    message, first, second = final["output"]
+    assert message["type"] == "message" and message["status"] == "completed"
+    assert first == {"id": first["id"], "type": "function_call", "status": "completed",
+                     "arguments": '{"city": "Paris"}', "call_id": "call_a", "name": "get_weather"}
+    assert first["id"].startswith("fc_") and second["call_id"] == "call_b" and second["arguments"] == "{}"
+    added = [e for e in events if e["type"] == "response.output_item.added"]
+    assert added[1]["item"] == {**first, "status": "in_progress", "arguments": ""} and added[1]["output_index"] == 1
+    deltas = [e for e in events if e["type"] == "response.function_call_arguments.delta"]
+    assert {e["item_id"] for e in deltas[:2]} == {first["id"]} and deltas[2]["output_index"] == 2
+    done = [e for e in events if e["type"] == "response.function_call_arguments.done"]
+    assert [d["arguments"] for d in done] == ['{"city": "Paris"}', "{}"] and done[0]["name"] == "get_weather"
+    assert f.snapshot() == final
+
+
+def test_a_call_cut_by_the_token_limit_is_incomplete() -> None:
+    f = formatter()
+    events = play(f, ToolCallStart(0, 0, "call_a", "get_weather"), ToolCallDelta(0, 0, '{"ci'), Finish(0, "length"),
+                  Usage(12, 16))
+    check_wire(events)
+    final = events[-1]["response"]
+    assert events[-1]["type"] == "response.incomplete"
+    assert final["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert final["output"][0]["status"] == "incomplete" and final["output"][0]["arguments"] == '{"ci'
+
+
+def test_a_filtered_answer_is_incomplete_with_content_filter_and_reports_its_scores() -> None:
+    f = formatter()
+    flagged = ModerationResult(frozenset({"harassment"}), {"harassment": 1.0})
+    events = play(f, TextDelta(0, "You are"), Finish(0, "content_filter"),
+                  ModerationScores("streamserve-rules", (ModerationResult(),), (flagged,)), Usage(12, 5))
+    check_wire(events)
+    final = events[-1]["response"]
+    assert events[-1]["type"] == "response.incomplete" and final["incomplete_details"] == {"reason": "content_filter"}
+    assert final["output"][0]["status"] == "incomplete" and final["output"][0]["content"][0]["text"] == "You are"
+    moderation = Response.model_validate(final).moderation
+    assert moderation is not None and moderation.output.type == "moderation_result"
+    assert moderation.output.flagged and moderation.output.categories["harassment"]
+    assert not moderation.input.flagged and moderation.input.model == "streamserve-rules"
