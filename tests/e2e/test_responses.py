@@ -315,16 +315,17 @@ def test_truncation_disabled_refuses_an_overlong_input_and_auto_drops_the_oldest
 
 @pytest.mark.parametrize(("extra", "param"), [
     ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
-    ({"tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}]}, "tools"),
+    ({"tools": [{"type": "function", "name": "f", "parameters": {"type": "array"}}]}, "tools[0].parameters"),
     ({"tool_choice": "required"}, "tool_choice"),
     ({"conversation": "conv_123"}, "conversation"),
-    ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}}}}, "text.format"),
+    ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {"not": {"type": "object"}}}}}, "text.format"),
     ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "http://x/y.png"}]}]},
      "input[0].content[0]"),
-    ({"input": [{"type": "function_call_output", "call_id": "c", "output": "{}"}]}, "input[0]"),
+    ({"input": [{"type": "function_call_output", "call_id": "c", "output": "{}"}]}, "input"),  # no such call
+    ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
     ({"stream_options": {"include_obfuscation": False}}, "stream_options"),
 ])
-def test_what_the_server_cannot_do_is_a_400_naming_the_param(client: OpenAI, extra: dict[str, Any],
+def test_what_the_server_cannot_do_or_refuses_is_a_400_naming_the_param(client: OpenAI, extra: dict[str, Any],
                                                              param: str) -> None:
     body = {"model": MODEL, "input": "Hi", **extra}
     with pytest.raises(openai.BadRequestError) as info:
