@@ -251,7 +251,7 @@ def test_a_busy_lane_can_be_the_copy_source() -> None:
     prompt = list(range(COPY_MIN_TOKENS + 10))
     pool = LanePool(2)
     busy, _, _ = pool.acquire(prompt)
-    pool.contents[busy] = prompt  # what its KV holds once its prompt was read
+    pool.hold(busy, prompt, len(prompt))  # what its KV holds once its prompt was read
     lease = pool.acquire([*prompt, 7])
     assert lease.lane != busy
     assert (lease.source, lease.keep) == (busy, len(prompt))

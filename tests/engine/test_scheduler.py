@@ -1,6 +1,8 @@
 """Scheduler with fake Sequences (no model): admission, decode and prefill chunks, the token budgets, remove().
 
 The prompt budget per step comes from ``PrefillBudget`` (tests/engine/test_budget.py); here it is given.
+Most tests run with ``grid=1`` (every token a unit), which tests the shares' fairness rules token by
+token; the tests under "Grid units" run them with the engine's 64-token grid.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ def _seq(prompt_len: int, first_token: int = 100) -> Sequence:
 ANY = 10_000  # a prompt budget that does not limit anything
 
 
-def _scheduler(lanes: int = 4, *, max_batch_tokens: int = 64) -> Scheduler:
-    return Scheduler(LanePool(lanes), max_batch_tokens=max_batch_tokens)
+def _scheduler(lanes: int = 4, *, max_batch_tokens: int = 64, grid: int = 1) -> Scheduler:
+    return Scheduler(LanePool(lanes, grid), max_batch_tokens=max_batch_tokens, grid=grid)
 
 
 def _run(chunks: list[Chunk], next_token: int = 7) -> None:
