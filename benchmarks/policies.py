@@ -28,6 +28,7 @@ from typing import Any
 import streamserve.engine.scheduler as scheduler_module
 from streamserve.bench import percentile
 from streamserve.engine.budget import PrefillBudget
+from streamserve.engine.config import EngineConfig
 from streamserve.engine.lanes import COPY_MIN_TOKENS, LanePool, Lease, common_prefix_len
 from streamserve.engine.sampling import SamplingParams
 from streamserve.engine.scheduler import Scheduler, prompt_shares
@@ -35,13 +36,14 @@ from streamserve.engine.sequence import Sequence
 
 Shares = Callable[[list[Sequence], int], list[tuple[Sequence, int]]]
 _DUMMY: Any = object()
+GRID = EngineConfig().prompt_grid
 
 
 def fifo(prefilling: list[Sequence], budget: int) -> list[tuple[Sequence, int]]:
     """Arrival order: the earliest prompt takes the whole budget."""
     out = []
     for seq in prefilling:
-        take = min(len(seq.prompt_ids) - seq.num_computed, budget)
+        take = min(len(seq.prompt_ids) - seq.num_computed - seq.prompt_credit, budget)
         if take > 0:
             out.append((seq, take))
             budget -= take
@@ -51,9 +53,9 @@ def fifo(prefilling: list[Sequence], budget: int) -> list[tuple[Sequence, int]]:
 def max_min(prefilling: list[Sequence], budget: int) -> list[tuple[Sequence, int]]:
     """Water-filling: an equal share each, what a short prompt does not need goes to the others."""
     shares: dict[int, int] = {}
-    ordered = sorted(prefilling, key=lambda s: len(s.prompt_ids) - s.num_computed)
+    ordered = sorted(prefilling, key=lambda s: len(s.prompt_ids) - s.num_computed - s.prompt_credit)
     for i, seq in enumerate(ordered):
-        take = min(len(seq.prompt_ids) - seq.num_computed, budget // (len(ordered) - i))
+        take = min(len(seq.prompt_ids) - seq.num_computed - seq.prompt_credit, budget // (len(ordered) - i))
         shares[id(seq)] = take
         budget -= take
     return [(s, shares[id(s)]) for s in prefilling if shares[id(s)] > 0]
@@ -73,7 +75,7 @@ def step_seconds(chunks: list[scheduler_module.Chunk]) -> float:
 def simulate_prefill(shares: Shares, step_time: float) -> dict[str, Any]:
     """Run the workload through the real Scheduler and PrefillBudget; TTFTs in simulated seconds."""
     scheduler_module.prompt_shares = shares
-    sched = Scheduler(LanePool(8), max_batch_tokens=512)
+    sched = Scheduler(LanePool(8, GRID), max_batch_tokens=512, grid=GRID)
     budget = PrefillBudget(2.0, step_time=step_time, ceiling=512)
     budget.observe(1, 0, 0.0075)  # the engine's warm-up decode
     rng = random.Random(1)

@@ -82,6 +82,14 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     engine.add_argument("--prefill-step-ms", type=float, default=defaults.prefill_step_time * 1000,
                         help="a step reading prompt tokens takes at most about this long (sized online): a "
                              "request arriving while a long prompt is read waits about this long for its own")
+    engine.add_argument("--deterministic", action="store_true",
+                        help="decode each sequence's rows in llama.cpp calls of their own, so greedy and seeded "
+                             "output never depends on other traffic, at a throughput cost (docs/determinism.md)")
+    engine.add_argument("--prompt-grid", type=int, default=defaults.prompt_grid,
+                        help="prompts are read in grid-aligned chunks of this many tokens, and only whole chunks "
+                             "are reused from the prompt cache, so a cached prompt gives a fresh read's output; "
+                             "at least the row count from which the CPU's matmuls change path (see "
+                             "benchmarks/determinism_probe.py)")
     limits = serve.add_argument_group("request limits")
     limits.add_argument("--max-tokens-default", type=int, default=None,
                         help="cap on max_tokens when a request gives none (chat defaults to the rest of the context)")
@@ -131,9 +139,11 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
     name, _ = resolve_model(args.model)
     names = tuple(dict.fromkeys(n.strip() for arg in args.served_model_name for n in arg.split(",") if n.strip()))
     engine = EngineConfig(parallel=args.parallel, ctx_size=args.ctx_size, max_queue=args.max_queue,
-                          n_threads=args.threads, max_batch_tokens=max(args.max_batch_tokens, args.parallel),
+                          n_threads=args.threads,
+                          max_batch_tokens=max(args.max_batch_tokens, args.parallel - 1 + args.prompt_grid),
                           prefill_stall=args.prefill_stall, prefill_step_time=args.prefill_step_ms / 1000,
-                          extra_bufts=args.extra_bufts, max_backlog=args.max_backlog)
+                          extra_bufts=args.extra_bufts, max_backlog=args.max_backlog,
+                          prompt_grid=args.prompt_grid, deterministic=args.deterministic)
     moderation = ModerationConfig(
         mode=args.moderation, window=args.moderation_window, rules_file=args.moderation_rules,
         classifier=args.moderation_classifier, classifier_threshold=args.moderation_threshold,

@@ -220,6 +220,7 @@ def test_model_list_and_error_envelope_shapes() -> None:
                 "created": 1,
                 "owned_by": "streamserve",
                 "max_model_len": 2048,
+                "deterministic": False,
             }
         ],
     }

@@ -127,14 +127,11 @@ def test_eight_concurrent_streams_are_served_together(server: ServerProcess) -> 
 
 def test_second_chat_turn_reuses_the_first_and_answers_as_without_cache(server: ServerProcess,
                                                                         client: OpenAI) -> None:
-    """The second turn's prompt cache hit covers the first turn, and the answer equals a cache-free run.
-
-    The cache-free run is the same request sent first to a freshly started server. llama.cpp's
-    logits depend on where the last prompt chunk starts, so that server reads prompts in chunks of
-    ``cached_tokens`` (``--max-batch-tokens``): its last chunk starts where the cached run's does,
-    and the greedy answers must be equal, not merely similar.
+    """The second turn's prompt cache hit covers the first turn's whole grid chunks, and the answer
+    equals a cache-free run: the same request sent first to a freshly started server, greedy answers
+    equal, not merely similar (docs/determinism.md).
     """
-    first_turn = [{"role": "system", "content": "You are a concise geography tutor."},
+    first_turn = [{"role": "system", "content": "You are a concise geography tutor. " * 6},
                   {"role": "user", "content": "What is the capital of France?"}]
     first = client.chat.completions.create(model=MODEL, messages=first_turn, max_tokens=MAX_TOKENS,  # type: ignore[arg-type]
                                            temperature=0.0)
@@ -147,15 +144,12 @@ def test_second_chat_turn_reuses_the_first_and_answers_as_without_cache(server: 
     cached = stream_chat(server.base_url, second_turn)
     SERVED.append(cached.completion_tokens)
     assert cached.cached_tokens is not None
-    # The whole first prompt and its answer (re-tokenized from the text) come from the cache;
-    # the last answer token may be missing from the lane when the turn stopped at max_tokens.
-    assert cached.cached_tokens >= first.usage.prompt_tokens + first.usage.completion_tokens - 1, (
-        cached.cached_tokens, first.usage)
+    # The first prompt's whole 64-token grid chunks come from the cache; its tail and the answer are
+    # read again, in the chunks a fresh read uses.
+    assert cached.cached_tokens == first.usage.prompt_tokens // 64 * 64 > 0, (cached.cached_tokens, first.usage)
     assert cached.text.strip() and "\ufffd" not in cached.text
 
-    # Chunks of cached_tokens split the prompt exactly where the cached run's suffix starts.
-    assert cached.prompt_tokens - cached.cached_tokens <= cached.cached_tokens
-    with running_server(*SERVER_ARGS, "--max-batch-tokens", str(cached.cached_tokens)) as fresh_server:
+    with running_server(*SERVER_ARGS) as fresh_server:
         fresh = stream_chat(fresh_server.base_url, second_turn)
     assert fresh.cached_tokens == 0
     assert fresh.text == cached.text

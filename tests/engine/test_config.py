@@ -34,7 +34,7 @@ def test_sizes_below_one_raise(name: str, value: int) -> None:
 def test_size_of_one_is_accepted(name: str) -> None:
     kwargs = {name: 1}
     if name == "max_batch_tokens":
-        kwargs["parallel"] = 1
+        kwargs.update(parallel=1, prompt_grid=1)
     assert getattr(EngineConfig(**kwargs), name) == 1
 
 
@@ -45,9 +45,22 @@ def test_max_queue_zero_is_accepted_negative_raises() -> None:
 
 
 def test_max_batch_tokens_must_hold_one_decode_token_per_lane() -> None:
-    assert EngineConfig(parallel=8, max_batch_tokens=8).max_batch_tokens == 8
+    assert EngineConfig(parallel=8, max_batch_tokens=8, prompt_grid=1).max_batch_tokens == 8
     with pytest.raises(ValueError, match="max_batch_tokens"):
-        EngineConfig(parallel=8, max_batch_tokens=7)
+        EngineConfig(parallel=8, max_batch_tokens=7, prompt_grid=1)
+
+
+def test_max_batch_tokens_must_hold_a_grid_chunk_beside_the_decode_tokens() -> None:
+    assert EngineConfig(parallel=8, max_batch_tokens=71).prompt_grid == 64
+    with pytest.raises(ValueError, match="prompt_grid"):
+        EngineConfig(parallel=8, max_batch_tokens=70)
+    with pytest.raises(ValueError, match="prompt_grid"):
+        EngineConfig(prompt_grid=0)
+
+
+def test_deterministic_is_off_by_default() -> None:
+    assert EngineConfig().deterministic is False
+    assert EngineConfig(deterministic=True).deterministic is True
 
 
 @pytest.mark.parametrize("value", [1.0, 0.5, 0.0, -2.0])
@@ -93,7 +106,7 @@ def test_config_is_frozen() -> None:
 
 
 def test_replace_revalidates() -> None:
-    config = EngineConfig(parallel=2, max_batch_tokens=16)
+    config = EngineConfig(parallel=2, max_batch_tokens=16, prompt_grid=8)
     assert dataclasses.replace(config, parallel=4).parallel == 4
     with pytest.raises(ValueError):
         dataclasses.replace(config, parallel=32)

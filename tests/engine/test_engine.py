@@ -27,6 +27,7 @@ from streamserve.engine import (
     StreamBacklogError,
     TokenEvent,
 )
+from streamserve.engine.lanes import common_prefix_len
 from streamserve.llama import Model, load_model
 from streamserve.models import resolve_model
 
@@ -244,7 +245,7 @@ def test_abort_frees_the_lane(make_engine: EngineFactory, model: Model) -> None:
 
 def test_abort_during_prefill_frees_the_lane(make_engine: EngineFactory, model: Model) -> None:
     """A prompt read 16 tokens a step is aborted while it is read: counted as such, its lane freed."""
-    eng = make_engine(parallel=1, max_batch_tokens=16)
+    eng = make_engine(parallel=1, max_batch_tokens=16, prompt_grid=16)
     prompt = chat(model, "Summarise: " + "the lane is read in chunks, " * 60)
 
     async def main() -> list[TokenEvent]:
@@ -264,25 +265,26 @@ def test_abort_during_prefill_frees_the_lane(make_engine: EngineFactory, model: 
 
 def test_aborted_sequence_leaves_its_tokens_cached_at_the_right_positions(make_engine: EngineFactory,
                                                                         model: Model) -> None:
-    """An aborted lane keeps what it computed: resuming from the tokens received continues the same text."""
-    reference_engine = make_engine(parallel=1)
+    """An aborted lane keeps what it computed: a request resuming from the tokens received reuses its
+    prompt's whole grid chunks and continues exactly as a fresh engine does from the same tokens."""
+    fresh_engine = make_engine(parallel=1)
     eng = make_engine(parallel=1)
-    prompt = chat(model, "Write a very long essay about history.")
-    params = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True)
+    prompt = chat(model, "Write a very long essay about history, its wars, its kings and its peoples. " * 4)
+    params = SamplingParams(max_tokens=10, temperature=0.0, ignore_eos=True)
 
-    async def main() -> tuple[list[TokenEvent], list[int], list[TokenEvent], int]:
-        reference, _ = await generate(reference_engine, prompt, params)
+    async def main() -> tuple[list[int], list[TokenEvent], int, list[TokenEvent]]:
         long = eng.generate(prompt, SamplingParams(max_tokens=400, temperature=0.0, ignore_eos=True))
         received = [(await long.__anext__()).token_id, (await long.__anext__()).token_id]
         long.close()
-        resumed, cached = await generate(eng, prompt + received, SamplingParams(max_tokens=10, temperature=0.0,
-                                                                                ignore_eos=True))
-        return reference, received, resumed, cached
+        resumed, cached = await generate(eng, prompt + received, params)
+        fresh, _ = await generate(fresh_engine, prompt + received, params)
+        return received, resumed, cached, fresh
 
-    reference, received, resumed, cached = run(main(), timeout=60)
-    assert received == [e.token_id for e in reference[:2]]
-    assert cached == len(prompt) + 1  # everything but the last prompt token, whose logits are needed
-    assert [e.token_id for e in resumed] == [e.token_id for e in reference[2:]]
+    _, resumed, cached, fresh = run(main(), timeout=60)
+    grid = eng.config.prompt_grid
+    assert len(prompt) > grid
+    assert cached == len(prompt) // grid * grid  # the tail and the decoded tokens are read again
+    assert [e.token_id for e in resumed] == [e.token_id for e in fresh]
 
 
 def test_abort_of_a_waiting_sequence_frees_its_queue_slot(make_engine: EngineFactory, model: Model) -> None:
@@ -413,16 +415,15 @@ def test_short_prompt_is_read_before_a_long_one_in_flight_finishes(make_engine: 
 
 
 def test_prompt_cache_reuses_the_previous_turn_and_changes_nothing(make_engine: EngineFactory, model: Model) -> None:
-    """A second turn reuses the first turn's lane, and generates exactly what a fresh lane generates.
+    """A second turn reuses the first turn's lane, and generates exactly what a fresh engine generates.
 
-    llama.cpp's logits depend on where the last prompt chunk starts (measured on SmolLM2: up to a few
-    percent of probability mass, enough to flip greedy near-ties), not on earlier chunk boundaries.
-    The fresh run therefore reads the prompt in chunks of ``cached`` tokens, so its last chunk starts
-    where the cached run's does; then tokens and logprobs must match exactly. Wrong positions, a stale
-    or missing KV entry, or an off-by-one in the kept prefix would all show up here.
+    Only the whole grid chunks of the first prompt are reused (its tail and the generated tokens were
+    computed in other batch shapes than a fresh read uses); then tokens and logprobs must match bit
+    for bit. Wrong positions, a stale or missing KV entry, or an off-by-one in the kept prefix would
+    all show up here, as would a prefix cut off the grid.
     """
     cached_engine = make_engine(parallel=1)
-    first_prompt = chat(model, "What is the capital of France?", system=True)
+    first_prompt = chat(model, "What is the capital of France? " * 8, system=True)
     params = SamplingParams(max_tokens=16, temperature=0.0, logprobs=1)
 
     async def first_and_second() -> tuple[list[TokenEvent], list[int], list[TokenEvent], int]:
@@ -431,20 +432,19 @@ def test_prompt_cache_reuses_the_previous_turn_and_changes_nothing(make_engine: 
         second, cached = await generate(cached_engine, second_prompt, params)
         return first, second_prompt, second, cached
 
-    first, second_prompt, with_cache, cached = run(first_and_second())
-    # The lane holds the first prompt and every output token that was fed back (not the last one
-    # when the sequence stopped at max_tokens; an end-of-generation token is never fed back).
-    in_kv = len(first_prompt) + len(text_ids(first)) - (1 if first[-1].finish is FinishReason.LENGTH else 0)
-    assert cached == in_kv > len(first_prompt)
+    _, second_prompt, with_cache, cached = run(first_and_second())
+    grid = cached_engine.config.prompt_grid
+    assert len(first_prompt) > grid
+    assert cached == len(first_prompt) // grid * grid > 0
     stats = cached_engine.stats()
     assert stats.cached_prompt_tokens_total == cached
     assert stats.prompt_tokens_total == len(first_prompt) + len(second_prompt)
 
-    fresh_engine = make_engine(parallel=1, max_batch_tokens=cached)
+    fresh_engine = make_engine(parallel=1)
     without_cache, fresh_cached = run(generate(fresh_engine, second_prompt, params))
     assert fresh_cached == 0
     assert [e.token_id for e in with_cache] == [e.token_id for e in without_cache]
-    assert [e.logprob for e in with_cache] == pytest.approx([e.logprob for e in without_cache], abs=1e-4)
+    assert [e.logprob for e in with_cache] == [e.logprob for e in without_cache]
 
 
 def test_prompt_cache_full_hit_decodes_the_last_prompt_token(make_engine: EngineFactory, model: Model) -> None:
@@ -455,13 +455,14 @@ def test_prompt_cache_full_hit_decodes_the_last_prompt_token(make_engine: Engine
         return await generate(eng, prompt, GREEDY), await generate(eng, prompt, GREEDY)
 
     (first, first_cached), (second, second_cached) = run(main())
-    assert (first_cached, second_cached) == (0, len(prompt) - 1)
+    grid = eng.config.prompt_grid
+    assert (first_cached, second_cached) == (0, (len(prompt) - 1) // grid * grid)
     assert [e.token_id for e in first] == [e.token_id for e in second]
 
 
 def test_longest_cached_prefix_lane_is_chosen(make_engine: EngineFactory, model: Model) -> None:
     eng = make_engine(parallel=3)
-    prompts = [chat(model, q) for q in ("What is two plus two?", "Name a fruit.", "Name an animal.")]
+    prompts = [chat(model, q * 16) for q in ("What is two plus two? ", "Name a fruit. ", "Name an animal. ")]
 
     async def main() -> list[tuple[list[TokenEvent], int]]:
         streams = [eng.generate(p, GREEDY) for p in prompts]  # all three lanes in use at once
@@ -470,9 +471,11 @@ def test_longest_cached_prefix_lane_is_chosen(make_engine: EngineFactory, model:
         second = prompts[1] + text_ids(firsts[1][0]) + next_turn(model, "Another one.")
         return [*firsts, await generate(eng, second, GREEDY)]
 
-    *firsts, (_, cached) = run(main())
-    events = firsts[1][0]
-    assert cached == len(prompts[1]) + len(text_ids(events)) - (1 if events[-1].finish is FinishReason.LENGTH else 0)
+    *_, (_, cached) = run(main())
+    # Its whole grid chunks: the tail and the generated tokens are read again (docs/determinism.md).
+    grid = eng.config.prompt_grid
+    assert len(prompts[1]) > grid
+    assert cached == len(prompts[1]) // grid * grid
 
 
 def test_interleaved_conversations_keep_their_cache(make_engine: EngineFactory, model: Model) -> None:
@@ -483,7 +486,8 @@ def test_interleaved_conversations_keep_their_cache(make_engine: EngineFactory, 
     recomputes it, although three of the four lanes were never used.
     """
     eng = make_engine(parallel=4)
-    a1 = chat(model, "What is the capital of France?", system=True)
+    a1 = chat(model, "What is the capital of France? Tell me about its history and its rivers, please. " * 3,
+              system=True)
     b1 = chat(model, "List three fruits.", system=True)
 
     async def main() -> tuple[list[TokenEvent], int]:
@@ -493,8 +497,10 @@ def test_interleaved_conversations_keep_their_cache(make_engine: EngineFactory, 
         _, cached = await generate(eng, a2, GREEDY)
         return a_out, cached
 
-    a_out, cached = run(main())
-    a_history = len(a1) + len(text_ids(a_out)) - 1
+    _, cached = run(main())
+    grid = eng.config.prompt_grid
+    a_history = len(a1) // grid * grid  # A's whole grid chunks, all that a lane reuses
+    assert a_history > common_prefix_len(a1, b1) // grid * grid  # more than the prefix B shares
     assert cached >= a_history, (
         f"A's second turn reused {cached} tokens (the system prompt and user header B shares), "
         f"not A's {a_history}-token history: B's first turn took A's lane while 3 lanes were empty"
@@ -505,19 +511,19 @@ def test_shared_prefix_is_copied_from_another_lane_and_changes_nothing(make_engi
                                                                          model: Model) -> None:
     """A new conversation sharing A's system prompt copies that prefix from A's lane into an empty one.
 
-    A's history stays cached in its own lane; B reuses the shared prefix without reading it again,
-    and generates exactly what a fresh engine generates when its last prompt chunk starts at the
-    same position (see the prompt-cache test above for why the chunking is aligned).
+    A's history stays cached in its own lane; B reuses the shared prefix's whole grid chunks without
+    reading them again, and generates exactly what a fresh engine generates.
     """
     eng = make_engine(parallel=3)
-    system = ("<|im_start|>system\nYou are a careful assistant. Answer briefly, in plain words, and never "
-              "invent facts you are unsure about; say so instead.<|im_end|>\n")
-    a1 = model.tokenize(system + "<|im_start|>user\nTell me a story about a dragon.<|im_end|>\n"
+    system = ("<|im_start|>system\n" + "You are a careful assistant. Answer briefly, in plain words, and never "
+              "invent facts you are unsure about; say so instead. " * 3 + "<|im_end|>\n")
+    a1 = model.tokenize(system + "<|im_start|>user\n" + "Tell me a story about a dragon. " * 12 + "<|im_end|>\n"
                         "<|im_start|>assistant\n", add_special=False, parse_special=True)
     b1 = model.tokenize(system + "<|im_start|>user\nName a fruit.<|im_end|>\n<|im_start|>assistant\n",
                         add_special=False, parse_special=True)
     shared = next(i for i, (x, y) in enumerate(zip(a1, b1, strict=False)) if x != y)
-    assert shared >= 32
+    grid = eng.config.prompt_grid
+    assert shared >= grid
 
     async def main() -> tuple[list[TokenEvent], int, list[int]]:
         await generate(eng, a1, SamplingParams(max_tokens=48, temperature=0.0))
@@ -526,9 +532,9 @@ def test_shared_prefix_is_copied_from_another_lane_and_changes_nothing(make_engi
         return b_out, cached, [len(c) for c in a_lane_before]
 
     b_out, cached, lanes_before = run(main())
-    assert cached == shared
+    assert cached == shared // grid * grid
     assert max(len(c) for c in eng.lanes.contents) >= max(lanes_before)  # A's history was not evicted
-    fresh = make_engine(parallel=1, max_batch_tokens=shared)
+    fresh = make_engine(parallel=1)
     fresh_out, fresh_cached = run(generate(fresh, b1, GREEDY))
     assert fresh_cached == 0
     assert [e.token_id for e in b_out] == [e.token_id for e in fresh_out]

@@ -251,7 +251,59 @@ def test_a_busy_lane_can_be_the_copy_source() -> None:
     prompt = list(range(COPY_MIN_TOKENS + 10))
     pool = LanePool(2)
     busy, _, _ = pool.acquire(prompt)
-    pool.contents[busy] = prompt  # what its KV holds once its prompt was read
+    pool.hold(busy, prompt, len(prompt))  # what its KV holds once its prompt was read
     lease = pool.acquire([*prompt, 7])
     assert lease.lane != busy
     assert (lease.source, lease.keep) == (busy, len(prompt))
+
+
+# Grid extent: only whole grid chunks a fresh read writes the same way are reused
+
+G = 4
+
+
+def test_reuse_stops_at_the_grid_extent_rounded_to_the_grid() -> None:
+    pool = LanePool(1, grid=G)
+    lane, _, _ = pool.acquire([999])
+    history = list(range(30))
+    pool.release(lane, history, 10)  # an extent off the grid (the engine's never are) is rounded too
+    lane, keep, _ = pool.acquire([*history, 50, 51])
+    assert keep == 8  # min(shared 30, extent 10) rounded down to the grid
+    assert pool.contents[lane] == history[:8]
+    assert pool.extents[lane] == 8
+
+
+def test_a_shorter_shared_prefix_is_rounded_down_too() -> None:
+    pool = LanePool(1, grid=G)
+    lane, _, _ = pool.acquire([999])
+    pool.release(lane, list(range(20)), 20)
+    _, keep, _ = pool.acquire([*range(11), 77])
+    assert keep == 8
+
+
+def test_the_last_prompt_token_stays_to_decode_on_the_grid() -> None:
+    pool = LanePool(1, grid=G)
+    lane, _, _ = pool.acquire([999])
+    pool.release(lane, list(range(16)), 16)
+    _, keep, _ = pool.acquire(list(range(16)))  # the same prompt: its last grid chunk is read again
+    assert keep == 12
+
+
+def test_tokens_past_the_extent_cost_nothing_to_discard() -> None:
+    """A lane whose tokens are mostly tail and output loses no reusable cache: taking it is free."""
+    pool = LanePool(2, grid=G)
+    lanes = [pool.acquire([999]).lane for _ in range(2)]
+    pool.release(lanes[0], [])
+    pool.release(lanes[1], list(range(100, 140)), 4)  # 4 reusable tokens, 36 past its extent
+    lane, keep, _ = pool.acquire([*range(100, 104), 5, 6, 7])
+    assert (lane, keep) == (lanes[1], 4)
+
+
+def test_a_copy_is_limited_to_the_source_extent() -> None:
+    pool = LanePool(2, grid=G)
+    busy, _, _ = pool.acquire([999])
+    prompt = list(range(40))
+    pool.hold(busy, prompt, 24)
+    lease = pool.acquire([*prompt, 1])
+    assert (lease.source, lease.keep) == (busy, 24)
+    assert pool.extents[lease.lane] == 24

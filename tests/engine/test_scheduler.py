@@ -1,6 +1,8 @@
 """Scheduler with fake Sequences (no model): admission, decode and prefill chunks, the token budgets, remove().
 
 The prompt budget per step comes from ``PrefillBudget`` (tests/engine/test_budget.py); here it is given.
+Most tests run with ``grid=1`` (every token a unit), which tests the shares' fairness rules token by
+token; the tests under "Grid units" run them with the engine's 64-token grid.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ def _seq(prompt_len: int, first_token: int = 100) -> Sequence:
 ANY = 10_000  # a prompt budget that does not limit anything
 
 
-def _scheduler(lanes: int = 4, *, max_batch_tokens: int = 64) -> Scheduler:
-    return Scheduler(LanePool(lanes), max_batch_tokens=max_batch_tokens)
+def _scheduler(lanes: int = 4, *, max_batch_tokens: int = 64, grid: int = 1) -> Scheduler:
+    return Scheduler(LanePool(lanes, grid), max_batch_tokens=max_batch_tokens, grid=grid)
 
 
 def _run(chunks: list[Chunk], next_token: int = 7) -> None:
@@ -398,3 +400,150 @@ def test_removed_running_sequence_gets_no_more_chunks(lanes: int) -> None:
     seqs = [_decoding(sched) for _ in range(lanes)]
     sched.remove(seqs[0])
     assert seqs[0] not in [c.seq for c in sched.schedule(ANY)]
+
+
+# Grid units: prompts are read in whole 64-token grid chunks plus one whole tail
+
+GRID = 64
+
+
+def _read(sched: Scheduler, seq: Sequence, budget: int) -> list[tuple[str, int, int]]:
+    """Steps until ``seq`` has its first token: each of its chunks as (kind, start, length)."""
+    cuts = []
+    while seq.is_prefilling:
+        chunks = sched.schedule(budget)
+        cuts += [(c.kind, c.start, len(c.tokens)) for c in chunks if c.seq is seq]
+        _run(chunks)
+    return cuts
+
+
+@pytest.mark.parametrize("budget", [5, 40, 64, 100, 200, 512])
+def test_a_prompt_is_cut_at_the_grid_whatever_the_budget(budget: int) -> None:
+    sched = _scheduler(lanes=2, max_batch_tokens=512, grid=GRID)
+    seq = _seq(200)
+    sched.add(seq)
+    sched.admit()
+    cuts = _read(sched, seq, budget)
+    assert [c for c in cuts if c[0] == "tail"] == [("tail", 192, 8)]  # the tail: one piece, last
+    grid_cuts = [c for c in cuts if c[0] == "grid"]
+    assert all(start % GRID == 0 and length % GRID == 0 for _, start, length in grid_cuts)
+    assert sum(length for _, _, length in grid_cuts) == 192
+    assert cuts[-1][0] == "tail"
+
+
+def test_a_prompt_of_whole_chunks_samples_its_last_grid_chunk() -> None:
+    sched = _scheduler(lanes=1, max_batch_tokens=512, grid=GRID)
+    seq = _seq(128)
+    sched.add(seq)
+    sched.admit()
+    (chunk,) = sched.schedule(ANY)
+    assert (chunk.kind, chunk.start, len(chunk.tokens), chunk.sample) == ("grid", 0, 128, True)
+
+
+def test_a_step_reaching_the_tail_reads_it_as_a_chunk_of_its_own() -> None:
+    sched = _scheduler(lanes=1, max_batch_tokens=512, grid=GRID)
+    seq = _seq(150)
+    sched.add(seq)
+    sched.admit()
+    chunks = sched.schedule(ANY)
+    assert [(c.kind, c.start, len(c.tokens), c.sample) for c in chunks] == [
+        ("grid", 0, 128, False), ("tail", 128, 22, True)]
+
+
+def test_grants_smaller_than_a_chunk_are_banked_until_one_is_covered() -> None:
+    """A budget of 20 a step beside decoding streams: a grid chunk every fourth step, none lost."""
+    sched = _scheduler(lanes=2, max_batch_tokens=512, grid=GRID)
+    _decoding(sched)
+    seq = _seq(300)
+    sched.add(seq)
+    sched.admit()
+    read = []
+    for _ in range(8):
+        chunks = sched.schedule(20)
+        read.append(sum(len(c.tokens) for c in chunks if c.seq is seq))
+        _run(chunks)
+    assert read == [0, 0, 0, 64, 0, 0, 64, 0]
+    assert seq.prompt_credit == 160 - 128
+
+
+def test_a_cached_prefix_continues_on_the_grid() -> None:
+    """A lane reused up to a grid boundary: the rest is read in the chunks a fresh read uses."""
+    sched = _scheduler(lanes=1, max_batch_tokens=512, grid=GRID)
+    prompt = list(range(1000, 1200))
+    lane, _, _ = sched.lanes.acquire([1])
+    sched.lanes.release(lane, prompt[:170], 128)  # 128 tokens of full chunks, then a tail and output
+    seq = Sequence(prompt, SamplingParams(max_tokens=8), _DUMMY, _DUMMY)
+    sched.add(seq)
+    sched.admit()
+    assert seq.num_cached == 128
+    assert _read(sched, seq, ANY) == [("grid", 128, 64), ("tail", 192, 8)]
+
+
+def test_grid_short_prompt_arriving_behind_a_long_one_is_read_in_its_first_step() -> None:
+    sched = _scheduler(lanes=4, max_batch_tokens=512, grid=GRID)
+    long = _seq(4000)
+    sched.add(long)
+    sched.admit()
+    for _ in range(5):
+        _run(sched.schedule(128))
+    short = _seq(25, first_token=9000)
+    sched.add(short)
+    sched.admit()
+    chunks = sched.schedule(128)
+    assert [(c.seq, c.kind, len(c.tokens), c.sample) for c in chunks if c.seq is short] == [
+        (short, "tail", 25, True)]
+
+
+def test_grid_long_prompt_is_not_starved_by_a_stream_of_short_ones() -> None:
+    """Short prompts arrive every step; the long one's floor still adds up to a chunk every few steps."""
+    sched = _scheduler(lanes=3, max_batch_tokens=512, grid=GRID)
+    long = _seq(640)
+    sched.add(long)
+    sched.admit()
+    budget, steps = 64, 0
+    while long.is_prefilling:
+        for seq in list(sched.running):
+            if seq is not long and not seq.is_prefilling:
+                sched.remove(seq)
+                sched.lanes.release(seq.lane, [])
+        while sched.lanes.num_free:
+            sched.add(_seq(40, first_token=1000 + steps))
+            sched.admit()
+        chunks = sched.schedule(budget)
+        assert all(c.kind != "grid" or (c.start % GRID == 0 and len(c.tokens) % GRID == 0) for c in chunks)
+        _run(chunks)
+        steps += 1
+    floor = budget // (2 * 3)
+    assert steps <= -(-640 // floor) + 1
+
+
+def test_grid_budget_invariants_in_a_random_simulation() -> None:
+    """Random arrivals, lengths, cached prefixes and budgets: whole units only, within the batch, all finish."""
+    rng = random.Random(99)
+    max_batch, lanes = 200, 3
+    sched = _scheduler(lanes=lanes, max_batch_tokens=max_batch, grid=GRID)
+    pending = [(_seq(rng.randint(1, 400), first_token=1000 * i), rng.randint(1, 4)) for i in range(20)]
+    limits = {id(seq): limit for seq, limit in pending}
+    finished = 0
+    for _step in range(3000):
+        if pending and rng.random() < 0.3:
+            sched.add(pending.pop(0)[0])
+        sched.admit()
+        chunks = sched.schedule(rng.randint(1, 150))
+        assert sum(len(c.tokens) for c in chunks) <= max_batch
+        for c in chunks:
+            full = len(c.seq.prompt_ids) // GRID * GRID
+            if c.kind == "grid":
+                assert c.start % GRID == 0 and len(c.tokens) % GRID == 0 and c.start + len(c.tokens) <= full
+            elif c.kind == "tail":
+                assert (c.start, c.start + len(c.tokens)) == (full, len(c.seq.prompt_ids)) and c.sample
+        _run(chunks)
+        for seq in list(sched.running):
+            if len(seq.output_ids) >= limits[id(seq)]:
+                sched.remove(seq)
+                sched.lanes.release(seq.lane, seq.tokens_in_kv(),
+                                    min(seq.num_computed, len(seq.prompt_ids) // GRID * GRID))
+                finished += 1
+        if not pending and not sched.running and not sched.waiting:
+            break
+    assert finished == 20

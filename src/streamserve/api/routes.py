@@ -58,7 +58,9 @@ async def health(request: Request) -> Response:
     kernels = state.loaded.engine.model.kernels
     cpu = None if kernels is None else {
         "extra_buffer_types": list(kernels.available), "enabled": kernels.extra_bufts, "reason": kernels.reason}
-    return _json({"status": "ok", "cpu_kernels": cpu})
+    engine = state.config.engine
+    return _json({"status": "ok", "cpu_kernels": cpu,
+                  "determinism": {"deterministic": engine.deterministic, "prompt_grid": engine.prompt_grid}})
 
 
 @health_router.get("/metrics")
@@ -145,4 +147,4 @@ async def _respond(request: Request, state: ServerState, loaded: LoadedModel, sh
 
 def _card(state: ServerState, name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": state.created, "owned_by": "streamserve",
-            "max_model_len": state.config.engine.ctx_size}
+            "max_model_len": state.config.engine.ctx_size, "deterministic": state.config.engine.deterministic}

@@ -25,6 +25,12 @@ class EngineConfig:
     says whether llama.cpp may use its extra CPU buffer types (AMX, repacked weights): ``auto`` lets a
     probe decide (``llama.kernels``). A sequence whose reader leaves ``max_backlog`` steps unread (a
     client that stopped reading) is aborted, freeing its lane.
+
+    Prompts are read in grid-aligned chunks of ``prompt_grid`` tokens plus one tail, so a cached prefix
+    gives the logits a fresh read gives (docs/determinism.md); ``prompt_grid`` must be at least the
+    row count from which llama.cpp's matmuls take their large-batch path (64 on the CPUs measured).
+    ``deterministic`` decodes each sequence's rows in a llama_decode call of their own, so its output
+    does not depend on other traffic whatever the kernels do, at a throughput cost.
     """
 
     parallel: int = 8
@@ -36,13 +42,15 @@ class EngineConfig:
     prefill_step_time: float = 0.5
     extra_bufts: Literal["auto", "on", "off"] = "auto"
     max_backlog: int = 1024
+    prompt_grid: int = 64
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.prefill_stall) or self.prefill_stall <= 1.0:
             raise ValueError(f"prefill_stall must be above 1, got {self.prefill_stall}")
         if not math.isfinite(self.prefill_step_time) or self.prefill_step_time <= 0:
             raise ValueError(f"prefill_step_time must be a positive number of seconds, got {self.prefill_step_time}")
-        for name in ("parallel", "ctx_size", "n_threads", "max_batch_tokens", "max_backlog"):
+        for name in ("parallel", "ctx_size", "n_threads", "max_batch_tokens", "max_backlog", "prompt_grid"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.extra_bufts not in ("auto", "on", "off"):
@@ -51,3 +59,6 @@ class EngineConfig:
             raise ValueError(f"max_queue must be at least 0, got {self.max_queue}")
         if self.max_batch_tokens < self.parallel:
             raise ValueError("max_batch_tokens must be at least parallel (one decode token per sequence)")
+        if self.max_batch_tokens < self.parallel - 1 + self.prompt_grid:
+            raise ValueError(f"max_batch_tokens must be at least parallel - 1 + prompt_grid ({self.prompt_grid}): "
+                             "a step reads a prompt in whole grid chunks beside the other sequences' decode tokens")

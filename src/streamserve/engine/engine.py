@@ -22,7 +22,7 @@ from streamserve.engine.faults import FaultInjector
 from streamserve.engine.lanes import LanePool
 from streamserve.engine.runner import ModelRunner, Sampled
 from streamserve.engine.sampling import SamplingParams
-from streamserve.engine.scheduler import Chunk, Scheduler
+from streamserve.engine.scheduler import Chunk, Scheduler, grid_extent
 from streamserve.engine.sequence import Delivery, Sequence, SequenceStatus
 from streamserve.engine.stream import SequenceStream
 from streamserve.llama import Batch, Context, DecodeError, Model, ProbeSettings, Sampler, guidance_tokenizer, load_model
@@ -73,12 +73,13 @@ class Engine:
             n_batch=config.max_batch_tokens,
             n_threads=config.n_threads,
         )
-        self.lanes = LanePool(config.parallel)
-        self.scheduler = Scheduler(self.lanes, max_batch_tokens=config.max_batch_tokens)
+        self.lanes = LanePool(config.parallel, config.prompt_grid)
+        self.scheduler = Scheduler(self.lanes, max_batch_tokens=config.max_batch_tokens, grid=config.prompt_grid)
         self.budget = PrefillBudget(config.prefill_stall, step_time=config.prefill_step_time,
                                     ceiling=config.max_batch_tokens)
         self.constraints = Constraints(lambda: guidance_tokenizer(model), config.parallel)
-        self.runner = ModelRunner(self.context, config.max_batch_tokens, self.constraints)
+        self.runner = ModelRunner(self.context, config.max_batch_tokens, self.constraints,
+                                  deterministic=config.deterministic)
         self._faults = FaultInjector()
         self._cond = threading.Condition()
         self._commands: list[tuple[str, Sequence]] = []
@@ -267,7 +268,7 @@ class Engine:
             self.context.copy(seq.copy_from, seq.lane)
         if not self.context.remove(seq.lane, seq.num_cached, -1):
             self.context.remove(seq.lane)
-            self.lanes.contents[seq.lane] = []
+            self.lanes.hold(seq.lane, [], 0)
             seq.num_cached = seq.num_computed = 0
         seq.admit_time = time.monotonic()
         p = seq.params
@@ -292,7 +293,8 @@ class Engine:
             seq = chunk.seq
             seq.num_computed += len(chunk.tokens)
             if seq.num_computed == len(seq.prompt_ids):
-                self.lanes.contents[seq.lane] = seq.prompt_ids  # readable by later prompts' prefix copies
+                # Readable by later prompts' prefix copies.
+                self.lanes.hold(seq.lane, seq.prompt_ids, grid_extent(len(seq.prompt_ids), self.config.prompt_grid))
         deliveries: list[tuple[Sequence, Delivery]] = []
         for s in sampled:
             seq = s.seq
@@ -335,7 +337,8 @@ class Engine:
         if seq.lane >= 0:
             if not keep_kv:
                 self.context.remove(seq.lane)
-            self.lanes.release(seq.lane, seq.tokens_in_kv() if keep_kv else [])
+            extent = min(seq.num_computed, grid_extent(len(seq.prompt_ids), self.config.prompt_grid))
+            self.lanes.release(seq.lane, seq.tokens_in_kv() if keep_kv else [], extent if keep_kv else 0)
         if seq.sampler is not None:
             seq.sampler.close()
             seq.sampler = None

@@ -21,7 +21,10 @@ def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 class Lease(NamedTuple):
-    """A lane taken for a prompt: ``keep`` leading prompt tokens are reused, copied first from ``source`` if set."""
+    """A lane taken for a prompt: ``keep`` leading prompt tokens are reused, copied first from ``source`` if set.
+
+    ``keep`` is a multiple of the pool's grid, so the prompt goes on reading in the chunks a fresh read uses.
+    """
 
     lane: int
     keep: int
@@ -32,8 +35,13 @@ class LanePool:
     """Hands out free lanes so that a prompt reuses the most cached tokens and discards the least.
 
     A released lane keeps its tokens: the prompt cache (a conversation's next turn extends them).
-    Taking a free lane keeps the prefix it shares with the prompt and discards the rest, its *loss*.
-    ``acquire`` takes, in this order:
+    Only a lane's *grid extent* can be reused: its leading tokens written by full grid chunks of
+    ``grid`` tokens, which a fresh read of any prompt starting with them writes the same way; a
+    prompt's tail and generated tokens were computed in other batch shapes, so a fresh read would
+    give other logits (docs/determinism.md). A lane's reusable prefix for a prompt is therefore the
+    tokens they share, up to its grid extent, rounded down to a multiple of ``grid``. Taking a free
+    lane keeps that prefix and discards the rest of its extent, its *loss*. ``acquire`` takes, in
+    this order:
 
     1. a free lane that costs nothing (loss of at most ``COPY_MIN_TOKENS``: an empty lane, or one
        whose tokens the prompt continues, the conversation's own lane), the one sharing most first;
@@ -48,8 +56,10 @@ class LanePool:
     on 8 lanes: 0.49 of their prompt tokens cached, against 0.61 with LRU).
     """
 
-    def __init__(self, n_lanes: int) -> None:
+    def __init__(self, n_lanes: int, grid: int = 1) -> None:
+        self.grid = grid
         self.contents: list[list[int]] = [[] for _ in range(n_lanes)]
+        self.extents: list[int] = [0] * n_lanes
         self._free: list[int] = list(range(n_lanes))  # least recently released first
 
     @property
@@ -62,8 +72,8 @@ class LanePool:
 
         At least one prompt token is always left to decode, since sampling needs its logits.
         """
-        shared = [min(common_prefix_len(tokens, prompt), len(prompt) - 1) for tokens in self.contents]
-        free_of_cost = [lane for lane in self._free if len(self.contents[lane]) - shared[lane] <= COPY_MIN_TOKENS]
+        shared = [self.reusable(lane, prompt) for lane in range(len(self.contents))]
+        free_of_cost = [lane for lane in self._free if self.extents[lane] - shared[lane] <= COPY_MIN_TOKENS]
         # max() keeps the first, least recently released, of ties; without a free-of-cost lane, LRU.
         best = max(free_of_cost, key=lambda lane: shared[lane]) if free_of_cost else self._free[0]
         self._free.remove(best)
@@ -74,11 +84,25 @@ class LanePool:
         else:
             lease = Lease(best, shared[best])
             self.contents[best] = self.contents[best][: lease.keep]
+        self.extents[best] = lease.keep
         return lease
 
-    def release(self, lane: int, tokens: list[int]) -> None:
-        """Give a lane back, remembering the tokens its KV memory now holds."""
+    def reusable(self, lane: int, prompt: Sequence[int]) -> int:
+        """Leading tokens of ``prompt`` that ``lane`` can give: shared, within its grid extent, whole grid chunks.
+
+        At least one prompt token is left to decode, since sampling needs its logits.
+        """
+        shared = min(common_prefix_len(self.contents[lane], prompt), self.extents[lane], len(prompt) - 1)
+        return shared // self.grid * self.grid
+
+    def hold(self, lane: int, tokens: list[int], extent: int) -> None:
+        """Record what a lane's KV memory holds now, the first ``extent`` tokens written by full grid chunks."""
         self.contents[lane] = tokens
+        self.extents[lane] = min(extent, len(tokens))
+
+    def release(self, lane: int, tokens: list[int], extent: int | None = None) -> None:
+        """Give a lane back, remembering the tokens its KV memory now holds (``hold``; extent: all of them)."""
+        self.hold(lane, tokens, len(tokens) if extent is None else extent)
         self._free.append(lane)
 
     def cached_tokens(self) -> int:

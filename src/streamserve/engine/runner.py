@@ -29,19 +29,44 @@ class Sampled:
 
 
 class ModelRunner:
-    """Fills the batch, decodes it, and samples each sequence whose chunk wants logits.
+    """Decodes a step's chunks, and samples each sequence whose chunk wants logits.
+
+    A step takes several llama_decode calls, so that every row is computed in a batch shape that does
+    not depend on the cache or on other traffic (docs/determinism.md, ``benchmarks/determinism_probe.py``).
+    llama.cpp cuts a call over several lanes into ubatches holding as many rows of each lane, and a
+    row's logits change with its ubatch's row count (below 64 rows, or from 64): a prompt chunk decoded
+    beside a decode token would be cut into 1 + the rest. So decode tokens go in one call; all grid
+    chunks in one call (every ubatch then holds multiples of the grid, at least 64 rows); and each
+    prompt tail in a call of its own, so its shape is its length alone. With ``deterministic``, every
+    chunk gets its own call, and nothing another sequence does can change a sequence's rows.
 
     A sequence with a constraint has its logits row masked in place before its own sampler chain
     draws, and the drawn token advances the constraint; logprobs are the model's, taken before the mask.
     """
 
-    def __init__(self, context: Context, max_batch_tokens: int, constraints: Constraints) -> None:
+    def __init__(self, context: Context, max_batch_tokens: int, constraints: Constraints, *,
+                 deterministic: bool = False) -> None:
         self.context = context
         self.batch = Batch(max_batch_tokens)
         self.constraints = constraints
+        self.deterministic = deterministic
 
     def run(self, chunks: list[Chunk]) -> list[Sampled]:
-        """Decode all chunks in one batch; raise ``DecodeError`` if llama.cpp fails it."""
+        """Decode the chunks in the calls ``calls`` groups them into; raise ``DecodeError`` if llama.cpp fails one."""
+        results: list[Sampled] = []
+        for call in self.calls(chunks):
+            results.extend(self._run_call(call))
+        return results
+
+    def calls(self, chunks: list[Chunk]) -> list[list[Chunk]]:
+        """The llama_decode calls of one step, in order (a sequence's grid chunks before its tail)."""
+        if self.deterministic:
+            return [[chunk] for chunk in chunks]
+        calls = [[c for c in chunks if c.kind == kind] for kind in ("decode", "grid")]
+        calls += [[c] for c in chunks if c.kind == "tail"]
+        return [call for call in calls if call]
+
+    def _run_call(self, chunks: list[Chunk]) -> list[Sampled]:
         batch = self.batch
         batch.clear()
         to_sample: list[tuple[Sequence, int]] = []

@@ -50,6 +50,7 @@ class Sequence:
     copy_from: int | None = None
     num_computed: int = 0
     num_cached: int = 0
+    prompt_credit: int = 0  # prompt tokens the scheduler granted that are not read yet (whole units only)
     output_ids: list[int] = field(default_factory=list)
     sampler: Sampler | None = None
     constraint: Constraint | None = None

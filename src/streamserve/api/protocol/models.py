@@ -8,13 +8,17 @@ from streamserve.api.protocol.base import OpenAIBaseModel
 
 
 class ModelCard(OpenAIBaseModel):
-    """One served model name; ``max_model_len`` is the context of one request (prompt plus output)."""
+    """One served model name; ``max_model_len`` is the context of one request (prompt plus output).
+
+    ``deterministic`` says whether the server runs with ``--deterministic`` (docs/determinism.md).
+    """
 
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str
     max_model_len: int
+    deterministic: bool = False
 
 
 class ModelList(OpenAIBaseModel):
