@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ def command(kind: str, setup: Setup, port: int, llama_server: str | None, extra:
     if kind == "streamserve":
         return [sys.executable, "-m", "streamserve", "serve", "--model", str(setup.model_path), "--port", str(port),
                 "--parallel", str(setup.parallel), "--ctx-size", str(setup.ctx_per_seq),
-                "--threads", str(setup.threads), "--max-queue", "256", "--log-level", "warning", *extra]
+                "--threads", str(setup.threads), "--max-queue", "256", "--log-level", "warning",
+                "--data-dir", tempfile.mkdtemp(prefix="streamserve-bench-data-"), *extra]
     if kind == "llama-server":
         if not llama_server:
             raise ValueError("llama-server needs --llama-server PATH")
