@@ -5,8 +5,8 @@
   On a machine loaded by other work every step is slower, so the bound is 2 s plus three times the
   same request's first-token time alone, measured just before; and its first token must come before
   the long prompt's, which holds at any load.
-- Two, then eight conversations sharing a system prompt keep their whole history cached over three
-  turns each.
+- Two, then eight conversations sharing a system prompt keep their history cached over three turns
+  each (every whole 64-token grid chunk of the previous turn's prompt: docs/determinism.md).
 - Admission counts sequences (prompts x n): 9 prompts x n=8 is a 400 naming the param while another
   user's request gets a 200; on one lane with no queue, n=2 can never fit (400, not 429), and 60
   requests sent right after streams that ended on a stop string all get 200.
@@ -34,7 +34,7 @@ MODEL = "smollm2-135m-instruct"
 ENV_KEY = "sk-env-7f3a9c1e5b2d4f60a8e1"
 FLAG_KEY = "sk-flag-0c9e8d7b6a5f4e3d2c1b"
 SYSTEM = ("You are a patient assistant for a small bookshop. Answer in one short sentence, politely, and "
-          "never invent prices or opening hours.")
+          "never invent prices or opening hours. ") * 3  # well over one 64-token grid chunk
 LONG_PROMPT = "The quick brown fox jumps over the lazy dog. " * 400  # about 4,000 tokens
 TIMEOUT_S = 300.0
 LONG_TIMEOUT_S = 1200.0  # a 4,000-token prompt on a heavily loaded 2-core machine
@@ -117,7 +117,7 @@ def test_short_request_is_not_stuck_behind_a_long_prompt(client: OpenAI) -> None
 
 
 def _conversation_turns(client: OpenAI, n_conversations: int, *, concurrent: bool) -> list[list[tuple[int, int]]]:
-    """Three turns for each conversation, alternating; per turn (cached tokens, previous turn's tokens)."""
+    """Three turns for each conversation, alternating; per turn (cached tokens, previous turn's prompt tokens)."""
     histories: list[list[dict[str, str]]] = [[{"role": "system", "content": SYSTEM}] for _ in range(n_conversations)]
     previous = [0] * n_conversations
     seen: list[list[tuple[int, int]]] = [[] for _ in range(n_conversations)]
@@ -130,7 +130,7 @@ def _conversation_turns(client: OpenAI, n_conversations: int, *, concurrent: boo
         usage = reply.usage
         assert usage is not None and usage.prompt_tokens_details is not None
         seen[c].append((usage.prompt_tokens_details.cached_tokens or 0, previous[c]))
-        previous[c] = usage.prompt_tokens + usage.completion_tokens
+        previous[c] = usage.prompt_tokens
         histories[c].append({"role": "assistant", "content": reply.choices[0].message.content or ""})
 
     for question in questions:
@@ -152,9 +152,11 @@ def test_conversations_sharing_a_system_prompt_keep_their_whole_history(client: 
     seen = _conversation_turns(client, n_conversations, concurrent=concurrent)
     for c, turns in enumerate(seen):
         assert len(turns) == 3
-        for cached, previous_turn in turns[1:]:
-            # Everything but, at most, the last generated token (never fed back when max_tokens ends it).
-            assert cached >= previous_turn - 1, f"conversation {c}: {turns}"
+        for cached, previous_prompt in turns[1:]:
+            # The previous prompt's whole grid chunks; its tail and the answer are read again.
+            assert cached >= previous_prompt // 64 * 64, f"conversation {c}: {turns}"
+        # By the third turn the own history gives more than the system prompt all conversations share.
+        assert turns[2][0] > 64, f"conversation {c}: {turns}"
 
 
 # Admission in sequences
