@@ -55,6 +55,15 @@ def _chat(client: OpenAI, model: str, messages: list[dict[str, str]], **kw: Any)
     return reply.choices[0].message.content or "", reply.usage.prompt_tokens_details.cached_tokens or 0
 
 
+def _logprobs(client: OpenAI, model: str, messages: list[dict[str, str]]) -> list[tuple[str, float]]:
+    """A greedy answer's tokens with their logprobs: equal only if every logit row was computed alike."""
+    reply = client.chat.completions.create(model=model, messages=messages, max_tokens=MAX_TOKENS,  # type: ignore[arg-type]
+                                           temperature=0.0, logprobs=True)
+    content = reply.choices[0].logprobs.content if reply.choices[0].logprobs else None
+    assert content
+    return [(t.token, t.logprob) for t in content]
+
+
 def _evict(client: OpenAI, model: str) -> None:
     """Fill the one lane with an unrelated prompt."""
     _chat(client, model, [{"role": "system", "content": _system()}, {"role": "user", "content": "Hi."}],
@@ -159,15 +168,16 @@ def _background(client: OpenAI, n: int, stop: threading.Event) -> list[threading
 
 
 def test_deterministic_greedy_text_is_the_same_alone_and_beside_eight_streams(deterministic: OpenAI) -> None:
+    """Text and logprobs, bit for bit: without --deterministic, on main, the logprobs differed under load."""
     health_model = deterministic.models.list().data[0]
     assert health_model.model_dump().get("deterministic") is True
     system = _system()
     requests = [[{"role": "system", "content": system}, {"role": "user", "content": q}] for q in QUESTIONS]
-    alone = [_chat(deterministic, "gemma-3-270m", messages)[0] for messages in requests]
+    alone = [_logprobs(deterministic, "gemma-3-270m", messages) for messages in requests]
     stop = threading.Event()
     threads = _background(deterministic, 8, stop)
     try:
-        loaded = [_chat(deterministic, "gemma-3-270m", messages)[0] for messages in requests]
+        loaded = [_logprobs(deterministic, "gemma-3-270m", messages) for messages in requests]
     finally:
         stop.set()
         for thread in threads:
