@@ -145,7 +145,7 @@ def prompt_shares(prefilling: list[Sequence], budget: int) -> list[tuple[Sequenc
 
 
 def whole_units(prefilling: list[Sequence], capacity: int, grid: int) -> list[tuple[Sequence, int]]:
-    """What each sequence reads this step: the whole units its ``prompt_credit`` covers, shortest remaining first.
+    """What each sequence reads this step: the whole units its ``prompt_credit`` covers, oldest first.
 
     A prompt's units are its full grid chunks ``[k * grid, (k + 1) * grid)``, then its tail (the
     last ``len % grid`` tokens) in one piece: a fresh read and a read after a cached prefix (which
@@ -153,8 +153,7 @@ def whole_units(prefilling: list[Sequence], capacity: int, grid: int) -> list[tu
     ``capacity`` tokens in all; a sequence whose units do not fit keeps its credit for a later step.
     """
     reads = []
-    # Shortest remaining first, as the shares are granted: a short prompt is never stuck behind a long one's credit.
-    for seq in sorted(prefilling, key=lambda s: (len(s.prompt_ids) - s.num_computed, s.number)):
+    for seq in sorted(prefilling, key=lambda s: s.number):
         take = _fit(seq, min(seq.prompt_credit, capacity), grid)
         if take > 0:
             reads.append((seq, take))
