@@ -72,9 +72,8 @@ class Scheduler:
         ``prompt_shares`` grants each prefilling sequence its tokens of the budget (raised to one
         token per prefilling sequence if it is smaller, so none stalls); the grant adds to the
         sequence's ``prompt_credit``, and ``whole_units`` reads the credit in whole grid chunks and
-        whole tails, within the budget (at least one grid chunk) and the batch size. So a prompt is
-        read at the pace the shares set, a step carrying a chunk's worth once its credit holds one,
-        and every prompt is cut the same way.
+        whole tails, within the batch size. So a prompt is read at the pace the shares set, a step
+        carrying a chunk's worth once its credit holds one, and every prompt is cut the same way.
         """
         chunks = [
             Chunk(seq, [seq.output_ids[-1]], seq.num_computed, True, "decode")
@@ -84,12 +83,9 @@ class Scheduler:
         prefilling = [seq for seq in self.running if seq.is_prefilling]
         granting = [seq for seq in prefilling if _left(seq) > 0]
         capacity = self.max_batch_tokens - len(chunks)
-        budget = min(capacity, max(prompt_budget, len(granting)))
-        for seq, take in prompt_shares(granting, budget):
+        for seq, take in prompt_shares(granting, min(capacity, max(prompt_budget, len(granting)))):
             seq.prompt_credit += take
-        # Reads stay within the step's budget too (one grid chunk at least), so banked credit of several
-        # prompts never lands in one long step that would stall the decoding streams.
-        for seq, take in whole_units(prefilling, min(capacity, max(budget, self.grid)), self.grid):
+        for seq, take in whole_units(prefilling, capacity, self.grid):
             seq.prompt_credit -= take
             start, end = seq.num_computed, seq.num_computed + take
             full = grid_extent(len(seq.prompt_ids), self.grid)
