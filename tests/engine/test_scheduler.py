@@ -547,3 +547,42 @@ def test_grid_budget_invariants_in_a_random_simulation() -> None:
         if not pending and not sched.running and not sched.waiting:
             break
     assert finished == 20
+
+
+def test_grid_banked_credit_of_many_prompts_is_read_within_the_step_budget() -> None:
+    """Eight prompts granted a few tokens a step: their credits cover a chunk together, yet no step reads them all."""
+    sched = _scheduler(lanes=8, max_batch_tokens=512, grid=GRID)
+    prompts = [_seq(10 * GRID + 5, first_token=1000 * i) for i in range(8)]
+    for seq in prompts:
+        sched.add(seq)
+    sched.admit()
+    budget, longest_wait = 16, 0
+    for _step in range(2000):
+        chunks = sched.schedule(budget)
+        assert sum(len(c.tokens) for c in chunks if c.kind != "decode") <= max(budget, GRID)
+        longest_wait = max([longest_wait, *(seq.read_waits for seq in sched.running)])
+        _run(chunks)
+        if not any(seq.is_prefilling for seq in prompts):
+            break
+    assert not any(seq.is_prefilling for seq in prompts)
+    assert 0 < longest_wait <= len(prompts)
+
+
+def test_grid_a_unit_left_out_for_lack_of_room_goes_first_next_step() -> None:
+    """Shortest-first reads would starve a long prompt behind short ones; a skipped unit is read the next step."""
+    sched = _scheduler(lanes=2, max_batch_tokens=512, grid=GRID)
+    long = _seq(4 * GRID)
+    sched.add(long)
+    sched.admit()
+    long.prompt_credit = GRID
+    short = _seq(40, first_token=1000)
+    sched.add(short)
+    short.prompt_credit = 40
+    sched.admit()
+    first = sched.schedule(0)
+    assert [(c.seq, len(c.tokens)) for c in first if c.kind != "decode"] == [(short, 40)]
+    assert long.read_waits == 1
+    _run(first)
+    second = sched.schedule(0)
+    assert [(c.seq, len(c.tokens)) for c in second if c.kind != "decode"] == [(long, GRID)]
+    assert long.read_waits == 0

@@ -19,10 +19,10 @@ from streamserve.engine.constraint import Constraint, Constraints
 from streamserve.engine.errors import EngineError, EngineStoppedError, QueueFullError, StreamBacklogError
 from streamserve.engine.events import FinishReason, TokenEvent
 from streamserve.engine.faults import FaultInjector
-from streamserve.engine.lanes import LanePool
+from streamserve.engine.lanes import LanePool, grid_extent
 from streamserve.engine.runner import ModelRunner, Sampled
 from streamserve.engine.sampling import SamplingParams
-from streamserve.engine.scheduler import Chunk, Scheduler, grid_extent
+from streamserve.engine.scheduler import Chunk, Scheduler
 from streamserve.engine.sequence import Delivery, Sequence, SequenceStatus
 from streamserve.engine.stream import SequenceStream
 from streamserve.llama import Batch, Context, DecodeError, Model, ProbeSettings, Sampler, guidance_tokenizer, load_model

@@ -93,7 +93,7 @@ class LanePool:
         At least one prompt token is left to decode, since sampling needs its logits.
         """
         shared = min(common_prefix_len(self.contents[lane], prompt), self.extents[lane], len(prompt) - 1)
-        return shared // self.grid * self.grid
+        return grid_extent(shared, self.grid)
 
     def hold(self, lane: int, tokens: list[int], extent: int) -> None:
         """Record what a lane's KV memory holds now, the first ``extent`` tokens written by full grid chunks."""
@@ -108,3 +108,8 @@ class LanePool:
     def cached_tokens(self) -> int:
         """Tokens held by free lanes: the prompt cache (busy lanes are counted by their sequences)."""
         return sum(len(self.contents[lane]) for lane in self._free)
+
+
+def grid_extent(n_tokens: int, grid: int) -> int:
+    """How many of ``n_tokens`` leading tokens full grid chunks of ``grid`` cover; the rest is a prompt's tail."""
+    return n_tokens // grid * grid

@@ -6,7 +6,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from streamserve.engine.lanes import LanePool
+from streamserve.engine.lanes import LanePool, grid_extent
 from streamserve.engine.sequence import Sequence, SequenceStatus
 
 ChunkKind = Literal["decode", "grid", "tail"]
@@ -72,8 +72,9 @@ class Scheduler:
         ``prompt_shares`` grants each prefilling sequence its tokens of the budget (raised to one
         token per prefilling sequence if it is smaller, so none stalls); the grant adds to the
         sequence's ``prompt_credit``, and ``whole_units`` reads the credit in whole grid chunks and
-        whole tails, within the batch size. So a prompt is read at the pace the shares set, a step
-        carrying a chunk's worth once its credit holds one, and every prompt is cut the same way.
+        whole tails, within the budget (at least one grid chunk) and the batch size. So a prompt is
+        read at the pace the shares set, a step carrying a chunk's worth once its credit holds one,
+        and every prompt is cut the same way.
         """
         chunks = [
             Chunk(seq, [seq.output_ids[-1]], seq.num_computed, True, "decode")
@@ -83,9 +84,12 @@ class Scheduler:
         prefilling = [seq for seq in self.running if seq.is_prefilling]
         granting = [seq for seq in prefilling if _left(seq) > 0]
         capacity = self.max_batch_tokens - len(chunks)
-        for seq, take in prompt_shares(granting, min(capacity, max(prompt_budget, len(granting)))):
+        budget = min(capacity, max(prompt_budget, len(granting)))
+        for seq, take in prompt_shares(granting, budget):
             seq.prompt_credit += take
-        for seq, take in whole_units(prefilling, capacity, self.grid):
+        # Reads stay within the step's budget too (one grid chunk at least), so banked credit of several
+        # prompts never lands in one long step that would stall the decoding streams.
+        for seq, take in whole_units(prefilling, min(capacity, max(budget, self.grid)), self.grid):
             seq.prompt_credit -= take
             start, end = seq.num_computed, seq.num_computed + take
             full = grid_extent(len(seq.prompt_ids), self.grid)
@@ -102,11 +106,6 @@ class Scheduler:
             self.running.remove(seq)
         elif seq in self.waiting:
             self.waiting.remove(seq)
-
-
-def grid_extent(n_tokens: int, grid: int) -> int:
-    """How many of a prompt's ``n_tokens`` leading tokens its full grid chunks cover; the rest is its tail."""
-    return n_tokens // grid * grid
 
 
 def prompt_shares(prefilling: list[Sequence], budget: int) -> list[tuple[Sequence, int]]:
@@ -141,20 +140,26 @@ def prompt_shares(prefilling: list[Sequence], budget: int) -> list[tuple[Sequenc
 
 
 def whole_units(prefilling: list[Sequence], capacity: int, grid: int) -> list[tuple[Sequence, int]]:
-    """What each sequence reads this step: the whole units its ``prompt_credit`` covers, oldest first.
+    """What each sequence reads this step: the whole units its ``prompt_credit`` covers, within ``capacity``.
 
     A prompt's units are its full grid chunks ``[k * grid, (k + 1) * grid)``, then its tail (the
     last ``len % grid`` tokens) in one piece: a fresh read and a read after a cached prefix (which
-    ``LanePool`` cuts at a grid boundary) then decode every token in the same batch shape. At most
-    ``capacity`` tokens in all; a sequence whose units do not fit keeps its credit for a later step.
+    ``LanePool`` cuts at a grid boundary) then decode every token in the same batch shape. Units are
+    read shortest remaining prompt first, as the shares are granted, except that a sequence whose
+    unit was left out for lack of room (``read_waits`` steps in a row) goes before those that
+    waited less: with ``capacity`` at least one grid chunk, the first in that order always reads,
+    so no prompt's credit waits more steps than there are prompts. Reads are listed in arrival order.
     """
-    reads = []
-    for seq in sorted(prefilling, key=lambda s: s.number):
+    reads = {}
+    for seq in sorted(prefilling, key=lambda s: (-s.read_waits, len(s.prompt_ids) - s.num_computed, s.number)):
         take = _fit(seq, min(seq.prompt_credit, capacity), grid)
         if take > 0:
-            reads.append((seq, take))
+            reads[id(seq)] = take
             capacity -= take
-    return reads
+            seq.read_waits = 0
+        elif _fit(seq, seq.prompt_credit, grid) > 0:
+            seq.read_waits += 1
+    return [(seq, reads[id(seq)]) for seq in prefilling if id(seq) in reads]
 
 
 def _fit(seq: Sequence, limit: int, grid: int) -> int:
@@ -162,7 +167,7 @@ def _fit(seq: Sequence, limit: int, grid: int) -> int:
     unread = len(seq.prompt_ids) - seq.num_computed
     if limit >= unread:
         return unread
-    return max(0, min(grid_extent(len(seq.prompt_ids), grid) - seq.num_computed, limit // grid * grid))
+    return max(0, min(grid_extent(len(seq.prompt_ids), grid) - seq.num_computed, grid_extent(limit, grid)))
 
 
 def _left(seq: Sequence) -> int:

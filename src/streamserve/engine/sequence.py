@@ -51,6 +51,7 @@ class Sequence:
     num_computed: int = 0
     num_cached: int = 0
     prompt_credit: int = 0  # prompt tokens the scheduler granted that are not read yet (whole units only)
+    read_waits: int = 0  # steps in a row a unit its credit covers was left out of a full step
     output_ids: list[int] = field(default_factory=list)
     sampler: Sampler | None = None
     constraint: Constraint | None = None
