@@ -19,13 +19,13 @@ import argparse
 import itertools
 import json
 import re
-import socket
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,30 +35,40 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from servers import Setup, running
 
+from streamserve.bench.hostile import NO_EOS, open_unread_stream
 from streamserve.models import resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
-NO_EOS = {"0": -100, "1": -100, "2": -100}  # SmolLM2's end tokens: the victim outlives the hostile request
-Hostile = Callable[[str], dict[str, Any]]
-MODEL = "served"  # the first name the server lists, set once it runs (llama-server answers to any)
 
 
-def victim(base_url: str, hostile: Hostile) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Target:
+    """The server under test: its OpenAI base URL and the first model name it lists."""
+
+    base_url: str
+    model: str
+
+
+Hostile = Callable[[Target], dict[str, Any]]
+
+
+def victim(target: Target, hostile: Hostile) -> dict[str, Any]:
     """Stream 200 tokens; 0.5 s in, run ``hostile`` on another thread; the stream's gaps and the hostile result."""
     result: dict[str, Any] = {}
 
     def run_hostile() -> None:
         time.sleep(0.5)
         started = time.monotonic()
-        result.update(hostile(base_url))
+        result.update(hostile(target))
         result.setdefault("seconds", round(time.monotonic() - started, 2))
 
     thread = threading.Thread(target=run_hostile)
     thread.start()
-    body = {"model": MODEL, "prompt": "1, 2, 3,", "max_tokens": 200, "temperature": 0, "stream": True,
-            "logit_bias": NO_EOS}
+    body = {"model": target.model, "prompt": "1, 2, 3,", "max_tokens": 200, "temperature": 0, "stream": True,
+            "logit_bias": NO_EOS}  # the victim outlives the hostile request
     times = []
-    with httpx.Client(timeout=300) as http, http.stream("POST", base_url + "/completions", json=body) as response:
+    url = target.base_url + "/completions"
+    with httpx.Client(timeout=300) as http, http.stream("POST", url, json=body) as response:
         for line in response.iter_lines():
             if line.startswith("data: "):
                 times.append(time.monotonic())
@@ -72,14 +82,14 @@ def big_body(size: int) -> Hostile:
     """Post a chat request whose single message is ``size`` bytes of text (built now: not on the victim's time)."""
     body = json.dumps({"model": "MODEL", "messages": [{"role": "user", "content": "x" * size}]}).encode()
 
-    def post(base_url: str) -> dict[str, Any]:
-        return _answer(_post(base_url, "/chat/completions", body))
+    def post(target: Target) -> dict[str, Any]:
+        return _answer(_post(target, "/chat/completions", body))
     return post
 
 
-def under_the_limit(base_url: str) -> dict[str, Any]:
+def under_the_limit(target: Target) -> dict[str, Any]:
     """A 4,000,000-character prompt in a body just under streamserve's 4 MiB limit."""
-    return _answer(_post(base_url, "/chat/completions", UNDER_THE_LIMIT))
+    return _answer(_post(target, "/chat/completions", UNDER_THE_LIMIT))
 
 
 UNDER_THE_LIMIT = json.dumps({"model": "MODEL", "messages": [{"role": "user",
@@ -98,27 +108,19 @@ MALFORMED = [
 ]
 
 
-def malformed(base_url: str) -> dict[str, Any]:
+def malformed(target: Target) -> dict[str, Any]:
     """Forty malformed requests in a row; the statuses they got."""
     statuses: dict[str, int] = {}
     for i in range(40):
         path = "/chat/completions" if b"messages" in MALFORMED[i % len(MALFORMED)] else "/completions"
-        status = str(_post(base_url, path, MALFORMED[i % len(MALFORMED)]).status_code)
+        status = str(_post(target, path, MALFORMED[i % len(MALFORMED)]).status_code)
         statuses[status] = statuses.get(status, 0) + 1
     return {"statuses": statuses}
 
 
-def never_reads(base_url: str) -> dict[str, Any]:
+def never_reads(target: Target) -> dict[str, Any]:
     """Open a fat stream (20 alternatives per token) on a socket with a tiny buffer and never read it."""
-    host, port = base_url.removeprefix("http://").removesuffix("/v1").split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect((host, int(port)))
-    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Count to a million."}],
-                       "max_tokens": 3000, "temperature": 0, "stream": True, "logprobs": True, "top_logprobs": 20,
-                       "logit_bias": NO_EOS}).encode()
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    sock = open_unread_stream(target.base_url, target.model, max_tokens=3000)
     time.sleep(20)  # the victim's 200 tokens end meanwhile; the socket stays open, unread
     sock.close()
     return {"status": "never read (closed after 20 s)"}
@@ -134,10 +136,11 @@ SCENARIOS: dict[str, Hostile | None] = {
 }
 
 
-def _post(base_url: str, path: str, content: bytes) -> httpx.Response:
-    content = content.replace(b'"MODEL"', json.dumps(MODEL).encode(), 1)
+def _post(target: Target, path: str, content: bytes) -> httpx.Response:
+    content = content.replace(b'"MODEL"', json.dumps(target.model).encode(), 1)
     try:
-        return httpx.post(base_url + path, content=content, headers={"content-type": "application/json"}, timeout=300)
+        return httpx.post(target.base_url + path, content=content, headers={"content-type": "application/json"},
+                          timeout=300)
     except httpx.HTTPError as exc:  # a server that hangs up on a big body
         return httpx.Response(599, text=type(exc).__name__)
 
@@ -159,14 +162,13 @@ def rss_mb(pid: int) -> float:
 def run_server(kind: str, setup: Setup, llama_server: str | None, log_dir: Path) -> dict[str, Any]:
     """Every scenario against one fresh server of ``kind``."""
     rows = {}
-    global MODEL
     with running(kind, setup, llama_server, log_dir) as base_url:
-        MODEL = httpx.get(base_url + "/models", timeout=10).json()["data"][0]["id"]
+        target = Target(base_url, httpx.get(base_url + "/models", timeout=10).json()["data"][0]["id"])
         pid = _pid_listening(base_url)
-        victim(base_url, lambda _: {})  # warm-up
+        victim(target, lambda _: {})  # warm-up
         for name, hostile in SCENARIOS.items():
             before = rss_mb(pid)
-            row = victim(base_url, hostile or (lambda _: {}))
+            row = victim(target, hostile or (lambda _: {}))
             row["rss_growth_mb"] = round(rss_mb(pid) - before, 1)
             rows[name] = row
             print(kind, name, row, flush=True)

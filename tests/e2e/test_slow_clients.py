@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,13 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from streamserve.bench.hostile import NO_EOS, open_unread_stream
 from tests.e2e.ssewire import read_stream
 from tests.serverproc import ServerProcess, running_server
 
 pytestmark = pytest.mark.e2e
 
 MODEL = "smollm2-135m-instruct"
-NO_EOS = {"0": -100, "1": -100, "2": -100}
 BACKLOG = 32
 
 
@@ -43,24 +41,9 @@ def rss_mb(server: ServerProcess) -> float:
     return int(match.group(1)) / 1024
 
 
-def never_reading_client(server: ServerProcess) -> socket.socket:
-    """A raw HTTP client with a tiny receive buffer that sends a long, fat stream request and never reads."""
-    host, port = server.url.removeprefix("http://").split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect((host, int(port)))
-    # Chat chunks with 20 alternatives per token are ~3 KB: the socket buffers fill in about a thousand tokens.
-    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Count to a million."}],
-                       "max_tokens": 3500, "temperature": 0, "stream": True, "logprobs": True, "top_logprobs": 20,
-                       "logit_bias": NO_EOS}).encode()
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-    return sock
-
-
 def test_a_client_that_never_reads_is_cut_off_and_its_lane_freed(server: ServerProcess) -> None:
     before = rss_mb(server)
-    sock = never_reading_client(server)
+    sock = open_unread_stream(server.url, MODEL, max_tokens=3500)
     try:
         deadline = time.monotonic() + 60
         while metric(server, "streamserve:num_requests_running") == 0:
