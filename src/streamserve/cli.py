@@ -193,9 +193,9 @@ def _serve(args: argparse.Namespace) -> int:
                                    timeout_graceful_shutdown=10), app.state.streamserve, args.shutdown_grace)
     try:
         server.run()
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+    except KeyboardInterrupt:  # a Ctrl-C before the server ran, or one uvicorn forced out
         return 128 + signal.SIGINT
-    return 0
+    return 128 + signal.SIGINT if server.interrupted else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

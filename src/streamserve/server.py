@@ -33,6 +33,7 @@ class Server(uvicorn.Server):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain: asyncio.Task[None] | None = None
         self._hurry = False
+        self.interrupted = False  # a Ctrl-C came: the process exits 130 (cli), not 0
 
     async def serve(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
         """Serve, remembering the loop the signal handler hands the drain to."""
@@ -41,8 +42,7 @@ class Server(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """First signal: begin draining. Later ones: end it now (a third Ctrl-C forces uvicorn out)."""
-        if sig == signal.SIGINT:
-            self._captured_signals.append(sig)  # re-raised after shutdown: Ctrl-C ends as an interrupt
+        self.interrupted = self.interrupted or sig == signal.SIGINT
         if self._loop is None or self.should_exit:
             super().handle_exit(sig, frame)
             return
