@@ -64,7 +64,7 @@ def bench_model(name: str, args: argparse.Namespace, out_dir: Path) -> dict[str,
         bench_sweep(name, args, path, out_dir, result, bias)
     mixed = Setup(path, parallel=MIXED_LANES, ctx_per_seq=MIXED_CTX, threads=args.threads)
     result["mixed_load"] = {}
-    for kind in (k for k in args.systems.split(",") if k in MIXED_SYSTEMS):
+    for kind in (k for k in args.systems.split(",") if k in MIXED_SYSTEMS and not args.no_mixed):
         print(f"[{name}] {kind}: mixed load", flush=True)
         with running(kind, mixed, args.llama_server, out_dir / "logs" / name / "mixed") as base_url:
             result["mixed_load"][kind] = asyncio.run(scenarios.mixed_load(base_url, bias, shorts=args.shorts))
@@ -113,6 +113,8 @@ def main() -> None:
     parser.add_argument("--out", default="docs")
     parser.add_argument("--mixed-only", action="store_true",
                         help="only the mixed-load scenario (streamserve and llama-server); writes JSON, no docs")
+    parser.add_argument("--no-mixed", action="store_true",
+                        help="skip the mixed-load scenario (its section in performance.md is then kept as it was)")
     parser.add_argument("--shorts", type=int, default=16, help="short chats in the mixed-load scenario")
     args = parser.parse_args()
     out_dir = Path(args.out)
