@@ -151,7 +151,7 @@ def whole_units(prefilling: list[Sequence], capacity: int, grid: int) -> list[tu
     so no prompt's credit waits more steps than there are prompts. Reads are listed in arrival order.
     """
     reads = {}
-    for seq in sorted(prefilling, key=lambda s: (-s.read_waits, len(s.prompt_ids) - s.num_computed, s.number)):
+    for seq in sorted(prefilling, key=lambda s: (-s.read_waits, _unread(s), s.number)):
         take = _fit(seq, min(seq.prompt_credit, capacity), grid)
         if take > 0:
             reads[id(seq)] = take
@@ -164,12 +164,17 @@ def whole_units(prefilling: list[Sequence], capacity: int, grid: int) -> list[tu
 
 def _fit(seq: Sequence, limit: int, grid: int) -> int:
     """The most prompt tokens, in whole units from where ``seq`` stands, that are at most ``limit``."""
-    unread = len(seq.prompt_ids) - seq.num_computed
+    unread = _unread(seq)
     if limit >= unread:
         return unread
     return max(0, min(grid_extent(len(seq.prompt_ids), grid) - seq.num_computed, grid_extent(limit, grid)))
 
 
+def _unread(seq: Sequence) -> int:
+    """Prompt tokens not read yet."""
+    return len(seq.prompt_ids) - seq.num_computed
+
+
 def _left(seq: Sequence) -> int:
     """Prompt tokens neither read nor granted yet."""
-    return len(seq.prompt_ids) - seq.num_computed - seq.prompt_credit
+    return _unread(seq) - seq.prompt_credit
