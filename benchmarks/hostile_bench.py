@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import re
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from servers import Setup, running
 
 from streamserve.bench.hostile import NO_EOS, open_unread_stream
+from streamserve.bench.rss import read_rss
 from streamserve.models import resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,9 +154,9 @@ def _answer(response: httpx.Response) -> dict[str, Any]:
 
 
 def rss_mb(pid: int) -> float:
-    """Resident memory of process ``pid`` in MB."""
-    match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    return int(match.group(1)) / 1024 if match else float("nan")
+    """Resident memory of process ``pid`` in MB (NaN if it cannot be read)."""
+    rss = read_rss(pid)
+    return float("nan") if rss is None else rss / 2**20
 
 
 def run_server(kind: str, setup: Setup, llama_server: str | None, log_dir: Path) -> dict[str, Any]:

@@ -160,8 +160,9 @@ def write(results: dict[str, Any], out_dir: Path) -> None:
         lines += model_section(m)
     lines += NOTES
     path = out_dir / "performance.md"
-    kept = path.read_text().partition(KEPT)[2] if path.exists() else ""
-    path.write_text("\n".join(lines) + "\n\n" + KEPT + kept if kept else "\n".join(lines) + "\n")
+    _, marker, kept = path.read_text().partition(KEPT) if path.exists() else ("", "", "")
+    text = "\n".join(lines) + "\n"
+    path.write_text(text + "\n" + KEPT + kept if marker else text)
 
 
 KEPT = "<!-- Sections below are written by other benchmarks; engine_bench.py keeps them. -->"
