@@ -6,12 +6,12 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from streamserve.bench.hostile import NO_EOS, open_unread_stream
+from streamserve.bench.rss import read_rss
 from tests.e2e.ssewire import read_stream
 from tests.serverproc import ServerProcess, running_server
 
@@ -35,10 +35,9 @@ def metric(server: ServerProcess, name: str) -> float:
 
 
 def rss_mb(server: ServerProcess) -> float:
-    status = Path(f"/proc/{server.process.pid}/status").read_text()
-    match = re.search(r"VmRSS:\s+(\d+) kB", status)
-    assert match
-    return int(match.group(1)) / 1024
+    rss = read_rss(server.process.pid)
+    assert rss is not None
+    return rss / 2**20
 
 
 def test_a_client_that_never_reads_is_cut_off_and_its_lane_freed(server: ServerProcess) -> None:
