@@ -12,8 +12,11 @@ import argparse
 import ctypes
 import json
 import time
+from pathlib import Path
 
 import llama_cpp.llama_cpp as lc
+
+from streamserve.llama import ProbeSettings, choose_kernels
 
 PROMPT = "1, 2, 3, 4, 5, 6, 7, 8,"
 
@@ -32,6 +35,9 @@ def run(path: str, sizes: list[int], tokens: int, ctx_per_seq: int, threads: int
     _silence()
     lc.llama_backend_init()
     mparams = lc.llama_model_default_params()
+    # The server's kernels: extra buffer types only where its probe proves them safe (AMX can segfault).
+    choice = choose_kernels(Path(path), "auto", ProbeSettings(n_batch=512, n_threads=threads))
+    mparams.use_extra_bufts = choice.extra_bufts
     model = lc.llama_model_load_from_file(path.encode(), mparams)
     vocab = lc.llama_model_get_vocab(model)
     n_seq = max(sizes)

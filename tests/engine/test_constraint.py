@@ -21,7 +21,7 @@ from streamserve.engine import (
     check_grammar,
 )
 from streamserve.engine.constraint import Constraint, apply_mask
-from streamserve.llama import Model
+from streamserve.llama import Model, load_model
 from streamserve.models import resolve_model
 
 PERSON = {
@@ -81,7 +81,7 @@ def test_check_grammar_accepts_a_schema_and_names_an_unsupported_keyword() -> No
 @pytest.fixture(scope="module")
 def model() -> Iterator[Model]:
     _, path = resolve_model("smollm2-135m-instruct")
-    with Model(path) as loaded:
+    with load_model(path) as loaded:
         yield loaded
 
 

@@ -24,13 +24,14 @@ class Model:
     """A llama.cpp model loaded from a GGUF file (weights memory-mapped, CPU only).
 
     ``extra_bufts`` lets llama.cpp place weights in its CPU backend's extra buffer types (AMX, repacked
-    layouts); ``llama.kernels.choose_kernels`` decides whether that is safe on this machine.
+    layouts). It has no default: on some AMX CPUs those kernels segfault, so callers load through
+    ``llama.kernels.load_model``, which decides whether that is safe on this machine.
 
     It also implements the streaming layer's ``Tokenizer`` protocol: tokenize, raw token bytes,
     end-of-generation test, BOS/EOS texts and the control-token texts user input must not inject.
     """
 
-    def __init__(self, path: Path, *, extra_bufts: bool = True) -> None:
+    def __init__(self, path: Path, *, extra_bufts: bool) -> None:
         init_backend()
         params = lc.llama_model_default_params()
         params.n_gpu_layers = 0
