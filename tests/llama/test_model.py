@@ -106,7 +106,7 @@ def test_bad_file_raises_model_load_error(tmp_path: Path) -> None:
     bogus = tmp_path / "not-a-model.gguf"
     bogus.write_bytes(b"GGUF but not really")
     with pytest.raises(ModelLoadError):
-        Model(bogus)
+        Model(bogus, extra_bufts=False)
 
 
 def test_close_is_idempotent() -> None:
