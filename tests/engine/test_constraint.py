@@ -21,8 +21,7 @@ from streamserve.engine import (
     check_grammar,
 )
 from streamserve.engine.constraint import Constraint, apply_mask
-from streamserve.llama import Model, load_model
-from streamserve.models import resolve_model
+from streamserve.llama import Model
 
 PERSON = {
     "type": "object",
@@ -77,13 +76,6 @@ def test_check_grammar_accepts_a_schema_and_names_an_unsupported_keyword() -> No
 
 
 # In the engine
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[Model]:
-    _, path = resolve_model("smollm2-135m-instruct")
-    with load_model(path) as loaded:
-        yield loaded
-
 
 @pytest.fixture(scope="module")
 def engine(model: Model) -> Iterator[Engine]:

@@ -28,8 +28,7 @@ from streamserve.engine import (
     TokenEvent,
 )
 from streamserve.engine.lanes import common_prefix_len
-from streamserve.llama import Model, load_model
-from streamserve.models import resolve_model
+from streamserve.llama import Model
 
 T = TypeVar("T")
 
@@ -43,13 +42,6 @@ EngineFactory = Callable[..., Engine]
 def run(coro: Coroutine[Any, Any, T], timeout: float = TIMEOUT_S) -> T:
     """Run a coroutine on a fresh event loop; a hang fails the test instead of the suite."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[Model]:
-    _, path = resolve_model("smollm2-135m-instruct")
-    with load_model(path) as loaded:
-        yield loaded
 
 
 def _config(**overrides: Any) -> EngineConfig:
