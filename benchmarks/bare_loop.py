@@ -19,6 +19,7 @@ import llama_cpp.llama_cpp as lc
 from streamserve.llama import ProbeSettings, choose_kernels
 
 PROMPT = "1, 2, 3, 4, 5, 6, 7, 8,"
+N_BATCH = 512  # the servers' batch size, also what the kernel probe decodes with
 
 
 def _silence() -> None:
@@ -36,14 +37,14 @@ def run(path: str, sizes: list[int], tokens: int, ctx_per_seq: int, threads: int
     lc.llama_backend_init()
     mparams = lc.llama_model_default_params()
     # The server's kernels: extra buffer types only where its probe proves them safe (AMX can segfault).
-    choice = choose_kernels(Path(path), "auto", ProbeSettings(n_batch=512, n_threads=threads))
+    choice = choose_kernels(Path(path), "auto", ProbeSettings(n_batch=N_BATCH, n_threads=threads))
     mparams.use_extra_bufts = choice.extra_bufts
     model = lc.llama_model_load_from_file(path.encode(), mparams)
     vocab = lc.llama_model_get_vocab(model)
     n_seq = max(sizes)
     cparams = lc.llama_context_default_params()
     cparams.n_ctx = ctx_per_seq * n_seq
-    cparams.n_batch = cparams.n_ubatch = 512
+    cparams.n_batch = cparams.n_ubatch = N_BATCH
     cparams.n_seq_max = n_seq
     cparams.n_threads = cparams.n_threads_batch = threads
     cparams.swa_full = True
@@ -55,7 +56,7 @@ def run(path: str, sizes: list[int], tokens: int, ctx_per_seq: int, threads: int
     n_prompt = lc.llama_tokenize(vocab, PROMPT.encode(), len(PROMPT.encode()), buf, 64,
                                  bool(lc.llama_vocab_get_add_bos(vocab)), False)
     prompt = list(buf[:n_prompt])
-    batch = lc.llama_batch_init(512, 0, 1)
+    batch = lc.llama_batch_init(N_BATCH, 0, 1)
     results: dict[int, float] = {}
 
     def add(row: int, token: int, pos: int, seq: int, logits: bool) -> None:
