@@ -181,11 +181,13 @@ def _check_moderation(config: ModerationConfig) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from streamserve.api.app import create_app
     from streamserve.server import Server
+    from streamserve.store import StoreError, check_data_dir
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config, names = _config(args)
-    except (ValueError, FileNotFoundError) as exc:
+        check_data_dir(config.data_dir)
+    except (ValueError, FileNotFoundError, StoreError) as exc:
         print(f"streamserve: {exc}", file=sys.stderr)
         return 2
     app = create_app(config, names)

@@ -22,6 +22,7 @@ from streamserve.store import (
     StoreError,
     StoreLockedError,
     UnknownItemError,
+    check_data_dir,
     schema,
 )
 
@@ -221,6 +222,17 @@ def test_a_second_process_cannot_open_the_same_data_dir(tmp_path: Path) -> None:
     message = run(tmp_path, body)
     assert "another streamserve" in message and str(tmp_path) in message and "--data-dir" in message
     run(tmp_path, lambda store: store.flush())  # released on close: it opens again
+
+
+def test_check_data_dir_refuses_a_held_directory_and_leaves_a_free_one_free(tmp_path: Path) -> None:
+    async def body(store: SQLiteStore) -> None:
+        with pytest.raises(StoreLockedError, match="another streamserve"):
+            check_data_dir(tmp_path)
+
+    run(tmp_path, body)
+    check_data_dir(tmp_path)  # free once the store closed
+    check_data_dir(tmp_path)  # and the check itself holds nothing
+    run(tmp_path, lambda store: store.flush())
 
 
 def test_the_same_process_cannot_open_it_twice(tmp_path: Path) -> None:

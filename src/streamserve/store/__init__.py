@@ -16,7 +16,7 @@ from streamserve.store.base import (
     SweepResult,
     UnknownItemError,
 )
-from streamserve.store.sqlite import SQLiteStore
+from streamserve.store.sqlite import SQLiteStore, check_data_dir
 
 __all__ = [
     "BrokenChainError",
@@ -31,4 +31,5 @@ __all__ = [
     "StoredResponse",
     "SweepResult",
     "UnknownItemError",
+    "check_data_dir",
 ]

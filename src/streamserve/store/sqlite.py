@@ -203,21 +203,7 @@ class SQLiteStore:
         return conn
 
     def _take_lock(self) -> None:
-        try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the data directory {self.data_dir}: {exc}") from exc
-        lock = (self.data_dir / LOCK_NAME).open("a+")
-        if fcntl is not None:
-            try:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                lock.seek(0)
-                owner = lock.read().strip() or "unknown"
-                lock.close()
-                raise StoreLockedError(
-                    f"another streamserve (pid {owner}) is using the data directory {self.data_dir}; "
-                    "give each server its own --data-dir") from None
+        lock = _lock_data_dir(self.data_dir)
         lock.seek(0)
         lock.truncate()
         lock.write(str(os.getpid()))
@@ -228,6 +214,34 @@ class SQLiteStore:
         if self._lock is not None:
             self._lock.close()  # closing the descriptor releases the flock
             self._lock = None
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """Raise ``StoreError`` now if a store could not open ``data_dir`` (another server holds it).
+
+    The command line calls this before the server binds its port, so a second server on the same
+    directory ends with one line instead of a failed startup's traceback.
+    """
+    _lock_data_dir(data_dir).close()  # closing the descriptor releases the flock
+
+
+def _lock_data_dir(data_dir: Path) -> IO[str]:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        lock = (data_dir / LOCK_NAME).open("a+")
+    except OSError as exc:
+        raise StoreError(f"cannot use the data directory {data_dir}: {exc}") from exc
+    if fcntl is not None:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            owner = lock.read().strip() or "unknown"
+            lock.close()
+            raise StoreLockedError(
+                f"another streamserve (pid {owner}) is using the data directory {data_dir}; "
+                "give each server its own --data-dir") from None
+    return lock
 
 
 @contextlib.contextmanager
