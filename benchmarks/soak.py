@@ -57,6 +57,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--replay", type=int, default=100, help="greedy requests replayed alone and compared")
     parser.add_argument("--duration", type=float, default=5400.0, help="start no new request after this many s")
     parser.add_argument("--timeout", type=float, default=300.0, help="per-request timeout (s)")
+    parser.add_argument("--replay-duration", type=float, default=900.0,
+                        help="start no new replay this many s after the replays begin")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="model of the server this script starts")
     parser.add_argument("--parallel", type=int, default=8, help="--parallel of the server this script starts")
     parser.add_argument("--server-arg", action="append", default=[],
@@ -126,7 +128,7 @@ async def soak(args: argparse.Namespace, base_url: str, pid: int | None, command
         metrics = await scrape(http, root + "/metrics")
     lanes = int(metrics["streamserve:lanes"]) if metrics and "streamserve:lanes" in metrics else None
     config = SoakConfig(requests=args.requests, seed=args.seed, replay=args.replay, duration=args.duration,
-                        timeout=args.timeout, lanes=lanes)
+                        timeout=args.timeout, replay_duration=args.replay_duration, lanes=lanes)
     options = RequestOptions(timeout=args.timeout)
     async with BenchClient(base_url, options=options, max_connections=max(config.levels) + 4) as client:
         client.model = (await client.list_models())[0]

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from pathlib import Path
 
 import pytest
 from matplotlib.image import imread
 
-from streamserve.bench.client import RequestRecord
+from streamserve.bench.client import BenchClient, RequestOptions, RequestRecord
 from streamserve.bench.plots import plot_soak
 from streamserve.bench.rss import RssSample, read_rss, rss_growth
-from streamserve.bench.soak import SoakConfig, SoakRun, compare, engine_state, is_idle, parse_metrics
+from streamserve.bench.soak import SoakConfig, SoakRun, compare, engine_state, is_idle, parse_metrics, run_soak
 from streamserve.bench.soakdoc import BEGIN, END, render_section, write_section
 from streamserve.bench.soakplan import LONG_PROMPT, phases, plan_requests
 from streamserve.bench.soaksummary import hangup_phases, summarize
@@ -194,3 +195,31 @@ def test_summary_docs_section_and_plot(tmp_path: Path) -> None:
     plot = tmp_path / "soak.png"
     plot_soak(record, plot)
     assert imread(str(plot)).ndim == 3
+
+
+def _greedy_plan(count: int) -> list:
+    plan = [p for p in plan_requests(60, model="fake-model", seed=3, hangup_rate=0.0, slow_rate=0.0)
+            if p.greedy and p.prompt != LONG_PROMPT][:count]
+    for planned in plan:  # the fake server answers one plain choice
+        for key in ("n", "stop", "logprobs", "top_logprobs"):
+            planned.body.pop(key, None)
+    return plan
+
+
+@pytest.mark.parametrize(("replay_duration", "replayed"), [(900.0, 1), (0.0, 0)])
+def test_replays_have_their_own_budget_after_a_load_cut_by_its_duration(
+        fake_url: str, replay_duration: float, replayed: int) -> None:
+    """A load stopped by ``duration`` still leaves the replays ``replay_duration``, counted from their start."""
+    plan = _greedy_plan(6)
+    config = SoakConfig(requests=len(plan), levels=(1,), per_level=1, minimum=1, replay=1, duration=0.05,
+                        timeout=0.01, replay_duration=replay_duration)
+
+    async def go() -> SoakRun:
+        async with BenchClient(fake_url, options=RequestOptions(timeout=30.0)) as client:
+            client.model = "fake-model"
+            return await run_soak(client, plan, config, metrics_url=None, pid=None)
+
+    run = asyncio.run(go())
+    assert 1 <= len(run.outcomes) < len(plan)  # the load was cut by its duration
+    assert len(run.replays) == replayed
+    assert all(r.matched for r in run.replays), run.replays

@@ -4,8 +4,8 @@
 checks every stream as it ends (``verdict``); samples the server's RSS throughout; waits for the
 engine to be idle with every lane free (through ``/metrics``); then replays a sample of the
 complete greedy requests one at a time and compares their text with what the load run gave.
-Every loop is bounded: the plan's count, the run's ``duration``, each request's timeout, and a
-deadline on every wait.
+Every loop is bounded: the plan's count, the load's ``duration``, the replays' ``replay_duration``,
+each request's timeout, and a deadline on every wait.
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ _SNIPPET = 24
 
 @dataclass(frozen=True)
 class SoakConfig:
-    """The run's sizes and rates. ``lanes`` is the server's ``--parallel``, to estimate queueing."""
+    """The run's sizes, rates and time budgets. ``lanes`` is the server's ``--parallel``, to estimate queueing.
+
+    ``duration`` bounds the load (no request starts after it); ``replay_duration`` bounds the replays,
+    counted from when they start, so a load that runs to its cap still leaves the replays their time.
+    """
 
     requests: int = 5000
     seed: int = 0
@@ -49,6 +53,7 @@ class SoakConfig:
     replay: int = 100
     duration: float = 5400.0
     timeout: float = 300.0
+    replay_duration: float = 900.0
     warmup_fraction: float = 0.1
     rss_interval: float = 1.0
     idle_deadline: float = 30.0
@@ -108,7 +113,7 @@ async def run_soak(client: BenchClient, plan: Sequence[PlannedRequest], config: 
         log(f"load done: {len(run.outcomes)} requests in {time.perf_counter() - t0:.0f} s; "
             f"engine idle: {run.idle_after_load}")
         by_number = {p.number: p for p in plan}
-        await _replay(client, run, by_number, deadline + config.timeout, log)
+        await _replay(client, run, by_number, time.perf_counter() + config.replay_duration, log)
         run.idle_at_end = await wait_idle(http, metrics_url, config.idle_deadline)
     run.duration = time.perf_counter() - t0
     return run
