@@ -11,6 +11,14 @@ a 30-token chat arrives every 0.5 s; each policy decides which prompt tokens go 
 - ``shortest first + floor``: ``scheduler.prompt_shares``, time-bounded (what the engine does), with
   ``prefill_step_time`` 0.5 s (the default), 0.25 s and 1 s.
 
+Admission: 8 lanes under the mixed load of ``scenarios.mixed_load`` (4 streams that keep asking for
+64 tokens, two 3,500-token prompts at t = 1 and 8 s, a 35-token chat every second, 4 conversations
+of 3 turns over one system prompt), with a step cost fitted to its run on this machine (6 ms per
+step, 3.5 ms per decode token, 4.5 ms per prompt token rising to 9 ms at position 4,000: the long
+prompts' first tokens at 57 and 74 s, as measured). Who takes a lane that frees: arrival order
+(``Scheduler.admit``, what the engine does) or ``SmallestJobFirst`` (uncached prompt plus
+``max_tokens``, smallest first; a sequence waiting ``aging`` seconds goes before younger ones).
+
 Lanes: 8 lanes, N conversations over one system prompt take 4 turns each in random order, 4 at a
 time, with one-shot ~2,000-token prompts mixed in (15% of requests). Cached tokens over prompt
 tokens for the conversations' turns, for the old score (2 x shared - held), least-loss eviction,
@@ -21,7 +29,11 @@ and ``LanePool`` (no-cost lane first, else LRU).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
+import statistics
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +41,7 @@ import streamserve.engine.scheduler as scheduler_module
 from streamserve.bench import percentile
 from streamserve.engine.budget import PrefillBudget
 from streamserve.engine.config import EngineConfig
-from streamserve.engine.lanes import COPY_MIN_TOKENS, LanePool, Lease, common_prefix_len
+from streamserve.engine.lanes import COPY_MIN_TOKENS, LanePool, Lease, common_prefix_len, grid_extent
 from streamserve.engine.sampling import SamplingParams
 from streamserve.engine.scheduler import Scheduler, prompt_shares
 from streamserve.engine.sequence import Sequence
@@ -114,6 +126,130 @@ def simulate_prefill(shares: Shares, step_time: float) -> dict[str, Any]:
             "total": now}
 
 
+def mixed_step_seconds(chunks: list[scheduler_module.Chunk]) -> float:
+    """The mixed-load cost model: 6 ms a step, 3.5 ms a decode token, 4.5 ms a prompt token rising with position."""
+    total = 0.006
+    for chunk in chunks:
+        if chunk.kind == "decode":
+            total += 0.0035
+        else:
+            total += sum(0.0045 * (1 + (chunk.start + i) / 4000) for i in range(len(chunk.tokens)))
+    return total
+
+
+class SmallestJobFirst(Scheduler):
+    """Admission by job size (uncached prompt plus ``max_tokens``), with aging: the policy compared with FIFO."""
+
+    def __init__(self, lanes: LanePool, *, aging: float, clock: Callable[[], float]) -> None:
+        super().__init__(lanes, max_batch_tokens=512, grid=GRID)
+        self.aging, self.clock = aging, clock
+
+    def admit(self) -> list[Sequence]:
+        """Reorder the queue, smallest job first (aged sequences first of all), then admit as the engine does."""
+        now = self.clock()
+
+        def key(seq: Sequence) -> tuple[int, int, int]:
+            if now - seq.arrival_time >= self.aging:
+                return (0, 0, seq.number)
+            cached = max(self.lanes.reusable(lane, seq.prompt_ids) for lane in range(len(self.lanes.contents)))
+            return (1, len(seq.prompt_ids) - cached + seq.params.max_tokens, seq.number)
+
+        self.waiting = deque(sorted(self.waiting, key=key))
+        return super().admit()
+
+
+def simulate_admission(aging: float | None) -> dict[str, Any]:
+    """Run ``scenarios.mixed_load``'s arrivals through the real Scheduler, PrefillBudget and LanePool.
+
+    ``aging`` None admits in arrival order (the engine's ``Scheduler``); a number, ``SmallestJobFirst``.
+    """
+    rng = random.Random(1)
+    now = 0.0
+    lanes = LanePool(8, GRID)
+    sched = (Scheduler(lanes, max_batch_tokens=512, grid=GRID) if aging is None
+             else SmallestJobFirst(lanes, aging=aging, clock=lambda: now))
+    budget = PrefillBudget(2.0, step_time=0.5, ceiling=512)
+    budget.observe(1, 0, 0.0095)  # the engine's warm-up decode
+
+    def tokens(n: int) -> list[int]:
+        return [rng.randrange(1, 30000) for _ in range(n)]
+
+    system, count = tokens(60), tokens(12)
+    arrivals: list[tuple[float, int, str, int]] = []  # (time, order of arrival, kind, client)
+    order = itertools.count()
+
+    def arrive(t: float, kind: str, client: int) -> None:
+        heapq.heappush(arrivals, (t, next(order), kind, client))
+
+    for i in range(2):
+        arrive(1.0 + 7.0 * i, "long", i)
+    for i in range(16):
+        arrive(1.5 + i, "short", i)
+    for c in range(4):
+        arrive(0.5 + 0.7 * c, "conversation", c)
+    for s in range(4):
+        arrive(0.0, "stream", s)
+    history = {c: list(system) for c in range(4)}
+    turns = dict.fromkeys(range(4), 0)
+    who: dict[int, tuple[float, str, int]] = {}
+    firsts: dict[str, list[float]] = {"short": [], "long": [], "conversation": []}
+    open_clients = 2 + 16 + 4
+    while open_clients:
+        while arrivals and arrivals[0][0] <= now:
+            t, _, kind, client = heapq.heappop(arrivals)
+            if kind == "long":
+                prompt, max_tokens = tokens(3500), 8
+            elif kind == "short":
+                prompt, max_tokens = tokens(35), 16
+            elif kind == "stream":
+                prompt, max_tokens = list(count), 64
+            else:
+                history[client] = history[client] + tokens(15)
+                prompt, max_tokens = list(history[client]), 16
+            seq = Sequence(prompt, SamplingParams(max_tokens=max_tokens), _DUMMY, _DUMMY)
+            seq.arrival_time = t
+            who[seq.number] = (t, kind, client)
+            sched.add(seq)
+        sched.admit()
+        if not sched.running:
+            now = arrivals[0][0]
+            continue
+        n_decoding = sched.num_decoding()
+        chunks = sched.schedule(budget.tokens(n_decoding))
+        seconds = mixed_step_seconds(chunks)
+        budget.observe(n_decoding, sum(len(c.tokens) for c in chunks) - n_decoding, seconds)
+        now += seconds
+        for chunk in chunks:
+            seq = chunk.seq
+            seq.num_computed += len(chunk.tokens)
+            if seq.num_computed == len(seq.prompt_ids):
+                sched.lanes.hold(seq.lane, seq.prompt_ids, grid_extent(len(seq.prompt_ids), GRID))
+            if not chunk.sample:
+                continue
+            seq.output_ids.append(rng.randrange(1, 30000))
+            t, kind, client = who[seq.number]
+            if len(seq.output_ids) == 1 and kind in firsts:
+                firsts[kind].append(now - t)
+            if len(seq.output_ids) < seq.params.max_tokens:
+                continue
+            sched.remove(seq)
+            sched.lanes.release(seq.lane, seq.tokens_in_kv(),
+                                min(seq.num_computed, grid_extent(len(seq.prompt_ids), GRID)))
+            if kind == "stream":
+                arrive(now, "stream", client)
+            elif kind == "conversation" and turns[client] < 2:
+                turns[client] += 1
+                history[client] = history[client] + seq.output_ids
+                arrive(now + 1.0, "conversation", client)
+            else:
+                open_clients -= 1
+    return {"short_ttft_p50": percentile(firsts["short"], 50), "short_ttft_p99": percentile(firsts["short"], 99),
+            "turn_ttft_p50": percentile(firsts["conversation"], 50),
+            "turn_ttft_p99": percentile(firsts["conversation"], 99),
+            "chat_ttft_mean": statistics.mean(firsts["short"] + firsts["conversation"]),
+            "long_ttft": [round(x, 1) for x in firsts["long"]]}
+
+
 def acquire_old(pool: LanePool, prompt: list[int]) -> Lease:
     """The lane score before issue 13: 2 x shared - held, ties to the least recently released."""
     shared = [min(common_prefix_len(t, prompt), len(prompt) - 1) for t in pool.contents]
@@ -183,6 +319,15 @@ def main() -> None:
                                     ("shortest first + floor, 1 s steps", prompt_shares, 1.0)]:
         r = simulate_prefill(shares, step_time)
         print(f"| {name} | {r['short_ttft_p50']:.2f} | {r['short_ttft_p99']:.2f} | {r['long_ttft']} |")
+    print()
+    print("| admission | short TTFT p50 (s) | short TTFT p99 (s) | conversation turns' TTFT p50 (s) | "
+          "turns' TTFT p99 (s) | every chat's TTFT, mean (s) | long prompts' TTFT (s) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, aging in [("arrival order (the engine)", None), ("smallest job first, 1 s aging", 1.0),
+                        ("smallest job first, 3 s aging", 3.0), ("smallest job first, 5 s aging", 5.0)]:
+        r = simulate_admission(aging)
+        print(f"| {name} | {r['short_ttft_p50']:.2f} | {r['short_ttft_p99']:.2f} | {r['turn_ttft_p50']:.2f} | "
+              f"{r['turn_ttft_p99']:.2f} | {r['chat_ttft_mean']:.2f} | {r['long_ttft']} |")
     print()
     print("| conversations on 8 lanes | old score | least-loss | LanePool (no-cost, else LRU) |")
     print("|---|---|---|---|")
