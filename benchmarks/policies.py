@@ -43,7 +43,7 @@ from streamserve.engine.budget import PrefillBudget
 from streamserve.engine.config import EngineConfig
 from streamserve.engine.lanes import COPY_MIN_TOKENS, LanePool, Lease, common_prefix_len, grid_extent
 from streamserve.engine.sampling import SamplingParams
-from streamserve.engine.scheduler import Scheduler, prompt_shares
+from streamserve.engine.scheduler import Chunk, Scheduler, prompt_shares
 from streamserve.engine.sequence import Sequence
 
 Shares = Callable[[list[Sequence], int], list[tuple[Sequence, int]]]
@@ -84,6 +84,24 @@ def step_seconds(chunks: list[scheduler_module.Chunk]) -> float:
     return total
 
 
+def run_step(sched: Scheduler, budget: PrefillBudget,
+             cost: Callable[[list[Chunk]], float]) -> tuple[list[Chunk], float] | None:
+    """One engine step without a model: admit, schedule within the budget, charge ``cost``, count the tokens read.
+
+    None when nothing runs (the caller moves the clock to the next arrival).
+    """
+    sched.admit()
+    if not sched.running:
+        return None
+    n_decoding = sched.num_decoding()
+    chunks = sched.schedule(budget.tokens(n_decoding))
+    seconds = cost(chunks)
+    budget.observe(n_decoding, sum(len(c.tokens) for c in chunks) - n_decoding, seconds)
+    for chunk in chunks:
+        chunk.seq.num_computed += len(chunk.tokens)
+    return chunks, seconds
+
+
 def simulate_prefill(shares: Shares, step_time: float) -> dict[str, Any]:
     """Run the workload through the real Scheduler and PrefillBudget; TTFTs in simulated seconds."""
     scheduler_module.prompt_shares = shares
@@ -101,18 +119,14 @@ def simulate_prefill(shares: Shares, step_time: float) -> dict[str, Any]:
                            _DUMMY, _DUMMY)
             starts[seq.number], limits[seq.number] = (t, length), max_tokens
             sched.add(seq)
-        sched.admit()
-        if not sched.running:
+        step = run_step(sched, budget, step_seconds)
+        if step is None:
             now = arrivals[0][0]
             continue
-        n_decoding = sched.num_decoding()
-        chunks = sched.schedule(budget.tokens(n_decoding))
-        seconds = step_seconds(chunks)
-        budget.observe(n_decoding, sum(len(c.tokens) for c in chunks) - n_decoding, seconds)
+        chunks, seconds = step
         now += seconds
         for chunk in chunks:
             seq = chunk.seq
-            seq.num_computed += len(chunk.tokens)
             if chunk.sample:
                 seq.output_ids.append(7)
                 firsts.setdefault(seq.number, now - starts[seq.number][0])
@@ -210,19 +224,15 @@ def simulate_admission(aging: float | None) -> dict[str, Any]:
             seq.arrival_time = t
             who[seq.number] = (t, kind, client)
             sched.add(seq)
-        sched.admit()
-        if not sched.running:
+        step = run_step(sched, budget, mixed_step_seconds)
+        if step is None:
             now = arrivals[0][0]
             continue
-        n_decoding = sched.num_decoding()
-        chunks = sched.schedule(budget.tokens(n_decoding))
-        seconds = mixed_step_seconds(chunks)
-        budget.observe(n_decoding, sum(len(c.tokens) for c in chunks) - n_decoding, seconds)
+        chunks, seconds = step
         now += seconds
         for chunk in chunks:
             seq = chunk.seq
-            seq.num_computed += len(chunk.tokens)
-            if seq.num_computed == len(seq.prompt_ids):
+            if chunk.kind != "decode" and seq.num_computed == len(seq.prompt_ids):
                 sched.lanes.hold(seq.lane, seq.prompt_ids, grid_extent(len(seq.prompt_ids), GRID))
             if not chunk.sample:
                 continue
