@@ -42,7 +42,7 @@ def soak_prompts() -> list[Prompt]:
                                {"role": "user", "content": "How do I get a library card?"}]),
         user_prompt("emoji", "Reply with three emoji that describe the sea, then explain each in a few words."),
         user_prompt("counting", "1, 2, 3, 4, 5,"),
-        user_prompt(LONG_PROMPT, "Summarise these notes in one sentence.\n\n" + _NOTES * 24),
+        user_prompt(LONG_PROMPT, "Summarise these notes in one sentence.\n\n" + _NOTES * 6),
     ]
     return [*builtin_prompts(), *extra]
 
