@@ -51,7 +51,7 @@ class SoakConfig:
     hangup_rate: float = 0.10
     slow_rate: float = 0.02
     replay: int = 100
-    duration: float = 5400.0
+    duration: float = 7200.0
     timeout: float = 300.0
     replay_duration: float = 900.0
     warmup_fraction: float = 0.1
