@@ -14,7 +14,7 @@ from streamserve.bench.plots import plot_soak
 from streamserve.bench.rss import RssSample, read_rss, rss_growth
 from streamserve.bench.soak import SoakConfig, SoakRun, compare, engine_state, is_idle, parse_metrics, run_soak
 from streamserve.bench.soakdoc import BEGIN, END, render_section, write_section
-from streamserve.bench.soakplan import LONG_PROMPT, phases, plan_requests
+from streamserve.bench.soakplan import LONG_PROMPT, PlannedRequest, phases, plan_requests
 from streamserve.bench.soaksummary import hangup_phases, summarize
 from streamserve.bench.verdict import Outcome, evaluate
 
@@ -197,7 +197,7 @@ def test_summary_docs_section_and_plot(tmp_path: Path) -> None:
     assert imread(str(plot)).ndim == 3
 
 
-def _greedy_plan(count: int) -> list:
+def _greedy_plan(count: int) -> list[PlannedRequest]:
     plan = [p for p in plan_requests(60, model="fake-model", seed=3, hangup_rate=0.0, slow_rate=0.0)
             if p.greedy and p.prompt != LONG_PROMPT][:count]
     for planned in plan:  # the fake server answers one plain choice
