@@ -135,8 +135,9 @@ class RequestRecorder:
         for reason in outcome.split(","):
             self.metrics.requests.labels(finished_reason=reason or "none").inc()
         ttft = f"{self._ttft * 1000:.0f}ms" if self._ttft is not None else "-"
+        queued = f"{queue_time * 1000:.0f}ms" if queue_time is not None else "-"
         logger.info(
-            "%s prompt=%s output=%s cached=%s ttft=%s e2e=%.0fms end=%s", self.request_id,
+            "%s prompt=%s output=%s cached=%s queue=%s ttft=%s e2e=%.0fms end=%s", self.request_id,
             usage.prompt_tokens if usage else "-", usage.completion_tokens if usage else "-",
-            usage.cached_tokens if usage else "-", ttft, e2e * 1000, outcome,
+            usage.cached_tokens if usage else "-", queued, ttft, e2e * 1000, outcome,
         )
