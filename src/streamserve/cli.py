@@ -82,6 +82,11 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     engine.add_argument("--prefill-step-ms", type=float, default=defaults.prefill_step_time * 1000,
                         help="a step reading prompt tokens takes at most about this long (sized online): a "
                              "request arriving while a long prompt is read waits about this long for its own")
+    engine.add_argument("--long-prompt", type=int, default=defaults.long_prompt, metavar="TOKENS",
+                        help="a prompt with more than this many tokens to read (after the prompt cache) is long")
+    engine.add_argument("--max-long-reads", type=int, default=defaults.max_long_reads, metavar="N",
+                        help="long prompts read at once; another waits without a lane, and shorter requests "
+                             "go first (0: no limit)")
     engine.add_argument("--deterministic", action="store_true",
                         help="decode each sequence's rows in llama.cpp calls of their own, so greedy and seeded "
                              "output never depends on other traffic, at a throughput cost (docs/determinism.md)")
@@ -143,7 +148,8 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
                           max_batch_tokens=max(args.max_batch_tokens, args.parallel - 1 + args.prompt_grid),
                           prefill_stall=args.prefill_stall, prefill_step_time=args.prefill_step_ms / 1000,
                           extra_bufts=args.extra_bufts, max_backlog=args.max_backlog,
-                          prompt_grid=args.prompt_grid, deterministic=args.deterministic)
+                          prompt_grid=args.prompt_grid, long_prompt=args.long_prompt,
+                          max_long_reads=args.max_long_reads, deterministic=args.deterministic)
     moderation = ModerationConfig(
         mode=args.moderation, window=args.moderation_window, rules_file=args.moderation_rules,
         classifier=args.moderation_classifier, classifier_threshold=args.moderation_threshold,

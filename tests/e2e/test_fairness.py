@@ -7,6 +7,9 @@
   the long prompt's, which holds at any load.
 - Two, then eight conversations sharing a system prompt keep their whole history cached over three
   turns each.
+- On two lanes, a second long prompt waits for the first one's read and a short chat sent after it
+  takes the free lane: its answer comes before the first long prompt's. The ``n`` choices of a long
+  prompt share its read.
 - Admission counts sequences (prompts x n): 9 prompts x n=8 is a 400 naming the param while another
   user's request gets a 200; on one lane with no queue, n=2 can never fit (400, not 429), and 60
   requests sent right after streams that ended on a stop string all get 200.
@@ -16,6 +19,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -113,6 +117,60 @@ def test_short_request_is_not_stuck_behind_a_long_prompt(client: OpenAI) -> None
     assert 3800 <= long_result["prompt_tokens"] <= 4200
     # The long prompt was still being read when the short request had its answer.
     assert short_first_at < long_result["first_at"], long_result
+
+
+@pytest.fixture(scope="module")
+def two_lanes() -> Iterator[ServerProcess]:
+    """Two lanes; a prompt of more than 128 tokens to read is long (one long read at a time, the default)."""
+    with running_server("--parallel", "2", "--long-prompt", "128") as process:
+        yield process
+
+
+def test_a_second_long_prompt_lets_a_short_request_take_the_free_lane(two_lanes: ServerProcess) -> None:
+    """Two long prompts, then a short chat, on two lanes: the chat is served while the first is read.
+
+    Were the second long prompt given the free lane, the chat would wait for the first to end.
+    """
+    firsts: dict[str, float] = {}
+    finishes: dict[str, str] = {}
+    with OpenAI(base_url=two_lanes.base_url, api_key="unused", max_retries=0, timeout=LONG_TIMEOUT_S) as c:
+        def read_long(name: str, words: str) -> None:
+            for chunk in c.completions.create(model=MODEL, prompt=f"{name}. {words * 100}", max_tokens=2,
+                                              temperature=0.0, stream=True):
+                if chunk.choices and chunk.choices[0].text:
+                    firsts.setdefault(name, time.monotonic())
+                if chunk.choices and chunk.choices[0].finish_reason:
+                    finishes[name] = chunk.choices[0].finish_reason
+
+        threads = [threading.Thread(target=read_long, args=("first", "One two three four five six seven eight. ")),
+                   threading.Thread(target=read_long, args=("second", "Red green blue yellow white black grey. "))]
+        for thread in threads:  # about 1,000 tokens each
+            thread.start()
+            time.sleep(0.3)
+        _, short_first_at = _first_token(c)
+        for thread in threads:
+            thread.join(LONG_TIMEOUT_S)
+    assert finishes == {"first": "length", "second": "length"}
+    assert short_first_at < firsts["first"] < firsts["second"], (short_first_at, firsts)
+
+
+def _cached_total(server: ServerProcess) -> float:
+    text = httpx.get(server.url + "/metrics", timeout=30).text
+    match = re.search(r"^streamserve:prompt_tokens_cached_total (\S+)$", text, re.M)
+    assert match, "streamserve:prompt_tokens_cached_total missing from /metrics"
+    return float(match[1])
+
+
+def test_the_choices_of_a_long_prompt_share_its_read(two_lanes: ServerProcess) -> None:
+    """n=3: the second and third choices copy what the one before has read, not read it all again."""
+    before = _cached_total(two_lanes)
+    with OpenAI(base_url=two_lanes.base_url, api_key="unused", max_retries=0, timeout=LONG_TIMEOUT_S) as c:
+        reply = c.completions.create(model=MODEL, prompt="Siblings. " + "Nine ten eleven twelve. " * 160,
+                                     max_tokens=2, n=3, temperature=0.0)
+    assert reply.usage is not None and reply.usage.prompt_tokens > 700
+    assert sorted(choice.index for choice in reply.choices) == [0, 1, 2]
+    # Each later choice starts once fewer than 128 tokens are left to read before it: it copies the rest.
+    assert _cached_total(two_lanes) - before >= 2 * (reply.usage.prompt_tokens - 128 - GRID)
 
 
 # Prompt cache: conversations do not evict each other

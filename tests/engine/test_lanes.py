@@ -27,6 +27,26 @@ def test_common_prefix_len(a: list[int], b: list[int], expected: int) -> None:
     assert common_prefix_len(b, a) == expected
 
 
+def test_common_prefix_len_finds_every_first_difference_in_a_long_prompt() -> None:
+    prompt = list(range(3000))
+    for at in (0, 1, 63, 64, 1499, 2998, 2999):
+        other = [*prompt[:at], -1, *prompt[at + 1 :]]
+        assert common_prefix_len(prompt, other) == at
+        assert common_prefix_len(other[: at + 1], prompt) == at
+
+
+def test_best_reuse_is_the_longest_whole_grid_prefix_of_any_lane_busy_or_free() -> None:
+    pool = LanePool(3, grid=4)
+    prompt = list(range(20))
+    busy, _, _ = pool.acquire([999])
+    free, _, _ = pool.acquire([999])
+    pool.hold(busy, prompt[:13], 13)  # a prompt being read: 13 tokens in, 12 on the grid
+    pool.release(free, prompt[:6])
+    assert pool.best_reuse(prompt) == 12
+    assert pool.best_reuse(prompt[:5]) == 4  # one token is always left to decode
+    assert pool.best_reuse([7, 8, 9, 10, 11]) == 0
+
+
 def test_fresh_pool_hands_out_each_lane_once() -> None:
     pool = LanePool(3)
     assert pool.num_free == 3

@@ -7,6 +7,7 @@ token; the tests under "Grid units" run them with the engine's 64-token grid.
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -54,7 +55,7 @@ def _decoding(sched: Scheduler, prompt_len: int = 4) -> Sequence:
 
 def test_admission_is_fifo_into_free_lanes() -> None:
     sched = _scheduler(lanes=2)
-    seqs = [_seq(3) for _ in range(3)]
+    seqs = [_seq(3, 100 * (i + 1)) for i in range(3)]
     for seq in seqs:
         sched.add(seq)
     assert sched.admit() == seqs[:2]
@@ -106,6 +107,109 @@ def test_has_work() -> None:
     assert not sched.has_work()
     sched.lanes.release(a.lane, [])
     assert sched.has_work()
+
+
+# Long prompts: one read at a time, shorter requests pass the next
+
+
+def _gated(lanes: int = 3, grid: int = 1) -> Scheduler:
+    """Long means more than 10 tokens to read; one long read at a time."""
+    return Scheduler(LanePool(lanes, grid), max_batch_tokens=64, grid=grid, long_prompt=10, max_long_reads=1)
+
+
+def test_a_second_long_prompt_waits_without_a_lane_and_shorter_ones_pass_it() -> None:
+    sched = _gated()
+    first, second, short = _seq(40, 100), _seq(40, 200), _seq(5, 300)
+    for seq in (first, second, short):
+        sched.add(seq)
+    assert sched.admit() == [first, short]
+    assert list(sched.waiting) == [second] and second.lane == -1
+    assert sched.lanes.num_free == 1  # the free lane is not given to the long prompt
+
+
+def test_a_waiting_long_prompt_keeps_its_place_and_goes_once_the_read_ahead_is_nearly_done() -> None:
+    sched = _gated(lanes=2)
+    first, second, later = _seq(40, 100), _seq(40, 200), _seq(5, 300)
+    for seq in (first, second):
+        sched.add(seq)
+    assert sched.admit() == [first]
+    first.num_computed = 30  # exactly 10 left: no longer a long read
+    sched.add(later)
+    assert sched.admit() == [second]
+    assert list(sched.waiting) == [later]
+
+
+def test_long_reads_are_counted_after_the_prompt_cache() -> None:
+    sched = _gated()
+    first = _seq(40, 100)
+    sched.add(first)
+    sched.admit()
+    cached = sched.lanes.acquire([999])[0]
+    again = _seq(44, 200)
+    sched.lanes.release(cached, again.prompt_ids[:40])
+    sched.add(again)  # 40 of its 44 tokens are cached: a short read
+    assert sched.admit() == [again]
+    assert again.num_cached == 40
+
+
+def _step_reads(sched: Scheduler, budget: int) -> None:
+    """One step's prompt reads, recorded in the lanes as the engine does after each chunk."""
+    for chunk in sched.schedule(budget):
+        chunk.seq.num_computed += len(chunk.tokens)
+        if chunk.kind != "decode":
+            read = chunk.seq.prompt_ids[: chunk.seq.num_computed]
+            sched.lanes.hold(chunk.seq.lane, read, len(read) // sched.grid * sched.grid)
+
+
+def test_a_prompt_being_read_is_copied_once_read_not_read_twice() -> None:
+    sched = _gated(grid=4)
+    choice_a, choice_b = _seq(40, 100), _seq(40, 100)  # n=2: the same prompt twice
+    sched.add(choice_a)
+    sched.add(choice_b)
+    assert sched.admit() == [choice_a]
+    _step_reads(sched, 28)
+    assert choice_a.num_computed == 28
+    assert sched.admit() == []  # a long read under way
+    _step_reads(sched, 4)
+    assert sched.admit() == []  # 8 left: not long, but its sibling would read them again
+    _step_reads(sched, 8)
+    assert not choice_a.is_prefilling
+    assert sched.admit() == [choice_b]
+    assert (choice_b.copy_from, choice_b.num_cached) == (choice_a.lane, 36)  # the grid, one token left to read
+
+
+def test_only_a_read_that_would_give_a_whole_grid_chunk_more_is_waited_for() -> None:
+    sched = _scheduler(lanes=3, grid=8)
+    reading = _seq(40, 100)
+    sched.add(reading)
+    sched.admit()
+    short_copy, other = _seq(7, 100), _seq(40, 500)  # shares less than a chunk; shares nothing
+    sched.add(short_copy)
+    sched.add(other)
+    assert sched.admit() == [short_copy, other]
+    same = _seq(40, 100)
+    sched.add(same)
+    assert sched.admit() == []
+    sched.remove(reading)  # e.g. its client went away: nothing to wait for
+    sched.lanes.release(reading.lane, [])
+    assert sched.admit() == [same]
+
+
+def test_without_a_limit_long_prompts_are_admitted_in_arrival_order() -> None:
+    sched = Scheduler(LanePool(3), max_batch_tokens=64, grid=1, long_prompt=10, max_long_reads=0)
+    seqs = [_seq(40, 100), _seq(40, 200), _seq(5, 300)]
+    for seq in seqs:
+        sched.add(seq)
+    assert sched.admit() == seqs
+
+
+def test_two_long_reads_at_a_time_when_asked() -> None:
+    sched = Scheduler(LanePool(4), max_batch_tokens=64, grid=1, long_prompt=10, max_long_reads=2)
+    seqs = [_seq(40, 100), _seq(40, 200), _seq(40, 300), _seq(5, 400)]
+    for seq in seqs:
+        sched.add(seq)
+    assert sched.admit() == [seqs[0], seqs[1], seqs[3]]
+    assert list(sched.waiting) == [seqs[2]]
 
 
 # Decode chunks
@@ -318,13 +422,14 @@ def test_a_long_prompt_is_not_starved_by_a_stream_of_short_ones() -> None:
     sched.add(long)
     sched.admit()
     budget, steps = 32, 0
+    first_tokens = itertools.count(1000, 50)  # prompts sharing no prefix, so none waits for another's read
     while long.is_prefilling:
         for seq in list(sched.running):
             if seq is not long and not seq.is_prefilling:  # a short one got its first token: it leaves
                 sched.remove(seq)
                 sched.lanes.release(seq.lane, [])
         while sched.lanes.num_free:
-            sched.add(_seq(40, first_token=1000 + steps))
+            sched.add(_seq(40, first_token=next(first_tokens)))
             sched.admit()
         chunks = sched.schedule(budget)
         assert sum(len(c.tokens) for c in chunks) <= budget

@@ -29,6 +29,9 @@ class EngineConfig:
     Prompts are read in grid-aligned chunks of ``prompt_grid`` tokens plus one tail, so a cached prefix
     gives the logits a fresh read gives (docs/determinism.md); ``prompt_grid`` must be at least the
     row count from which llama.cpp's matmuls take their large-batch path (64 on the CPUs measured).
+    A prompt with more than ``long_prompt`` tokens to read waits without a lane while
+    ``max_long_reads`` such reads are under way (0: no limit), letting shorter requests pass it
+    (``Scheduler.admit``).
     ``deterministic`` decodes each sequence's rows in a llama_decode call of their own, so its output
     does not depend on other traffic whatever the kernels do, at a throughput cost.
     """
@@ -43,6 +46,8 @@ class EngineConfig:
     extra_bufts: Literal["auto", "on", "off"] = "auto"
     max_backlog: int = 1024
     prompt_grid: int = 64
+    long_prompt: int = 512
+    max_long_reads: int = 1
     deterministic: bool = False
 
     def __post_init__(self) -> None:
@@ -55,8 +60,9 @@ class EngineConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.extra_bufts not in ("auto", "on", "off"):
             raise ValueError(f"extra_bufts must be auto, on or off, got {self.extra_bufts!r}")
-        if self.max_queue < 0:
-            raise ValueError(f"max_queue must be at least 0, got {self.max_queue}")
+        for name in ("max_queue", "long_prompt", "max_long_reads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be at least 0, got {getattr(self, name)}")
         if self.max_batch_tokens < self.parallel:
             raise ValueError("max_batch_tokens must be at least parallel (one decode token per sequence)")
         if self.max_batch_tokens < self.parallel - 1 + self.prompt_grid:

@@ -74,7 +74,8 @@ class Engine:
             n_threads=config.n_threads,
         )
         self.lanes = LanePool(config.parallel, config.prompt_grid)
-        self.scheduler = Scheduler(self.lanes, max_batch_tokens=config.max_batch_tokens, grid=config.prompt_grid)
+        self.scheduler = Scheduler(self.lanes, max_batch_tokens=config.max_batch_tokens, grid=config.prompt_grid,
+                                   long_prompt=config.long_prompt, max_long_reads=config.max_long_reads)
         self.budget = PrefillBudget(config.prefill_stall, step_time=config.prefill_step_time,
                                     ceiling=config.max_batch_tokens)
         self.constraints = Constraints(lambda: guidance_tokenizer(model), config.parallel)
@@ -292,9 +293,10 @@ class Engine:
         for chunk in chunks:
             seq = chunk.seq
             seq.num_computed += len(chunk.tokens)
-            if seq.num_computed == len(seq.prompt_ids):
-                # Readable by later prompts' prefix copies.
-                self.lanes.hold(seq.lane, seq.prompt_ids, grid_extent(len(seq.prompt_ids), self.config.prompt_grid))
+            if chunk.kind != "decode":
+                # What is read so far is readable by later prompts' prefix copies, a long prompt's siblings too.
+                read = seq.prompt_ids[: seq.num_computed]
+                self.lanes.hold(seq.lane, read, grid_extent(len(read), self.config.prompt_grid))
         deliveries: list[tuple[Sequence, Delivery]] = []
         for s in sampled:
             seq = s.seq

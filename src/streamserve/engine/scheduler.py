@@ -6,7 +6,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from streamserve.engine.lanes import LanePool, grid_extent
+from streamserve.engine.lanes import LanePool, common_prefix_len, grid_extent
 from streamserve.engine.sequence import Sequence, SequenceStatus
 
 ChunkKind = Literal["decode", "grid", "tail"]
@@ -35,12 +35,15 @@ class Scheduler:
     the same way whatever the cache and the load (docs/determinism.md).
     """
 
-    def __init__(self, lanes: LanePool, *, max_batch_tokens: int, grid: int) -> None:
+    def __init__(self, lanes: LanePool, *, max_batch_tokens: int, grid: int, long_prompt: int = 0,
+                 max_long_reads: int = 0) -> None:
         self.lanes = lanes
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.max_batch_tokens = max_batch_tokens
         self.grid = grid
+        self.long_prompt = long_prompt
+        self.max_long_reads = max_long_reads
 
     def has_work(self) -> bool:
         """Whether a step would do anything."""
@@ -51,16 +54,47 @@ class Scheduler:
         self.waiting.append(seq)
 
     def admit(self) -> list[Sequence]:
-        """Move waiting sequences into free lanes (FIFO); return the newly admitted ones."""
-        admitted = []
+        """Move waiting sequences into free lanes in arrival order; return the newly admitted ones.
+
+        Two kinds of sequence wait without a lane while those behind them go first (``_waits``):
+
+        - a *long* prompt, one with more than ``long_prompt`` tokens to read after the prompt cache,
+          while ``max_long_reads`` long reads are under way (0: no limit). Reading two at once would
+          finish neither sooner (``prompt_shares`` gives the budget to the shortest), while the
+          second's lane sat idle that long and short requests queued for it;
+        - a prompt that a running sequence is reading right now, at least one grid chunk of it beyond
+          what the lanes hold (the other choices of an ``n`` > 1 request, or the same document sent
+          twice): it copies that read once it is done instead of reading it again.
+
+        A waiting sequence keeps its place, so it waits at most for the reads ahead of it.
+        """
+        admitted: list[Sequence] = []
+        passed: list[Sequence] = []
+        long_reads = sum(_unread(seq) > self.long_prompt for seq in self.running)
         while self.waiting and self.lanes.num_free > 0:
             seq = self.waiting.popleft()
+            if self._waits(seq, long_reads):
+                passed.append(seq)
+                continue
             seq.lane, seq.num_cached, seq.copy_from = self.lanes.acquire(seq.prompt_ids)
             seq.num_computed = seq.num_cached
             seq.status = SequenceStatus.RUNNING
             self.running.append(seq)
             admitted.append(seq)
+            long_reads += _unread(seq) > self.long_prompt
+        self.waiting.extendleft(reversed(passed))
         return admitted
+
+    def _waits(self, seq: Sequence, long_reads: int) -> bool:
+        """Whether ``seq`` should wait for a read under way: a long read's turn, or its own prompt's."""
+        prompt = seq.prompt_ids
+        if len(prompt) <= self.grid:
+            return False
+        cached = self.lanes.best_reuse(prompt)
+        if self.max_long_reads and long_reads >= self.max_long_reads and len(prompt) - cached > self.long_prompt:
+            return True
+        return any(grid_extent(min(common_prefix_len(other.prompt_ids, prompt), len(prompt) - 1), self.grid)
+                   >= cached + self.grid for other in self.running if other.is_prefilling)
 
     def num_decoding(self) -> int:
         """Running sequences past their prompt: each takes one token of the next step."""
