@@ -15,9 +15,11 @@ Admission: 8 lanes under the mixed load of ``scenarios.mixed_load`` (4 streams t
 64 tokens, two 3,500-token prompts at t = 1 and 8 s, a 35-token chat every second, 4 conversations
 of 3 turns over one system prompt), with a step cost fitted to its run on this machine (6 ms per
 step, 3.5 ms per decode token, 4.5 ms per prompt token rising to 9 ms at position 4,000: the long
-prompts' first tokens at 57 and 74 s, as measured). Who takes a lane that frees: arrival order
-(``Scheduler.admit``, what the engine does) or ``SmallestJobFirst`` (uncached prompt plus
-``max_tokens``, smallest first; a sequence waiting ``aging`` seconds goes before younger ones).
+prompts' first tokens at 57 and 74 s, as measured). Who takes a lane that frees: arrival order with
+both long prompts holding a lane (before), arrival order with one long read at a time, the second
+long prompt waiting without a lane (``Scheduler.admit``, what the engine does), or ``SmallestJobFirst``
+(uncached prompt plus ``max_tokens``, smallest first; a sequence waiting ``aging`` seconds goes
+before younger ones).
 
 Lanes: 8 lanes, N conversations over one system prompt take 4 turns each in random order, 4 at a
 time, with one-shot ~2,000-token prompts mixed in (15% of requests). Cached tokens over prompt
@@ -48,7 +50,8 @@ from streamserve.engine.sequence import Sequence
 
 Shares = Callable[[list[Sequence], int], list[tuple[Sequence, int]]]
 _DUMMY: Any = object()
-GRID = EngineConfig().prompt_grid
+_ENGINE = EngineConfig()
+GRID, LONG_PROMPT, MAX_LONG_READS = _ENGINE.prompt_grid, _ENGINE.long_prompt, _ENGINE.max_long_reads
 
 
 def fifo(prefilling: list[Sequence], budget: int) -> list[tuple[Sequence, int]]:
@@ -163,22 +166,24 @@ class SmallestJobFirst(Scheduler):
         def key(seq: Sequence) -> tuple[int, int, int]:
             if now - seq.arrival_time >= self.aging:
                 return (0, 0, seq.number)
-            cached = max(self.lanes.reusable(lane, seq.prompt_ids) for lane in range(len(self.lanes.contents)))
-            return (1, len(seq.prompt_ids) - cached + seq.params.max_tokens, seq.number)
+            return (1, len(seq.prompt_ids) - self.lanes.best_reuse(seq.prompt_ids) + seq.params.max_tokens,
+                    seq.number)
 
         self.waiting = deque(sorted(self.waiting, key=key))
         return super().admit()
 
 
-def simulate_admission(aging: float | None) -> dict[str, Any]:
+def simulate_admission(aging: float | None, max_long_reads: int = 0) -> dict[str, Any]:
     """Run ``scenarios.mixed_load``'s arrivals through the real Scheduler, PrefillBudget and LanePool.
 
-    ``aging`` None admits in arrival order (the engine's ``Scheduler``); a number, ``SmallestJobFirst``.
+    ``aging`` None admits in arrival order (the engine's ``Scheduler``, with at most ``max_long_reads``
+    long prompts holding a lane, 0 for any number); a number, ``SmallestJobFirst``.
     """
     rng = random.Random(1)
     now = 0.0
     lanes = LanePool(8, GRID)
-    sched = (Scheduler(lanes, max_batch_tokens=512, grid=GRID) if aging is None
+    sched = (Scheduler(lanes, max_batch_tokens=512, grid=GRID, long_prompt=LONG_PROMPT, max_long_reads=max_long_reads)
+             if aging is None
              else SmallestJobFirst(lanes, aging=aging, clock=lambda: now))
     budget = PrefillBudget(2.0, step_time=0.5, ceiling=512)
     budget.observe(1, 0, 0.0095)  # the engine's warm-up decode
@@ -230,8 +235,9 @@ def simulate_admission(aging: float | None) -> dict[str, Any]:
         now += seconds
         for chunk in chunks:
             seq = chunk.seq
-            if chunk.kind != "decode" and seq.num_computed == len(seq.prompt_ids):
-                sched.lanes.hold(seq.lane, seq.prompt_ids, grid_extent(len(seq.prompt_ids), GRID))
+            if chunk.kind != "decode":  # as the engine does: what is read so far can be copied
+                read = seq.prompt_ids[: seq.num_computed]
+                sched.lanes.hold(seq.lane, read, grid_extent(len(read), GRID))
             if not chunk.sample:
                 continue
             seq.output_ids.append(rng.randrange(1, 30000))
@@ -331,9 +337,12 @@ def main() -> None:
     print("| admission | short TTFT p50 (s) | short TTFT p99 (s) | conversation turns' TTFT p50 (s) | "
           "turns' TTFT p99 (s) | every chat's TTFT, mean (s) | long prompts' TTFT (s) |")
     print("|---|---|---|---|---|---|---|")
-    for name, aging in [("arrival order (the engine)", None), ("smallest job first, 1 s aging", 1.0),
-                        ("smallest job first, 3 s aging", 3.0), ("smallest job first, 5 s aging", 5.0)]:
-        r = simulate_admission(aging)
+    for name, aging, long_reads in [("arrival order, long prompts read together (before)", None, 0),
+                                    ("arrival order, one long read at a time (the engine)", None, MAX_LONG_READS),
+                                    ("smallest job first, 1 s aging", 1.0, 0),
+                                    ("smallest job first, 3 s aging", 3.0, 0),
+                                    ("smallest job first, 5 s aging", 5.0, 0)]:
+        r = simulate_admission(aging, long_reads)
         print(f"| {name} | {r['short_ttft_p50']:.2f} | {r['short_ttft_p99']:.2f} | {r['turn_ttft_p50']:.2f} | "
               f"{r['turn_ttft_p99']:.2f} | {r['chat_ttft_mean']:.2f} | {r['long_ttft']} |")
     print()
