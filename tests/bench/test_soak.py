@@ -209,9 +209,13 @@ def _greedy_plan(count: int) -> list[PlannedRequest]:
 @pytest.mark.parametrize(("replay_duration", "replayed"), [(900.0, 1), (0.0, 0)])
 def test_replays_have_their_own_budget_after_a_load_cut_by_its_duration(
         fake_url: str, replay_duration: float, replayed: int) -> None:
-    """A load stopped by ``duration`` still leaves the replays ``replay_duration``, counted from their start."""
-    plan = _greedy_plan(6)
-    config = SoakConfig(requests=len(plan), levels=(1,), per_level=1, minimum=1, replay=1, duration=0.05,
+    """A load stopped by ``duration`` still leaves the replays ``replay_duration``, counted from their start.
+
+    One at a time, the fake server's 37 streams take a few seconds; the load stops starting them after
+    0.5 s, long after the first has started even on a loaded machine.
+    """
+    plan = _greedy_plan(37)
+    config = SoakConfig(requests=len(plan), levels=(1,), per_level=1, minimum=1, replay=1, duration=0.5,
                         timeout=0.01, replay_duration=replay_duration)
 
     async def go() -> SoakRun:
