@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import sys
 import time
@@ -28,22 +27,21 @@ from engine_bench import machine
 from openai import OpenAI
 from servers import Setup, running
 
+from streamserve.bench.soak import parse_metrics
 from streamserve.models import resolve_model
 
 WORDS = "The harbour master counts the boats that come in before the tide turns. "
 
 
-def _counter(base_url: str, name: str) -> float:
-    text = httpx.get(base_url.removesuffix("/v1") + "/metrics", timeout=30).text
-    match = re.search(rf"^streamserve:{name}_total (\S+)$", text, re.M)
-    if not match:
-        raise RuntimeError(f"streamserve:{name}_total missing from /metrics")
-    return float(match[1])
+def _prompt_tokens_read(base_url: str) -> float:
+    """Prompt tokens the server has read so far: admitted minus served from the prompt cache."""
+    metrics = parse_metrics(httpx.get(base_url.removesuffix("/v1") + "/metrics", timeout=30).text)
+    return metrics["streamserve:prompt_tokens_total"] - metrics["streamserve:prompt_tokens_cached_total"]
 
 
 def measure(base_url: str, n: int, round_: int, repeats: int) -> dict[str, float]:
     """One request: wall seconds and prompt tokens read for ``n`` choices of a new long prompt."""
-    read_before = _counter(base_url, "prompt_tokens") - _counter(base_url, "prompt_tokens_cached")
+    read_before = _prompt_tokens_read(base_url)
     with OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=1800) as client:
         model = client.models.list().data[0].id
         start = time.perf_counter()
@@ -51,7 +49,7 @@ def measure(base_url: str, n: int, round_: int, repeats: int) -> dict[str, float
                                           prompt=f"Log {n}-{round_}. " + WORDS * repeats,
                                           max_tokens=8, n=n, temperature=0.0)
         seconds = time.perf_counter() - start
-    read = _counter(base_url, "prompt_tokens") - _counter(base_url, "prompt_tokens_cached") - read_before
+    read = _prompt_tokens_read(base_url) - read_before
     assert reply.usage is not None and len(reply.choices) == n
     return {"seconds": seconds, "prompt_tokens": reply.usage.prompt_tokens, "read": read}
 

@@ -236,8 +236,7 @@ def simulate_admission(aging: float | None, max_long_reads: int = 0) -> dict[str
         for chunk in chunks:
             seq = chunk.seq
             if chunk.kind != "decode":  # as the engine does: what is read so far can be copied
-                read = seq.prompt_ids[: seq.num_computed]
-                sched.lanes.hold(seq.lane, read, grid_extent(len(read), GRID))
+                sched.lanes.hold_read(seq.lane, seq.prompt_ids, seq.num_computed)
             if not chunk.sample:
                 continue
             seq.output_ids.append(rng.randrange(1, 30000))

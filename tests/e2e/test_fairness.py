@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ import openai
 import pytest
 from openai import OpenAI
 
+from streamserve.bench.soak import parse_metrics
 from tests.serverproc import ServerProcess, running_server
 
 pytestmark = pytest.mark.e2e
@@ -155,10 +155,7 @@ def test_a_second_long_prompt_lets_a_short_request_take_the_free_lane(two_lanes:
 
 
 def _cached_total(server: ServerProcess) -> float:
-    text = httpx.get(server.url + "/metrics", timeout=30).text
-    match = re.search(r"^streamserve:prompt_tokens_cached_total (\S+)$", text, re.M)
-    assert match, "streamserve:prompt_tokens_cached_total missing from /metrics"
-    return float(match[1])
+    return parse_metrics(httpx.get(server.url + "/metrics", timeout=30).text)["streamserve:prompt_tokens_cached_total"]
 
 
 def test_the_choices_of_a_long_prompt_share_its_read(two_lanes: ServerProcess) -> None:

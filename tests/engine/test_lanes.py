@@ -47,6 +47,15 @@ def test_best_reuse_is_the_longest_whole_grid_prefix_of_any_lane_busy_or_free() 
     assert pool.best_reuse([7, 8, 9, 10, 11]) == 0
 
 
+def test_hold_read_makes_the_grid_chunks_read_so_far_copyable() -> None:
+    pool = LanePool(2, grid=4)
+    prompt = list(range(20))
+    lane, _, _ = pool.acquire(prompt)
+    pool.hold_read(lane, prompt, 10)
+    assert (pool.contents[lane], pool.extents[lane]) == (prompt[:10], 8)
+    assert pool.best_reuse(prompt) == 8
+
+
 def test_fresh_pool_hands_out_each_lane_once() -> None:
     pool = LanePool(3)
     assert pool.num_free == 3

@@ -157,8 +157,7 @@ def _step_reads(sched: Scheduler, budget: int) -> None:
     for chunk in sched.schedule(budget):
         chunk.seq.num_computed += len(chunk.tokens)
         if chunk.kind != "decode":
-            read = chunk.seq.prompt_ids[: chunk.seq.num_computed]
-            sched.lanes.hold(chunk.seq.lane, read, len(read) // sched.grid * sched.grid)
+            sched.lanes.hold_read(chunk.seq.lane, chunk.seq.prompt_ids, chunk.seq.num_computed)
 
 
 def test_a_prompt_being_read_is_copied_once_read_not_read_twice() -> None:

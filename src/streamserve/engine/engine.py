@@ -293,10 +293,8 @@ class Engine:
         for chunk in chunks:
             seq = chunk.seq
             seq.num_computed += len(chunk.tokens)
-            if chunk.kind != "decode":
-                # What is read so far is readable by later prompts' prefix copies, a long prompt's siblings too.
-                read = seq.prompt_ids[: seq.num_computed]
-                self.lanes.hold(seq.lane, read, grid_extent(len(read), self.config.prompt_grid))
+            if chunk.kind != "decode":  # later prompts may copy what is read so far, a long prompt's siblings too
+                self.lanes.hold_read(seq.lane, seq.prompt_ids, seq.num_computed)
         deliveries: list[tuple[Sequence, Delivery]] = []
         for s in sampled:
             seq = s.seq

@@ -105,13 +105,16 @@ class LanePool:
 
         At least one prompt token is left to decode, since sampling needs its logits.
         """
-        shared = min(common_prefix_len(self.contents[lane], prompt), self.extents[lane], len(prompt) - 1)
-        return grid_extent(shared, self.grid)
+        return reusable_prefix(self.contents[lane], self.extents[lane], prompt, self.grid)
 
     def hold(self, lane: int, tokens: list[int], extent: int) -> None:
         """Record what a lane's KV memory holds now, the first ``extent`` tokens written by full grid chunks."""
         self.contents[lane] = tokens
         self.extents[lane] = min(extent, len(tokens))
+
+    def hold_read(self, lane: int, prompt: list[int], n_read: int) -> None:
+        """Record a prompt read up to ``n_read`` tokens: copyable by later prompts while it is still read."""
+        self.hold(lane, prompt[:n_read], grid_extent(n_read, self.grid))
 
     def release(self, lane: int, tokens: list[int], extent: int | None = None) -> None:
         """Give a lane back, remembering the tokens its KV memory now holds (``hold``; extent: all of them)."""
@@ -121,6 +124,14 @@ class LanePool:
     def cached_tokens(self) -> int:
         """Tokens held by free lanes: the prompt cache (busy lanes are counted by their sequences)."""
         return sum(len(self.contents[lane]) for lane in self._free)
+
+
+def reusable_prefix(held: Sequence[int], extent: int, prompt: Sequence[int], grid: int) -> int:
+    """Leading tokens of ``prompt`` that tokens ``held`` (the first ``extent`` on the grid) can give it.
+
+    The shared prefix, within the extent, less the one prompt token sampling needs, in whole grid chunks.
+    """
+    return grid_extent(min(common_prefix_len(held, prompt), extent, len(prompt) - 1), grid)
 
 
 def grid_extent(n_tokens: int, grid: int) -> int:

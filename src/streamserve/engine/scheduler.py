@@ -6,7 +6,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from streamserve.engine.lanes import LanePool, common_prefix_len, grid_extent
+from streamserve.engine.lanes import LanePool, grid_extent, reusable_prefix
 from streamserve.engine.sequence import Sequence, SequenceStatus
 
 ChunkKind = Literal["decode", "grid", "tail"]
@@ -93,8 +93,8 @@ class Scheduler:
         cached = self.lanes.best_reuse(prompt)
         if self.max_long_reads and long_reads >= self.max_long_reads and len(prompt) - cached > self.long_prompt:
             return True
-        return any(grid_extent(min(common_prefix_len(other.prompt_ids, prompt), len(prompt) - 1), self.grid)
-                   >= cached + self.grid for other in self.running if other.is_prefilling)
+        return any(reusable_prefix(other.prompt_ids, len(other.prompt_ids), prompt, self.grid) >= cached + self.grid
+                   for other in self.running if other.is_prefilling)
 
     def num_decoding(self) -> int:
         """Running sequences past their prompt: each takes one token of the next step."""
