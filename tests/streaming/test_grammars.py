@@ -10,7 +10,7 @@ import pytest
 
 from streamserve.engine import check_grammar
 from streamserve.streaming.errors import RequestError
-from streamserve.streaming.grammars import calls_grammar, check_schema, closed_objects, json_grammar
+from streamserve.streaming.grammars import calls_grammar, check_schema, closed_objects, json_grammar, relocated
 
 
 def accepts(grammar: str, text: str) -> bool:
@@ -115,3 +115,87 @@ def test_auto_with_an_answer_schema_allows_that_json_or_calls() -> None:
     assert accepts(grammar, json.dumps({"name": "Bob"}))
     assert accepts(grammar, CALL_N)
     assert not accepts(grammar, "plain text")
+
+
+def _call(name: str, arguments: Any) -> str:
+    return f'{json.dumps({"name": name, "arguments": arguments})}\n</tool_call>'
+
+
+def test_relocated_rebases_local_refs_and_leaves_data_and_other_resources_alone() -> None:
+    schema = {
+        "$id": "https://example.com/tool", "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {"a": {"$ref": "#/$defs/A"}, "self": {"$ref": "#"}, "remote": {"$ref": "other.json#/x"},
+                       "anchor": {"$ref": "#here"}},
+        "$defs": {"A": {"anyOf": [{"$ref": "#/definitions/B"}, {"type": "null"}]},
+                  "R": {"$id": "https://example.com/r", "properties": {"x": {"$ref": "#/$defs/Y"}}}},
+        "definitions": {"B": {"type": "string", "const": {"$ref": "#/not/a/schema"}}},
+    }
+    out = relocated(schema, "/properties/arguments")
+    assert "$id" not in out and "$schema" not in out
+    assert out["properties"]["a"]["$ref"] == "#/properties/arguments/$defs/A"
+    assert out["properties"]["self"]["$ref"] == "#/properties/arguments"
+    assert out["properties"]["remote"]["$ref"] == "other.json#/x"
+    assert out["properties"]["anchor"]["$ref"] == "#here"
+    assert out["$defs"]["A"]["anyOf"][0]["$ref"] == "#/properties/arguments/definitions/B"
+    assert out["$defs"]["R"]["properties"]["x"]["$ref"] == "#/$defs/Y"  # a resource of its own
+    assert out["definitions"]["B"]["const"] == {"$ref": "#/not/a/schema"}  # data, not a schema
+    assert schema["properties"]["a"]["$ref"] == "#/$defs/A"  # the caller's schema is not changed
+
+
+UNIT = {"enum": ["celsius", "fahrenheit"], "title": "Unit", "type": "string"}
+WEATHER = {  # what pydantic_function_tool sends for a model with an enum field and a nested model
+    "$defs": {"Unit": UNIT,
+              "Place": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"$ref": "#/$defs/Unit"}},
+                        "required": ["city", "unit"], "additionalProperties": False}},
+    "type": "object",
+    "properties": {"place": {"$ref": "#/$defs/Place"}, "unit": {"$ref": "#/$defs/Unit"}},
+    "required": ["place", "unit"], "additionalProperties": False,
+}
+CHILDREN = {"type": "array", "items": {"$ref": "#/$defs/Node"}}
+TREE = {  # a recursive model: a node and its children
+    "$defs": {"Node": {"type": "object", "properties": {"name": {"type": "string"}, "children": CHILDREN},
+                       "required": ["name", "children"], "additionalProperties": False}},
+    "$ref": "#/$defs/Node",
+}
+
+
+def test_tool_parameters_with_defs_and_refs_are_enforced_inside_a_call() -> None:
+    for parallel in (True, False):
+        grammar = calls_grammar([("get_weather", WEATHER)], parallel=parallel, opened=True)
+        check_grammar(grammar)
+        good = {"place": {"city": "Rome", "unit": "celsius"}, "unit": "fahrenheit"}
+        assert accepts(grammar, _call("get_weather", good))
+        assert not accepts(grammar, _call("get_weather", {**good, "unit": "kelvin"}))
+        assert not accepts(grammar, _call("get_weather", {**good, "place": {"city": "Rome", "unit": "k"}}))
+
+
+def test_a_recursive_model_stays_recursive_inside_a_call() -> None:
+    grammar = calls_grammar([("tree", TREE)], parallel=True, opened=True)
+    leaf = {"name": "c", "children": []}
+    assert accepts(grammar, _call("tree", {"name": "a", "children": [{"name": "b", "children": [leaf]}]}))
+    assert not accepts(grammar, _call("tree", {"name": "a", "children": [{"name": "b"}]}))
+    self_ref = {"type": "object", "properties": {"next": {"anyOf": [{"$ref": "#"}, {"type": "null"}]}},
+                "required": ["next"]}
+    grammar = calls_grammar([("chain", self_ref)], parallel=True, opened=True)
+    assert accepts(grammar, _call("chain", {"next": {"next": {"next": None}}}))
+    assert not accepts(grammar, _call("chain", {"next": {"next": 1}}))
+
+
+def test_two_tools_defining_the_same_name_differently_each_keep_their_own() -> None:
+    def tool(item_type: str) -> dict[str, Any]:
+        return {"$defs": {"Item": {"type": item_type}}, "type": "object",
+                "properties": {"items": {"type": "array", "items": {"$ref": "#/$defs/Item"}}}, "required": ["items"]}
+
+    grammar = calls_grammar([("words", tool("string")), ("numbers", tool("integer")), ("tree", TREE)],
+                            parallel=True, opened=True)
+    check_grammar(grammar)
+    assert accepts(grammar, _call("words", {"items": ["a", "b"]}))
+    assert accepts(grammar, _call("numbers", {"items": [1, 2]}))
+    assert accepts(grammar, _call("tree", {"name": "a", "children": []}))
+    assert not accepts(grammar, _call("words", {"items": [1]}))
+    assert not accepts(grammar, _call("numbers", {"items": ["a"]}))
+    auto = calls_grammar([("words", tool("string")), ("numbers", tool("integer"))], parallel=False, opened=False,
+                         optional=True, answer=WEATHER)
+    assert accepts(auto, "<tool_call>\n" + _call("numbers", {"items": [3]}))
+    assert accepts(auto, json.dumps({"place": {"city": "Oslo", "unit": "celsius"}, "unit": "celsius"}))
