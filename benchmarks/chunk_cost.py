@@ -18,7 +18,7 @@ from streamserve.llama import Batch, Context, ProbeSettings, load_model
 from streamserve.models import resolve_model
 
 POSITIONS = (0, 1024, 2048, 3072)
-CHUNKS = (64, 128, 256)
+CHUNKS = (64, 128, 256, 512)
 
 
 def main() -> None:

@@ -9,6 +9,9 @@ one lane per sequence, ``n_ubatch == n_batch``) and compares logits bit for bit.
   which give the same logits at the last position as a fresh read in grid chunks.
 - ``mix``: a decode row of lane 0 alone, beside other lanes' decode rows, beside a prompt chunk of
   another lane; and a prompt chunk alone or beside decode rows.
+- ``tails``: prompt tails of several lanes (random lanes and lengths) decoded in one call against each
+  alone, padded with junk rows to whole groups of ``--align`` rows (the engine's ``ROW_GROUP``, 4) and
+  unpadded (``--align 1``): how many tails give other logits together than alone.
 
     OMP_WAIT_POLICY=passive python benchmarks/determinism_probe.py --model gemma-3-270m --grid 64
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import random
 from collections.abc import Iterable
 
 from streamserve.llama import Batch, Context, KernelMode, ProbeSettings, load_model
@@ -185,6 +189,47 @@ def kv_length(p: Probe, prefix: int, grid: int) -> None:
               f"chunk {'==' if fp == ref_chunk else '!='} {fp}")
 
 
+def tails(p: Probe, align: int, grid: int, trials: int = 12) -> int:
+    """Tails after a 128-token prefix, several lanes in one call against each alone; how many differ.
+
+    Each tail is padded to whole groups of ``align`` rows (at most ``grid``), as the engine pads them.
+    """
+    rng = random.Random(1)
+    toks = p.tokens
+    lanes_total = p.ctx.n_seq_max
+
+    def rows(length: int) -> int:
+        return min(-(-length // align) * align, grid)
+
+    def piece(lane: int, length: int) -> Piece:
+        return (lane, toks[128 : 128 + rows(length)], 128)
+
+    def fresh(lanes: list[int]) -> None:
+        for lane in range(lanes_total):
+            p.reset(lane)
+        for lane in lanes:
+            p.read(lane, [64, 64])
+
+    differ = total = 0
+    for _ in range(trials):
+        lanes = sorted(rng.sample(range(lanes_total), rng.choice([2, 3, 5, lanes_total])))
+        lengths = {lane: rng.randint(1, grid - 1) for lane in lanes}
+        alone = {}
+        for lane in lanes:
+            fresh([lane])
+            key = (lane, 128 + lengths[lane] - 1)
+            alone[lane] = p.decode([piece(lane, lengths[lane])], want={key})[key]
+        fresh(lanes)
+        keys = {(lane, 128 + lengths[lane] - 1) for lane in lanes}
+        together = p.decode([piece(lane, lengths[lane]) for lane in lanes], want=keys)
+        bad = [lane for lane in lanes if together[(lane, 128 + lengths[lane] - 1)] != alone[lane]]
+        differ += len(bad)
+        total += len(lanes)
+        print(f"  lanes {lanes} tails {[lengths[lane] for lane in lanes]}: differ together {bad or 'none'}")
+    print(f"  {differ} of {total} tails differ together from alone (padded to {align}-row groups)")
+    return differ
+
+
 def main() -> None:
     """Run the three experiments on one model."""
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
@@ -195,7 +240,8 @@ def main() -> None:
     ap.add_argument("--lanes", type=int, default=8)
     ap.add_argument("--kernels", choices=("auto", "on", "off"), default="auto", help="CPU extra buffer types")
     ap.add_argument("--max-rows", type=int, default=160, help="largest chunk tried by 'classes'")
-    ap.add_argument("--only", choices=("classes", "cuts", "mix", "kv"))
+    ap.add_argument("--align", type=int, default=4, help="row group the tails are padded to ('tails')")
+    ap.add_argument("--only", choices=("classes", "cuts", "mix", "kv", "tails"))
     args = ap.parse_args()
     p = Probe(args.model, args.lanes, 512, args.threads, args.kernels)
     print(f"{args.model}: {p.model.kernels.describe() if p.model.kernels else ''}")
@@ -212,6 +258,9 @@ def main() -> None:
     if args.only in (None, "kv"):
         print(f"kv (lane 0 prefix 128 beside lane 1 holding more, grid {args.grid}):")
         kv_length(p, 128, args.grid)
+    if args.only in (None, "tails"):
+        print(f"tails (several lanes' tails in one call against each alone, grid {args.grid}):")
+        tails(p, args.align, args.grid)
 
 
 if __name__ == "__main__":

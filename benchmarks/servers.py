@@ -67,16 +67,18 @@ class Spawned:
 
 @contextlib.contextmanager
 def spawned(name: str, cmd: list[str], port: int, log_dir: Path, *,
-            stop_signal: signal.Signals = signal.SIGINT) -> Iterator[Spawned]:
+            stop_signal: signal.Signals = signal.SIGINT, env: dict[str, str] | None = None) -> Iterator[Spawned]:
     """Run ``cmd`` (listening on ``port``) until the block ends; yields once it answers /v1/models.
 
     At the end it gets ``stop_signal``, then 30 s to exit before it is killed; the exit code and
-    the time it took are recorded on the yielded ``Spawned``.
+    the time it took are recorded on the yielded ``Spawned``. ``env``: the process's environment
+    (default: this one's).
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     log = log_path.open("wb")
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                               env={**(env or os.environ), "PYTHONUNBUFFERED": "1"})
     server = Spawned(f"http://127.0.0.1:{port}/v1", process, log_path)
     try:
         deadline = time.monotonic() + 300

@@ -439,17 +439,29 @@ def test_prompt_cache_reuses_the_previous_turn_and_changes_nothing(make_engine: 
     assert [e.logprob for e in with_cache] == [e.logprob for e in without_cache]
 
 
-def test_prompt_cache_full_hit_decodes_the_last_prompt_token(make_engine: EngineFactory, model: Model) -> None:
+@pytest.mark.parametrize("params", [SamplingParams(max_tokens=8, temperature=0.0, logprobs=2),
+                                    SamplingParams(max_tokens=8, temperature=0.9, seed=11, logprobs=2)],
+                         ids=["greedy", "seeded"])
+def test_prompt_cache_full_hit_reads_nothing_and_draws_what_a_fresh_read_draws(make_engine: EngineFactory,
+                                                                              model: Model,
+                                                                              params: SamplingParams) -> None:
+    """The same prompt again reuses all of it, its tail too, and draws its first token from the saved logits.
+
+    Tokens and logprobs equal the first request's bit for bit: the saved logits are the ones the first
+    read computed, and drawing from them is the same draw as from the batch row.
+    """
     eng = make_engine(parallel=1)
     prompt = chat(model, "Give me one word.")
+    assert len(prompt) % eng.config.prompt_grid  # a tail, which only a whole-prompt hit reuses
 
     async def main() -> tuple[tuple[list[TokenEvent], int], tuple[list[TokenEvent], int]]:
-        return await generate(eng, prompt, GREEDY), await generate(eng, prompt, GREEDY)
+        return await generate(eng, prompt, params), await generate(eng, prompt, params)
 
     (first, first_cached), (second, second_cached) = run(main())
-    grid = eng.config.prompt_grid
-    assert (first_cached, second_cached) == (0, (len(prompt) - 1) // grid * grid)
-    assert [e.token_id for e in first] == [e.token_id for e in second]
+    assert (first_cached, second_cached) == (0, len(prompt))
+    assert [(e.token_id, e.logprob, e.top_logprobs) for e in first] == [
+        (e.token_id, e.logprob, e.top_logprobs) for e in second]
+    assert eng.stats().cached_prompt_tokens_total == len(prompt)
 
 
 def test_longest_cached_prefix_lane_is_chosen(make_engine: EngineFactory, model: Model) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from streamserve.engine.lanes import COPY_MIN_TOKENS, LanePool, common_prefix_len
+from streamserve.engine.lanes import COPY_MIN_TOKENS, ROW_GROUP, LanePool, common_prefix_len, tail_rows
 
 
 def _pool_with(contents: list[list[int]], release_order: list[int]) -> LanePool:
@@ -336,3 +337,41 @@ def test_a_copy_is_limited_to_the_source_extent() -> None:
     lease = pool.acquire([*prompt, 1])
     assert (lease.source, lease.keep) == (busy, 24)
     assert pool.extents[lease.lane] == 24
+
+
+# Whole prompts: the same prompt again reuses all of it, with the logits of its last token
+
+
+def test_a_whole_prompt_held_with_its_logits_is_reused_whole_by_the_same_prompt_only() -> None:
+    pool = LanePool(2, grid=4)
+    prompt = list(range(10))  # two grid chunks and a 2-token tail
+    lane, _, _ = pool.acquire(prompt)
+    logits = np.arange(5, dtype=np.float32)
+    pool.hold_prompt(lane, prompt, logits)
+    assert pool.reusable(lane, prompt) == 10 and pool.best_reuse(prompt) == 10
+    assert pool.reusable(lane, [*prompt, 10]) == 8  # a longer prompt: whole grid chunks only
+    assert pool.reusable(lane, prompt[:9]) == 8 and pool.reusable(lane, [*prompt[:9], 77]) == 8
+    pool.release(lane, [*prompt, 50, 51], 8)  # the answer after it does not spoil it
+    assert pool.acquire(prompt) == (lane, 10, None)
+    assert pool.whole_prompt_logits(lane) is logits
+
+
+def test_a_whole_prompt_is_copied_with_its_logits_and_forgotten_once_its_lane_changes() -> None:
+    pool = LanePool(3, grid=4)
+    prompt = list(range(12))
+    busy, _, _ = pool.acquire(prompt)
+    logits = np.ones(3, dtype=np.float32)
+    pool.hold_prompt(busy, prompt, logits)  # still busy, decoding: its prompt can be copied
+    lane, keep, source = pool.acquire(prompt)
+    assert (keep, source) == (12, busy) and lane != busy
+    assert pool.whole_prompt_logits(lane) is logits
+    pool.release(lane, [*prompt[:8], 99], 8)  # the lane no longer holds the whole prompt
+    assert pool.whole_prompt_logits(lane) is None and pool.reusable(lane, prompt) == 8
+    pool.hold_read(busy, prompt, 4)  # a new read into the lane
+    assert pool.whole_prompt_logits(busy) is None
+
+
+@pytest.mark.parametrize(("tail", "rows"), [(1, 4), (4, 4), (5, 8), (60, 60), (61, 64), (63, 64)])
+def test_a_tail_is_padded_to_whole_row_groups_or_a_whole_chunk(tail: int, rows: int) -> None:
+    assert ROW_GROUP == 4
+    assert tail_rows(tail, 64) == rows

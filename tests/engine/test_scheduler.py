@@ -11,11 +11,12 @@ import itertools
 import random
 from typing import Any
 
+import numpy as np
 import pytest
 
 from streamserve.engine.lanes import LanePool
 from streamserve.engine.sampling import SamplingParams
-from streamserve.engine.scheduler import Chunk, Scheduler, prompt_shares
+from streamserve.engine.scheduler import Chunk, Scheduler, batch_rows, prompt_shares
 from streamserve.engine.sequence import Sequence, SequenceStatus
 
 _DUMMY: Any = object()  # the scheduler never touches a sequence's event loop or queue
@@ -604,14 +605,15 @@ def test_grid_long_prompt_is_not_starved_by_a_stream_of_short_ones() -> None:
     long = _seq(640)
     sched.add(long)
     sched.admit()
-    budget, steps = 64, 0
+    budget, steps, shorts = 64, 0, 0
     while long.is_prefilling:
         for seq in list(sched.running):
             if seq is not long and not seq.is_prefilling:
                 sched.remove(seq)
                 sched.lanes.release(seq.lane, [])
         while sched.lanes.num_free:
-            sched.add(_seq(40, first_token=1000 + steps))
+            shorts += 1  # each prompt its own (the same prompt again would wait for the read under way)
+            sched.add(_seq(40, first_token=1000 * shorts))
             sched.admit()
         chunks = sched.schedule(budget)
         assert all(c.kind != "grid" or (c.start % GRID == 0 and len(c.tokens) % GRID == 0) for c in chunks)
@@ -690,3 +692,76 @@ def test_grid_a_unit_left_out_for_lack_of_room_goes_first_next_step() -> None:
     second = sched.schedule(0)
     assert [(c.seq, len(c.tokens)) for c in second if c.kind != "decode"] == [(long, GRID)]
     assert long.read_waits == 0
+
+
+# The same prompt again: it waits for a read under way, then reuses it whole and reads nothing
+
+
+def test_the_same_short_prompt_waits_for_the_read_under_way_then_draws_from_its_logits() -> None:
+    sched = _scheduler(lanes=3, max_batch_tokens=64, grid=GRID)
+    first, again, other = _seq(20, 100), _seq(20, 100), _seq(20, 300)
+    for seq in (first, again, other):
+        sched.add(seq)
+    assert sched.admit() == [first, other]  # shorter than a grid chunk, yet the same prompt waits
+    assert list(sched.waiting) == [again]
+    chunks = sched.schedule(ANY)
+    assert {(c.seq.number, c.kind) for c in chunks} == {(first.number, "tail"), (other.number, "tail")}
+    _run(chunks)
+    sched.lanes.hold_prompt(first.lane, first.prompt_ids, np.zeros(1, dtype=np.float32))
+    assert sched.admit() == [again]
+    assert again.num_cached == 20 and again.first_logits is not None and not again.is_prefilling
+    chunks = sched.schedule(ANY)
+    cached = [c for c in chunks if c.seq is again]
+    assert [(c.kind, c.tokens, c.sample) for c in cached] == [("cached", [], True)]
+    assert sched.num_decoding() == 2  # first and other: the cached draw takes no decode row
+
+
+def test_padded_tails_stay_within_the_batch() -> None:
+    """Tails of 61 tokens take a whole chunk of rows each: a 190-row batch holds two, not three."""
+    sched = _scheduler(lanes=3, max_batch_tokens=190, grid=GRID)
+    seqs = [_seq(61, 1000 * i) for i in range(1, 4)]
+    for seq in seqs:
+        sched.add(seq)
+    sched.admit()
+    for seq in seqs:
+        seq.prompt_credit = 61
+    chunks = sched.schedule(ANY)
+    assert len(chunks) == 2 and all(c.kind == "tail" and len(c.tokens) == 61 for c in chunks)
+    assert sum(batch_rows(c.seq, len(c.tokens), GRID) for c in chunks) == 128
+
+
+def test_a_prompt_reads_alone_only_while_nothing_else_runs_or_waits() -> None:
+    sched = _scheduler(lanes=2, max_batch_tokens=512, grid=GRID)
+    long = _seq(600, 100)
+    sched.add(long)
+    sched.admit()
+    assert sched.reads_alone()
+    chunks = sched.schedule(512)  # what the engine grants a prompt read alone: the whole batch
+    assert sum(len(c.tokens) for c in chunks) == 512
+    sched.add(_seq(10, 5000))
+    assert not sched.reads_alone()  # someone waits for the next step
+    sched.admit()
+    assert not sched.reads_alone()  # someone else runs
+
+
+def test_beside_other_work_grid_chunks_are_read_read_chunks_at_a_time() -> None:
+    sched = Scheduler(LanePool(3, GRID), max_batch_tokens=512, grid=GRID, read_chunks=2)
+    stream = _decoding(sched)
+    long = _seq(3 * GRID + 10, 500)
+    sched.add(long)
+    sched.admit()
+    reads = []
+    while long.is_prefilling:
+        chunks = sched.schedule(40)  # the budget beside a stream: less than a grid chunk a step
+        reads += [(c.kind, len(c.tokens)) for c in chunks if c.seq is long]
+        _run(chunks)
+    assert reads == [("grid", 2 * GRID), ("grid", GRID), ("tail", 10)]  # the last chunk alone: all there is left
+    assert stream.is_decoding
+    small = Scheduler(LanePool(2, GRID), max_batch_tokens=GRID + 1, grid=GRID, read_chunks=2)
+    _decoding(small)
+    seq = _seq(2 * GRID, 900)
+    small.add(seq)
+    small.admit()
+    for _ in range(4):  # a batch with room for one chunk only still reads, a chunk at a time
+        _run(small.schedule(ANY))
+    assert not seq.is_prefilling

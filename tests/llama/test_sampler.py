@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
-from streamserve.llama import Batch, Context, Model, Sampler
+from streamserve.llama import Batch, Context, Model, Sampler, gilfree
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +76,34 @@ def test_close_is_idempotent(smollm2: Model) -> None:
     sampler.close()
     sampler.close()
     assert sampler.ptr is None
+
+
+@pytest.mark.parametrize("overrides", [{}, {"temperature": 0.9, "seed": 7, "top_k": 40, "top_p": 0.9},
+                                       {"temperature": 1.3, "seed": 3, "presence_penalty": 0.5,
+                                        "logit_bias": ((13, 5.0),)}])
+def test_sampling_saved_logits_draws_what_the_row_draws(smollm2: Model, decoded: tuple[Context, int],
+                                                         overrides: dict[str, Any]) -> None:
+    ctx, row = decoded
+    saved = ctx.logits(row)
+    from_row, from_saved = _sampler(smollm2, **overrides), _sampler(smollm2, **overrides)
+    try:
+        drawn = [from_row.sample(ctx, row) for _ in range(5)]
+        assert [from_saved.sample_logits(saved) for _ in range(5)] == drawn  # same draws, same penalty state
+    finally:
+        from_row.close()
+        from_saved.close()
+
+
+@pytest.mark.parametrize("bias", [(), ((13, 5.0),), ((13, 5.0), (13, 4.0), (7, 100.0), (9, -1e30))])
+def test_greedy_in_numpy_is_llama_cpps_greedy_chain(smollm2: Model, decoded: tuple[Context, int],
+                                                    bias: tuple[tuple[int, float], ...]) -> None:
+    ctx, row = decoded
+    saved = ctx.logits(row)
+    sampler = _sampler(smollm2, logit_bias=bias)
+    try:
+        chain = int(gilfree.sampler_sample(sampler.ptr, ctx.ptr, row))  # llama.cpp's own bias + greedy samplers
+        assert sampler.sample_logits(saved) == chain
+        assert np.array_equal(saved, ctx.logits(row))  # saved logits are not changed by a draw
+        assert sampler.sample(ctx, row) == chain
+    finally:
+        sampler.close()

@@ -29,6 +29,9 @@ class EngineConfig:
     Prompts are read in grid-aligned chunks of ``prompt_grid`` tokens plus one tail, so a cached prefix
     gives the logits a fresh read gives (docs/determinism.md); ``prompt_grid`` must be at least the
     row count from which llama.cpp's matmuls take their large-batch path (64 on the CPUs measured).
+    Beside other work a prompt is read ``read_chunks`` grid chunks at least at a time while it has them
+    (64-token chunks cost 12 to 30% more a token than 128-token ones past position 1,000:
+    ``benchmarks/chunk_cost.py``); read alone, in whole batches.
     A prompt with more than ``long_prompt`` tokens to read waits without a lane while
     ``max_long_reads`` such reads are under way (0: no limit), letting shorter requests pass it
     (``Scheduler.admit``).
@@ -41,13 +44,14 @@ class EngineConfig:
     max_queue: int = 64
     n_threads: int = field(default_factory=_default_threads)
     max_batch_tokens: int = 512
-    prefill_stall: float = 2.0
+    prefill_stall: float = 3.0
     prefill_step_time: float = 0.5
     extra_bufts: Literal["auto", "on", "off"] = "auto"
     max_backlog: int = 1024
     prompt_grid: int = 64
     long_prompt: int = 512
     max_long_reads: int = 1
+    read_chunks: int = 2
     deterministic: bool = False
 
     def __post_init__(self) -> None:
@@ -55,7 +59,8 @@ class EngineConfig:
             raise ValueError(f"prefill_stall must be above 1, got {self.prefill_stall}")
         if not math.isfinite(self.prefill_step_time) or self.prefill_step_time <= 0:
             raise ValueError(f"prefill_step_time must be a positive number of seconds, got {self.prefill_step_time}")
-        for name in ("parallel", "ctx_size", "n_threads", "max_batch_tokens", "max_backlog", "prompt_grid"):
+        for name in ("parallel", "ctx_size", "n_threads", "max_batch_tokens", "max_backlog", "prompt_grid",
+                     "read_chunks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.extra_bufts not in ("auto", "on", "off"):

@@ -75,11 +75,12 @@ class Engine:
         )
         self.lanes = LanePool(config.parallel, config.prompt_grid)
         self.scheduler = Scheduler(self.lanes, max_batch_tokens=config.max_batch_tokens, grid=config.prompt_grid,
-                                   long_prompt=config.long_prompt, max_long_reads=config.max_long_reads)
+                                   long_prompt=config.long_prompt, max_long_reads=config.max_long_reads,
+                                   read_chunks=config.read_chunks)
         self.budget = PrefillBudget(config.prefill_stall, step_time=config.prefill_step_time,
                                     ceiling=config.max_batch_tokens)
         self.constraints = Constraints(lambda: guidance_tokenizer(model), config.parallel)
-        self.runner = ModelRunner(self.context, config.max_batch_tokens, self.constraints,
+        self.runner = ModelRunner(self.context, config.max_batch_tokens, self.constraints, grid=config.prompt_grid,
                                   deterministic=config.deterministic)
         self._faults = FaultInjector()
         self._cond = threading.Condition()
@@ -247,7 +248,9 @@ class Engine:
         for seq in self.scheduler.admit():
             self._prepare(seq)
         n_decoding = self.scheduler.num_decoding()
-        chunks = self.scheduler.schedule(self.budget.tokens(n_decoding))
+        # A prompt read alone keeps no one waiting: it is read in whole batches, as fast as llama.cpp reads.
+        alone = self.scheduler.reads_alone()
+        chunks = self.scheduler.schedule(self.budget.ceiling if alone else self.budget.tokens(n_decoding))
         if not chunks:
             return
         start = time.perf_counter()
@@ -293,11 +296,14 @@ class Engine:
         for chunk in chunks:
             seq = chunk.seq
             seq.num_computed += len(chunk.tokens)
-            if chunk.kind != "decode":  # later prompts may copy what is read so far, a long prompt's siblings too
+            if chunk.kind in ("grid", "tail"):  # later prompts may copy what is read so far
                 self.lanes.hold_read(seq.lane, seq.prompt_ids, seq.num_computed)
         deliveries: list[tuple[Sequence, Delivery]] = []
         for s in sampled:
             seq = s.seq
+            seq.first_logits = None
+            if s.prompt_logits is not None:  # the same prompt again may start from here, without a read
+                self.lanes.hold_prompt(seq.lane, seq.prompt_ids, s.prompt_logits)
             if s.error is not None:
                 logger.warning("sequence %d failed: %s", seq.number, s.error)
                 deliveries.append((seq, self._fail(seq, EngineError(s.error))))

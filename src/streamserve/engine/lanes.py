@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
+import numpy.typing as npt
+
+Logits = npt.NDArray[np.float32]
+
 COPY_MIN_TOKENS = 8
 """A prefix held by another lane is copied only when it saves at least this many prompt tokens (a copy
 moves the whole lane, a few ms; reading a prompt token costs a few ms on a 2-core CPU). Taking a lane
@@ -32,12 +37,21 @@ def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
 class Lease(NamedTuple):
     """A lane taken for a prompt: ``keep`` leading prompt tokens are reused, copied first from ``source`` if set.
 
-    ``keep`` is a multiple of the pool's grid, so the prompt goes on reading in the chunks a fresh read uses.
+    ``keep`` is a multiple of the pool's grid, so the prompt goes on reading in the chunks a fresh read uses;
+    or the whole prompt, when a lane holds exactly this prompt, read in full, with the logits of its last
+    token (``whole_prompt_logits``), from which the first token is drawn without decoding anything.
     """
 
     lane: int
     keep: int
     source: int | None = None
+
+
+class PromptLogits(NamedTuple):
+    """A lane's first ``length`` tokens are a whole prompt read as a fresh read reads it; ``logits`` of its last."""
+
+    length: int
+    logits: Logits
 
 
 class LanePool:
@@ -69,6 +83,7 @@ class LanePool:
         self.grid = grid
         self.contents: list[list[int]] = [[] for _ in range(n_lanes)]
         self.extents: list[int] = [0] * n_lanes
+        self.prompts: list[PromptLogits | None] = [None] * n_lanes
         self._free: list[int] = list(range(n_lanes))  # least recently released first
 
     @property
@@ -88,37 +103,58 @@ class LanePool:
         self._free.remove(best)
         source = max(range(len(self.contents)), key=lambda lane: shared[lane])
         if source != best and shared[source] - shared[best] >= COPY_MIN_TOKENS:
-            lease = Lease(best, shared[source], source)
-            self.contents[best] = list(prompt[: lease.keep])
+            keep, copy = shared[source], source
         else:
-            lease = Lease(best, shared[best])
-            self.contents[best] = self.contents[best][: lease.keep]
-        self.extents[best] = lease.keep
-        return lease
+            keep, copy = shared[best], None
+        self.prompts[best] = self.prompts[best if copy is None else copy] if keep == len(prompt) else None
+        self.contents[best] = list(prompt[:keep])
+        self.extents[best] = min(keep, grid_extent(len(prompt), self.grid))
+        return Lease(best, keep, copy)
+
+    def whole_prompt_logits(self, lane: int) -> Logits | None:
+        """The logits of the last token of the whole prompt ``lane`` holds, if it holds one (``hold_prompt``)."""
+        whole = self.prompts[lane]
+        return whole.logits if whole is not None else None
 
     def best_reuse(self, prompt: Sequence[int]) -> int:
         """The most leading tokens of ``prompt`` that ``acquire`` could reuse now, from any lane."""
         return max((self.reusable(lane, prompt) for lane in range(len(self.contents))), default=0)
 
     def reusable(self, lane: int, prompt: Sequence[int]) -> int:
-        """Leading tokens of ``prompt`` that ``lane`` can give: shared, within its grid extent, whole grid chunks.
-
-        At least one prompt token is left to decode, since sampling needs its logits.
+        """Leading tokens of ``prompt`` that ``lane`` can give: all of them if the lane holds this very prompt
+        with its last logits, else the shared ones within its grid extent, in whole grid chunks (leaving at
+        least one prompt token to decode, since sampling needs its logits).
         """
+        whole = self.prompts[lane]
+        if whole is not None and whole.length == len(prompt) and self.contents[lane][: whole.length] == prompt:
+            return whole.length
         return reusable_prefix(self.contents[lane], self.extents[lane], prompt, self.grid)
 
     def hold(self, lane: int, tokens: list[int], extent: int) -> None:
         """Record what a lane's KV memory holds now, the first ``extent`` tokens written by full grid chunks."""
         self.contents[lane] = tokens
         self.extents[lane] = min(extent, len(tokens))
+        self.prompts[lane] = None
 
     def hold_read(self, lane: int, prompt: list[int], n_read: int) -> None:
         """Record a prompt read up to ``n_read`` tokens: copyable by later prompts while it is still read."""
         self.hold(lane, prompt[:n_read], grid_extent(n_read, self.grid))
 
+    def hold_prompt(self, lane: int, prompt: list[int], logits: Logits) -> None:
+        """Record a whole prompt read, with the logits of its last token: the same prompt reuses all of it."""
+        self.hold(lane, list(prompt), grid_extent(len(prompt), self.grid))
+        self.prompts[lane] = PromptLogits(len(prompt), logits)
+
     def release(self, lane: int, tokens: list[int], extent: int | None = None) -> None:
-        """Give a lane back, remembering the tokens its KV memory now holds (``hold``; extent: all of them)."""
+        """Give a lane back, remembering the tokens its KV memory now holds (``hold``; extent: all of them).
+
+        A whole prompt recorded by ``hold_prompt`` stays reusable if ``tokens`` still start with it.
+        """
+        whole = self.prompts[lane]
+        kept = whole is not None and self.contents[lane][: whole.length] == tokens[: whole.length]
         self.hold(lane, tokens, len(tokens) if extent is None else extent)
+        if kept:
+            self.prompts[lane] = whole
         self._free.append(lane)
 
     def cached_tokens(self) -> int:
@@ -137,3 +173,17 @@ def reusable_prefix(held: Sequence[int], extent: int, prompt: Sequence[int], gri
 def grid_extent(n_tokens: int, grid: int) -> int:
     """How many of ``n_tokens`` leading tokens full grid chunks of ``grid`` cover; the rest is a prompt's tail."""
     return n_tokens // grid * grid
+
+
+ROW_GROUP = 4
+"""llama.cpp's repacked CPU matmuls compute rows in groups of 4 and the last ``rows % 4`` of a batch one by one,
+in another order of sums: a row's logits then depend on where it sits in a batch. A prompt's tail padded to
+a multiple of 4 rows sits in whole groups wherever it goes (``benchmarks/determinism_probe.py``, ``tails``)."""
+
+
+def tail_rows(n_tail: int, grid: int) -> int:
+    """How many batch rows a prompt tail of ``n_tail`` tokens is decoded in: padded to whole ``ROW_GROUP``s.
+
+    Padded as far as a whole grid chunk, it is decoded as one (``grid`` rows, with the grid chunks).
+    """
+    return min(-(-n_tail // ROW_GROUP) * ROW_GROUP, grid)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from streamserve.engine.lanes import LanePool, grid_extent, reusable_prefix
+from streamserve.engine.lanes import LanePool, grid_extent, reusable_prefix, tail_rows
 from streamserve.engine.sequence import Sequence, SequenceStatus
 
-ChunkKind = Literal["decode", "grid", "tail"]
-"""A decode token; whole grid chunks of a prompt; or a prompt's tail, read in one piece (``prompt_shares``)."""
+ChunkKind = Literal["decode", "grid", "tail", "cached"]
+"""A decode token; whole grid chunks of a prompt; a prompt's tail, read in one piece (``prompt_shares``); or
+nothing to read: the whole prompt was cached, and its first token is drawn from its saved logits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,7 @@ class Scheduler:
     """
 
     def __init__(self, lanes: LanePool, *, max_batch_tokens: int, grid: int, long_prompt: int = 0,
-                 max_long_reads: int = 0) -> None:
+                 max_long_reads: int = 0, read_chunks: int = 1) -> None:
         self.lanes = lanes
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
@@ -44,6 +46,7 @@ class Scheduler:
         self.grid = grid
         self.long_prompt = long_prompt
         self.max_long_reads = max_long_reads
+        self.read_chunks = read_chunks
 
     def has_work(self) -> bool:
         """Whether a step would do anything."""
@@ -63,8 +66,9 @@ class Scheduler:
           finish neither sooner (``prompt_shares`` gives the budget to the shortest), while the
           second's lane sat idle that long and short requests queued for it;
         - a prompt that a running sequence is reading right now, at least one grid chunk of it beyond
-          what the lanes hold (the other choices of an ``n`` > 1 request, or the same document sent
-          twice): it copies that read once it is done instead of reading it again.
+          what the lanes hold, or the very same prompt (the other choices of an ``n`` > 1 request, the
+          same document or request sent twice): it copies that read once it is done instead of reading
+          it again (all of it, when the prompts are the same).
 
         A waiting sequence keeps its place, so it waits at most for the reads ahead of it.
         """
@@ -78,6 +82,8 @@ class Scheduler:
                 continue
             seq.lane, seq.num_cached, seq.copy_from = self.lanes.acquire(seq.prompt_ids)
             seq.num_computed = seq.num_cached
+            if seq.num_cached == len(seq.prompt_ids):
+                seq.first_logits = self.lanes.whole_prompt_logits(seq.lane)
             seq.status = SequenceStatus.RUNNING
             self.running.append(seq)
             admitted.append(seq)
@@ -88,17 +94,24 @@ class Scheduler:
     def _waits(self, seq: Sequence, long_reads: int) -> bool:
         """Whether ``seq`` should wait for a read under way: a long read's turn, or its own prompt's."""
         prompt = seq.prompt_ids
+        reading = [other for other in self.running if other.is_prefilling]
+        if any(other.prompt_ids == prompt for other in reading):
+            return True
         if len(prompt) <= self.grid:
             return False
         cached = self.lanes.best_reuse(prompt)
         if self.max_long_reads and long_reads >= self.max_long_reads and len(prompt) - cached > self.long_prompt:
             return True
         return any(reusable_prefix(other.prompt_ids, len(other.prompt_ids), prompt, self.grid) >= cached + self.grid
-                   for other in self.running if other.is_prefilling)
+                   for other in reading)
+
+    def reads_alone(self) -> bool:
+        """Whether one prompt is being read and nothing else runs or waits: a long step keeps no one waiting."""
+        return len(self.running) == 1 and self.running[0].is_prefilling and not self.waiting
 
     def num_decoding(self) -> int:
-        """Running sequences past their prompt: each takes one token of the next step."""
-        return sum(not seq.is_prefilling for seq in self.running)
+        """Running sequences decoding: each takes one token of the next step."""
+        return sum(seq.is_decoding for seq in self.running)
 
     def schedule(self, prompt_budget: int) -> list[Chunk]:
         """This step's work: every decoding sequence's last token, then prompt chunks within ``prompt_budget``.
@@ -111,19 +124,21 @@ class Scheduler:
         and every prompt is cut the same way.
         """
         chunks = [
-            Chunk(seq, [seq.output_ids[-1]], seq.num_computed, True, "decode")
+            Chunk(seq, [seq.output_ids[-1]], seq.num_computed, True, "decode") if seq.output_ids
+            else Chunk(seq, [], seq.num_computed, True, "cached")
             for seq in self.running
             if not seq.is_prefilling
         ]
         prefilling = [seq for seq in self.running if seq.is_prefilling]
         granting = [seq for seq in prefilling if _left(seq) > 0]
-        capacity = self.max_batch_tokens - len(chunks)
+        capacity = self.max_batch_tokens - sum(len(c.tokens) for c in chunks)
         budget = min(capacity, max(prompt_budget, len(granting)))
         for seq, take in prompt_shares(granting, budget):
             seq.prompt_credit += take
         # Reads stay within the step's budget too (one grid chunk at least), so banked credit of several
         # prompts never lands in one long step that would stall the decoding streams.
-        for seq, take in whole_units(prefilling, min(capacity, max(budget, self.grid)), self.grid):
+        unit = min(self.read_chunks * self.grid, max(self.grid, grid_extent(capacity, self.grid)))
+        for seq, take in whole_units(prefilling, min(capacity, max(budget, unit)), self.grid, unit):
             seq.prompt_credit -= take
             start, end = seq.num_computed, seq.num_computed + take
             full = grid_extent(len(seq.prompt_ids), self.grid)
@@ -173,35 +188,47 @@ def prompt_shares(prefilling: list[Sequence], budget: int) -> list[tuple[Sequenc
     return [(seq, shares[id(seq)]) for seq in prefilling if shares[id(seq)] > 0]
 
 
-def whole_units(prefilling: list[Sequence], capacity: int, grid: int) -> list[tuple[Sequence, int]]:
+def whole_units(prefilling: list[Sequence], capacity: int, grid: int, unit: int = 0) -> list[tuple[Sequence, int]]:
     """What each sequence reads this step: the whole units its ``prompt_credit`` covers, within ``capacity``.
 
     A prompt's units are its full grid chunks ``[k * grid, (k + 1) * grid)``, then its tail (the
-    last ``len % grid`` tokens) in one piece: a fresh read and a read after a cached prefix (which
-    ``LanePool`` cuts at a grid boundary) then decode every token in the same batch shape. Units are
+    last ``len % grid`` tokens) in one piece, which takes ``tail_rows`` batch rows: a fresh read and a
+    read after a cached prefix (which ``LanePool`` cuts at a grid boundary) then decode every token in
+    the same batch shape. Units are
     read shortest remaining prompt first, as the shares are granted, except that a sequence whose
     unit was left out for lack of room (``read_waits`` steps in a row) goes before those that
     waited less: with ``capacity`` at least one grid chunk, the first in that order always reads,
     so no prompt's credit waits more steps than there are prompts. Reads are listed in arrival order.
+    Grid chunks are read ``unit`` tokens at least at a time, while the prompt has that many left.
     """
     reads = {}
     for seq in sorted(prefilling, key=lambda s: (-s.read_waits, _unread(s), s.number)):
-        take = _fit(seq, min(seq.prompt_credit, capacity), grid)
+        take = _fit(seq, seq.prompt_credit, capacity, grid, unit)
         if take > 0:
             reads[id(seq)] = take
-            capacity -= take
+            capacity -= batch_rows(seq, take, grid)
             seq.read_waits = 0
-        elif _fit(seq, seq.prompt_credit, grid) > 0:
+        elif _fit(seq, seq.prompt_credit, sys.maxsize, grid, unit) > 0:  # only room was missing
             seq.read_waits += 1
     return [(seq, reads[id(seq)]) for seq in prefilling if id(seq) in reads]
 
 
-def _fit(seq: Sequence, limit: int, grid: int) -> int:
-    """The most prompt tokens, in whole units from where ``seq`` stands, that are at most ``limit``."""
+def _fit(seq: Sequence, credit: int, capacity: int, grid: int, unit: int) -> int:
+    """The most prompt tokens, in whole units from where ``seq`` stands, within ``credit`` and ``capacity`` rows;
+    grid chunks at least ``unit`` tokens at a time while that many are left."""
     unread = _unread(seq)
-    if limit >= unread:
+    if credit >= unread and capacity >= batch_rows(seq, unread, grid):
         return unread
-    return max(0, min(grid_extent(len(seq.prompt_ids), grid) - seq.num_computed, grid_extent(limit, grid)))
+    chunks = grid_extent(len(seq.prompt_ids), grid) - seq.num_computed
+    take = max(0, min(chunks, grid_extent(min(credit, capacity), grid)))
+    return take if take >= min(chunks, unit) else 0
+
+
+def batch_rows(seq: Sequence, take: int, grid: int) -> int:
+    """The batch rows that reading ``take`` prompt tokens of ``seq`` takes: its tail, if read, is padded."""
+    full = grid_extent(len(seq.prompt_ids), grid)
+    tail = seq.num_computed + take - max(full, seq.num_computed)
+    return take if tail <= 0 else take - tail + tail_rows(tail, grid)
 
 
 def _unread(seq: Sequence) -> int:

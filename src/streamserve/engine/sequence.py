@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from streamserve.engine.constraint import Constraint
 from streamserve.engine.events import TokenEvent
+from streamserve.engine.lanes import Logits
 from streamserve.engine.sampling import SamplingParams
 from streamserve.llama import Sampler
 
@@ -50,6 +51,7 @@ class Sequence:
     copy_from: int | None = None
     num_computed: int = 0
     num_cached: int = 0
+    first_logits: Logits | None = None  # the whole prompt was cached: its last token's logits, to draw from
     prompt_credit: int = 0  # prompt tokens the scheduler granted that are not read yet (whole units only)
     read_waits: int = 0  # steps in a row a unit its credit covers was left out of a full step
     output_ids: list[int] = field(default_factory=list)
@@ -63,6 +65,11 @@ class Sequence:
     def is_prefilling(self) -> bool:
         """Whether prompt tokens remain to be decoded into the KV lane."""
         return self.num_computed < len(self.prompt_ids)
+
+    @property
+    def is_decoding(self) -> bool:
+        """Whether the next step decodes this sequence's last token (its prompt is read, a token drawn)."""
+        return bool(self.output_ids) and not self.is_prefilling
 
     @property
     def num_tokens(self) -> int:

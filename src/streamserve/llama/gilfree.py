@@ -23,8 +23,16 @@ vocab_is_eog = _lib.llama_vocab_is_eog
 vocab_is_eog.argtypes = [ctypes.c_void_p, ctypes.c_int32]
 vocab_is_eog.restype = ctypes.c_bool
 
+sampler_apply = _lib.llama_sampler_apply
+sampler_apply.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+sampler_apply.restype = None
+
+sampler_accept = _lib.llama_sampler_accept
+sampler_accept.argtypes = [ctypes.c_void_p, ctypes.c_int32]
+sampler_accept.restype = None
+
 get_logits_ith = _lib.llama_get_logits_ith
 get_logits_ith.argtypes = [ctypes.c_void_p, ctypes.c_int32]
 get_logits_ith.restype = ctypes.POINTER(ctypes.c_float)
 
-__all__ = ["get_logits_ith", "sampler_sample", "vocab_is_eog"]
+__all__ = ["get_logits_ith", "sampler_accept", "sampler_apply", "sampler_sample", "vocab_is_eog"]
