@@ -44,14 +44,17 @@ from streamserve.bench import percentile
 from streamserve.engine.budget import PrefillBudget
 from streamserve.engine.config import EngineConfig
 from streamserve.engine.lanes import COPY_MIN_TOKENS, LanePool, Lease, common_prefix_len, grid_extent
+from streamserve.engine.prefill import prompt_shares
 from streamserve.engine.sampling import SamplingParams
-from streamserve.engine.scheduler import Chunk, Scheduler, prompt_shares
+from streamserve.engine.scheduler import Scheduler
 from streamserve.engine.sequence import Sequence
+from streamserve.engine.work import Work
 
 Shares = Callable[[list[Sequence], int], list[tuple[Sequence, int]]]
 _DUMMY: Any = object()
 _ENGINE = EngineConfig()
-GRID, LONG_PROMPT, MAX_LONG_READS = _ENGINE.prompt_grid, _ENGINE.long_prompt, _ENGINE.max_long_reads
+GRID, LONG_PREFILL, MAX_LONG_PREFILLS = (_ENGINE.prompt_grid, _ENGINE.long_prefill_token_threshold,
+                                         _ENGINE.max_long_partial_prefills)
 
 
 def fifo(prefilling: list[Sequence], budget: int) -> list[tuple[Sequence, int]]:
@@ -76,17 +79,17 @@ def max_min(prefilling: list[Sequence], budget: int) -> list[tuple[Sequence, int
     return [(s, shares[id(s)]) for s in prefilling if shares[id(s)] > 0]
 
 
-def step_cost(fixed: float, per_decode: float, per_prompt: float) -> Callable[[list[Chunk]], float]:
+def step_cost(fixed: float, per_decode: float, per_prompt: float) -> Callable[[list[Work]], float]:
     """A step-cost model: ``fixed`` a step, ``per_decode`` a decode token, ``per_prompt`` a prompt token
     at position 0, rising linearly to twice that at position 4,000 as attention grows."""
 
-    def seconds(chunks: list[Chunk]) -> float:
+    def seconds(works: list[Work]) -> float:
         total = fixed
-        for chunk in chunks:
-            if chunk.kind == "decode":
+        for work in works:
+            if work.kind == "decode":
                 total += per_decode
             else:
-                total += sum(per_prompt * (1 + (chunk.start + i) / 4000) for i in range(len(chunk.tokens)))
+                total += sum(per_prompt * (1 + (work.start + i) / 4000) for i in range(len(work.tokens)))
         return total
 
     return seconds
@@ -97,7 +100,7 @@ mixed_step_seconds = step_cost(0.006, 0.0035, 0.0045)  # fitted to the mixed-loa
 
 
 def run_step(sched: Scheduler, budget: PrefillBudget,
-             cost: Callable[[list[Chunk]], float]) -> tuple[list[Chunk], float] | None:
+             cost: Callable[[list[Work]], float]) -> tuple[list[Work], float] | None:
     """One engine step without a model: admit, schedule within the budget, charge ``cost``, count the tokens read.
 
     None when nothing runs (the caller moves the clock to the next arrival).
@@ -106,12 +109,12 @@ def run_step(sched: Scheduler, budget: PrefillBudget,
     if not sched.running:
         return None
     n_decoding = sched.num_decoding()
-    chunks = sched.schedule(budget.tokens(n_decoding))
-    seconds = cost(chunks)
-    budget.observe(n_decoding, sum(len(c.tokens) for c in chunks) - n_decoding, seconds)
-    for chunk in chunks:
-        chunk.seq.num_computed += len(chunk.tokens)
-    return chunks, seconds
+    works = sched.schedule(budget.tokens(n_decoding))
+    seconds = cost(works)
+    budget.observe(n_decoding, sum(len(c.tokens) for c in works) - n_decoding, seconds)
+    for work in works:
+        work.seq.num_computed += len(work.tokens)
+    return works, seconds
 
 
 def simulate_prefill(shares: Shares, step_time: float) -> dict[str, Any]:
@@ -135,11 +138,11 @@ def simulate_prefill(shares: Shares, step_time: float) -> dict[str, Any]:
         if step is None:
             now = arrivals[0][0]
             continue
-        chunks, seconds = step
+        works, seconds = step
         now += seconds
-        for chunk in chunks:
-            seq = chunk.seq
-            if chunk.sample:
+        for work in works:
+            seq = work.seq
+            if work.sample:
                 seq.output_ids.append(7)
                 firsts.setdefault(seq.number, now - starts[seq.number][0])
                 if len(seq.output_ids) >= limits[seq.number]:
@@ -173,16 +176,17 @@ class SmallestJobFirst(Scheduler):
         return super().admit()
 
 
-def simulate_admission(aging: float | None, max_long_reads: int = 0) -> dict[str, Any]:
+def simulate_admission(aging: float | None, max_long_prefills: int = 0) -> dict[str, Any]:
     """Run ``scenarios.mixed_load``'s arrivals through the real Scheduler, PrefillBudget and LanePool.
 
-    ``aging`` None admits in arrival order (the engine's ``Scheduler``, with at most ``max_long_reads``
+    ``aging`` None admits in arrival order (the engine's ``Scheduler``, with at most ``max_long_prefills``
     long prompts holding a lane, 0 for any number); a number, ``SmallestJobFirst``.
     """
     rng = random.Random(1)
     now = 0.0
     lanes = LanePool(8, GRID)
-    sched = (Scheduler(lanes, max_batch_tokens=512, grid=GRID, long_prompt=LONG_PROMPT, max_long_reads=max_long_reads)
+    sched = (Scheduler(lanes, max_batch_tokens=512, grid=GRID, long_prefill=LONG_PREFILL,
+                       max_long_prefills=max_long_prefills)
              if aging is None
              else SmallestJobFirst(lanes, aging=aging, clock=lambda: now))
     budget = PrefillBudget(2.0, step_time=0.5, ceiling=512)
@@ -231,13 +235,13 @@ def simulate_admission(aging: float | None, max_long_reads: int = 0) -> dict[str
         if step is None:
             now = arrivals[0][0]
             continue
-        chunks, seconds = step
+        works, seconds = step
         now += seconds
-        for chunk in chunks:
-            seq = chunk.seq
-            if chunk.kind != "decode":  # as the engine does: what is read so far can be copied
-                sched.lanes.hold_read(seq.lane, seq.prompt_ids, seq.num_computed)
-            if not chunk.sample:
+        for work in works:
+            seq = work.seq
+            if work.kind != "decode":  # as the engine does: what is read so far can be copied
+                sched.lanes.hold_prefill(seq.lane, seq.prompt_ids, seq.num_computed)
+            if not work.sample:
                 continue
             seq.output_ids.append(rng.randrange(1, 30000))
             t, kind, client = who[seq.number]
@@ -337,7 +341,7 @@ def main() -> None:
           "turns' TTFT p99 (s) | every chat's TTFT, mean (s) | long prompts' TTFT (s) |")
     print("|---|---|---|---|---|---|---|")
     for name, aging, long_reads in [("arrival order, long prompts read together (before)", None, 0),
-                                    ("arrival order, one long read at a time (the engine)", None, MAX_LONG_READS),
+                                    ("arrival order, one long read at a time (the engine)", None, MAX_LONG_PREFILLS),
                                     ("smallest job first, 1 s aging", 1.0, 0),
                                     ("smallest job first, 3 s aging", 3.0, 0),
                                     ("smallest job first, 5 s aging", 5.0, 0)]:

@@ -14,7 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from selenium.webdriver.common.by import By  # noqa: E402
-
 from tests.e2e.browser import chromium, wait_for  # noqa: E402
 from tests.serverproc import running_server  # noqa: E402
 

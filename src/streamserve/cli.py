@@ -82,9 +82,9 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     engine.add_argument("--prefill-step-ms", type=float, default=defaults.prefill_step_time * 1000,
                         help="a step reading prompt tokens takes at most about this long (sized online): a "
                              "request arriving while a long prompt is read waits about this long for its own")
-    engine.add_argument("--long-prompt", type=int, default=defaults.long_prompt, metavar="TOKENS",
+    engine.add_argument("--long-prompt", type=int, default=defaults.long_prefill_token_threshold, metavar="TOKENS",
                         help="a prompt with more than this many tokens to read (after the prompt cache) is long")
-    engine.add_argument("--max-long-reads", type=int, default=defaults.max_long_reads, metavar="N",
+    engine.add_argument("--max-long-reads", type=int, default=defaults.max_long_partial_prefills, metavar="N",
                         help="long prompts read at once; another waits without a lane, and shorter requests "
                              "go first (0: no limit)")
     engine.add_argument("--deterministic", action="store_true",
@@ -148,8 +148,8 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
                           max_batch_tokens=max(args.max_batch_tokens, args.parallel - 1 + args.prompt_grid),
                           prefill_stall=args.prefill_stall, prefill_step_time=args.prefill_step_ms / 1000,
                           extra_bufts=args.extra_bufts, max_backlog=args.max_backlog,
-                          prompt_grid=args.prompt_grid, long_prompt=args.long_prompt,
-                          max_long_reads=args.max_long_reads, deterministic=args.deterministic)
+                          prompt_grid=args.prompt_grid, long_prefill_token_threshold=args.long_prompt,
+                          max_long_partial_prefills=args.max_long_reads, deterministic=args.deterministic)
     moderation = ModerationConfig(
         mode=args.moderation, window=args.moderation_window, rules_file=args.moderation_rules,
         classifier=args.moderation_classifier, classifier_threshold=args.moderation_threshold,

@@ -69,7 +69,7 @@ class ModerationConfig:
 class ServerConfig:
     """The HTTP server's settings, the model and the engine's configuration.
 
-    ``served_model_names`` are aliases of the one model; the first is reported by ``/v1/models``.
+    ``served_model_names`` are aliases of the one model; ``/v1/models`` lists every one of them.
     ``max_n`` caps ``n``; ``max_request_sequences`` caps prompts x ``n``, so one request cannot fill the queue.
     Stored responses live under ``data_dir`` for ``store_ttl`` seconds; their event logs (for resuming
     streams) for ``store_events_ttl`` seconds after they end. Expired rows are swept every

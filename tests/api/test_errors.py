@@ -25,7 +25,7 @@ from streamserve.api.errors import (
     install_error_handlers,
 )
 from streamserve.api.protocol import ChatCompletionRequest
-from streamserve.streaming.errors import RequestError
+from streamserve.prompting.errors import RequestError
 
 RAISED: dict[str, Exception] = {
     "invalid": InvalidRequestError("bad"),

@@ -9,8 +9,8 @@ import pytest
 from streamserve.api.errors import APIError, InvalidRequestError, NotSupportedError
 from streamserve.api.output_params import output_spec
 from streamserve.api.protocol import ChatCompletionRequest
-from streamserve.streaming.errors import RequestError
-from streamserve.streaming.structured import ToolChoice
+from streamserve.prompting.errors import RequestError
+from streamserve.prompting.structured import ToolChoice
 
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}}
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": CITY}}

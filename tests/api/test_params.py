@@ -9,7 +9,7 @@ import pytest
 from streamserve.api.errors import APIError, ContextLengthExceededError, InvalidRequestError, NotSupportedError
 from streamserve.api.params import Limits, chat_request, completion_request
 from streamserve.api.protocol import ChatCompletionRequest, CompletionRequest
-from streamserve.streaming.templates import TRANSCRIPT
+from streamserve.prompting.templates import TRANSCRIPT
 
 LIMITS = Limits(ctx_size=200, n_vocab=1000, max_n=4, max_stop_strings=4, max_tokens_default=None, max_sequences=6)
 

@@ -13,9 +13,9 @@ from streamserve.api.errors import APIError, ContextLengthExceededError
 from streamserve.api.params import Limits
 from streamserve.api.protocol import ResponseCreateRequest
 from streamserve.api.responses import inputs, request
+from streamserve.prompting.errors import RequestError
+from streamserve.prompting.templates import TRANSCRIPT
 from streamserve.store import ChainLink, StoredItem, StoredResponse
-from streamserve.streaming.errors import RequestError
-from streamserve.streaming.templates import TRANSCRIPT
 
 
 class CharTokenizer:

@@ -16,9 +16,9 @@ import pytest
 from streamserve.api.responses import replay, runs
 from streamserve.api.responses.replay import follow
 from streamserve.api.responses.runs import Run, RunRegistry
+from streamserve.formats.responses import ResponseFormatter, ResponseMeta
+from streamserve.generation.events import Event, Finish, TextDelta, Usage
 from streamserve.store import SQLiteStore, StoredResponse
-from streamserve.streaming.events import Event, Finish, TextDelta, Usage
-from streamserve.streaming.responses_format import ResponsesFormatter, ResponsesMeta
 
 FIELDS = {"instructions": None, "metadata": {}}
 
@@ -63,7 +63,7 @@ async def open_store(tmp_path: Path) -> SQLiteStore:
 
 
 def make_run(store: SQLiteStore, generation: ScriptedGeneration, rid: str = "resp_1") -> Run:
-    formatter = ResponsesFormatter(ResponsesMeta(rid, 0, "m", True, FIELDS))
+    formatter = ResponseFormatter(ResponseMeta(rid, 0, "m", True, FIELDS))
     run = Run(formatter, generation, Quiet(), store, logged=True, events_ttl=60.0)  # type: ignore[arg-type]
     store.create(StoredResponse(rid, 0.0, "queued", True, None, b"{}", 1e12, True), [])
     return run

@@ -11,9 +11,9 @@ import pytest
 
 from streamserve.bench.sse import SSEEvent, aiter_events
 from streamserve.bench.wire import StreamSpec, check_stream
-from streamserve.streaming import sse
-from streamserve.streaming.chunks import ChunkFormatter, ResponseMeta, Shape
-from streamserve.streaming.events import Event, Finish, LogprobEntry, TextDelta, TopLogprob, Usage
+from streamserve.formats import sse
+from streamserve.formats.completions import ChunkFormatter, CompletionMeta, Shape
+from streamserve.generation.events import Event, Finish, LogprobEntry, TextDelta, TopLogprob, Usage
 
 from .wirestreams import chat_logprobs, envelope, event, events, stream
 
@@ -45,7 +45,7 @@ def test_well_formed_streams_pass() -> None:
 
 
 def _server_events(shape: Shape, n: int, include_usage: bool, items: list[Event]) -> list[SSEEvent]:
-    meta = ResponseMeta(shape, "chatcmpl-x" if shape is Shape.CHAT else "cmpl-x", 1, "m", n, include_usage, "fp")
+    meta = CompletionMeta(shape, "chatcmpl-x" if shape is Shape.CHAT else "cmpl-x", 1, "m", n, include_usage, "fp")
     formatter = ChunkFormatter(meta)
     body = b"".join(sse.encode(c) for c in formatter.opening())
     body += b"".join(sse.encode(c) for item in items for c in formatter.render(item)) + sse.DONE

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from streamserve.engine import (
-    Engine,
+    EngineClient,
     EngineConfig,
     EngineError,
     FinishReason,
@@ -78,8 +78,8 @@ def test_check_grammar_accepts_a_schema_and_names_an_unsupported_keyword() -> No
 # In the engine
 
 @pytest.fixture(scope="module")
-def engine(model: Model) -> Iterator[Engine]:
-    eng = Engine(model, EngineConfig(parallel=4, ctx_size=512, max_queue=4, n_threads=1, max_batch_tokens=256))
+def engine(model: Model) -> Iterator[EngineClient]:
+    eng = EngineClient(model, EngineConfig(parallel=4, ctx_size=512, max_queue=4, n_threads=1, max_batch_tokens=256))
     eng.start()
     yield eng
     eng.stop()
@@ -94,7 +94,7 @@ def run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 120))
 
 
-async def events_of(engine: Engine, requests: list[tuple[list[int], SamplingParams]]) -> list[list[TokenEvent]]:
+async def events_of(engine: EngineClient, requests: list[tuple[list[int], SamplingParams]]) -> list[list[TokenEvent]]:
     async def collect(stream: Any) -> list[TokenEvent]:
         return [event async for event in stream]
 
@@ -105,7 +105,7 @@ def text_of(model: Model, events: list[TokenEvent]) -> str:
     return b"".join(model.token_bytes(e.token_id) for e in events if e.finish is not FinishReason.EOG).decode()
 
 
-def test_constrained_output_is_valid_and_ends_when_complete(engine: Engine, model: Model) -> None:
+def test_constrained_output_is_valid_and_ends_when_complete(engine: EngineClient, model: Model) -> None:
     params = [SamplingParams(max_tokens=60, temperature=t, seed=7, grammar=json_grammar(PERSON)) for t in (0.0, 1.5)]
     results = run(events_of(engine, [(prompt(model, "Describe Bob as JSON."), p) for p in params]))
     for events in results:
@@ -115,7 +115,7 @@ def test_constrained_output_is_valid_and_ends_when_complete(engine: Engine, mode
         assert all(e.finish is None for e in events[:-1])
 
 
-def test_unconstrained_sequences_beside_a_constrained_one_are_unchanged(engine: Engine, model: Model) -> None:
+def test_unconstrained_sequences_beside_a_constrained_one_are_unchanged(engine: EngineClient, model: Model) -> None:
     greedy = SamplingParams(max_tokens=12, temperature=0.0)
     ids = prompt(model, "Name three colours.")
     (alone,) = run(events_of(engine, [(ids, greedy)]))
@@ -127,7 +127,7 @@ def test_unconstrained_sequences_beside_a_constrained_one_are_unchanged(engine: 
     assert text_of(model, alone)[:8] == text_of(model, beside[0])[:8]
 
 
-def test_a_refused_grammar_fails_submit_and_queues_nothing(engine: Engine, model: Model) -> None:
+def test_a_refused_grammar_fails_submit_and_queues_nothing(engine: EngineClient, model: Model) -> None:
     async def submit_bad() -> None:
         engine.submit([(prompt(model, "hi"), SamplingParams(max_tokens=4, grammar="start: %json {\"type\": 3}"))])
 
@@ -138,9 +138,9 @@ def test_a_refused_grammar_fails_submit_and_queues_nothing(engine: Engine, model
     assert events[-1].finish is not None
 
 
-def test_a_failing_matcher_fails_only_its_sequence(engine: Engine, model: Model,
+def test_a_failing_matcher_fails_only_its_sequence(engine: EngineClient, model: Model,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    good = engine.constraints.compile(json_grammar(PERSON))
+    good = engine.grammars.compile(json_grammar(PERSON))
     broken = good.copy()
     broken.matcher.consume_token(model.tokenize("hello", add_special=False, parse_special=False)[0])
     assert broken.matcher.is_error()
@@ -148,7 +148,7 @@ def test_a_failing_matcher_fails_only_its_sequence(engine: Engine, model: Model,
     def compile_broken(grammar: str) -> Constraint:
         return broken
 
-    monkeypatch.setattr(engine.constraints, "compile", compile_broken)
+    monkeypatch.setattr(engine.grammars, "compile", compile_broken)
 
     async def go() -> tuple[BaseException | None, list[TokenEvent]]:
         bad, fine = engine.submit([(prompt(model, "a"), SamplingParams(max_tokens=8, grammar="unused")),

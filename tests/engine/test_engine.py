@@ -1,4 +1,4 @@
-"""Engine on the real SmolLM2 model, without HTTP: determinism, continuous batching, abort, queue, cache, shutdown.
+"""EngineClient on the real SmolLM2 model, without HTTP: determinism, batching, abort, queue, cache, shutdown.
 
 Comparisons of token ids (determinism, cache == no cache) run each sequence alone, since llama.cpp
 logits differ slightly with the batch's composition. The engines use one thread: on a busy 2-core
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import pytest
 
 from streamserve.engine import (
-    Engine,
+    EngineClient,
     EngineConfig,
     EngineError,
     EngineStoppedError,
@@ -36,7 +36,7 @@ TIMEOUT_S = 120.0
 SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
 GREEDY = SamplingParams(max_tokens=16, temperature=0.0)
 
-EngineFactory = Callable[..., Engine]
+EngineFactory = Callable[..., EngineClient]
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float = TIMEOUT_S) -> T:
@@ -51,9 +51,9 @@ def _config(**overrides: Any) -> EngineConfig:
 
 
 @pytest.fixture(scope="module")
-def engine(model: Model) -> Iterator[Engine]:
+def engine(model: Model) -> Iterator[EngineClient]:
     """One 8-lane engine shared by the tests that do not depend on a clean prompt cache."""
-    eng = Engine(model, _config())
+    eng = EngineClient(model, _config())
     eng.start()
     yield eng
     eng.stop()
@@ -62,10 +62,10 @@ def engine(model: Model) -> Iterator[Engine]:
 @pytest.fixture()
 def make_engine(model: Model) -> Iterator[EngineFactory]:
     """Fresh engines (clean prompt cache, own limits), stopped at the end of the test."""
-    engines: list[Engine] = []
+    engines: list[EngineClient] = []
 
-    def make(**overrides: Any) -> Engine:
-        eng = Engine(model, _config(**overrides))
+    def make(**overrides: Any) -> EngineClient:
+        eng = EngineClient(model, _config(**overrides))
         eng.start()
         engines.append(eng)
         return eng
@@ -99,7 +99,7 @@ async def collect_noting(order: list[Any], name: Any, stream: SequenceStream) ->
     return events
 
 
-async def generate(engine: Engine, prompt: list[int], params: SamplingParams) -> tuple[list[TokenEvent], int]:
+async def generate(engine: EngineClient, prompt: list[int], params: SamplingParams) -> tuple[list[TokenEvent], int]:
     """Run one sequence to its end; return its events and its cached prompt tokens."""
     stream = engine.generate(prompt, params)
     events = await collect(stream)
@@ -121,7 +121,7 @@ def assert_well_formed(events: list[TokenEvent]) -> None:
 # Determinism
 
 
-def test_greedy_is_deterministic(engine: Engine, model: Model) -> None:
+def test_greedy_is_deterministic(engine: EngineClient, model: Model) -> None:
     prompt = chat(model, "Name three colors of the rainbow.")
 
     async def twice() -> tuple[list[TokenEvent], list[TokenEvent]]:
@@ -136,7 +136,7 @@ def test_greedy_is_deterministic(engine: Engine, model: Model) -> None:
     assert first[-1].finish == second[-1].finish
 
 
-def test_seeded_sampling_is_repeatable(engine: Engine, model: Model) -> None:
+def test_seeded_sampling_is_repeatable(engine: EngineClient, model: Model) -> None:
     prompt = chat(model, "Tell me a short story about a dragon.")
 
     def params(seed: int) -> SamplingParams:
@@ -156,7 +156,7 @@ def test_seeded_sampling_is_repeatable(engine: Engine, model: Model) -> None:
 # Continuous batching
 
 
-def test_concurrent_sequences_complete_and_interleave(engine: Engine, model: Model) -> None:
+def test_concurrent_sequences_complete_and_interleave(engine: EngineClient, model: Model) -> None:
     topics = ["the sea", "a cat", "mountains", "the moon", "coffee", "trains", "autumn", "a library"]
     n_tokens = 12
     order: list[int] = []
@@ -343,7 +343,7 @@ def test_an_aborted_sequence_stops_counting_for_admission_at_once(make_engine: E
     assert (stats.running, stats.waiting) == (0, 0)
 
 
-def test_submit_validates_prompts(engine: Engine) -> None:
+def test_submit_validates_prompts(engine: EngineClient) -> None:
     async def main() -> None:
         before = engine.stats()
         with pytest.raises(ValueError, match="at least one token"):
@@ -392,7 +392,7 @@ def test_short_prompt_is_read_before_a_long_one_in_flight_finishes(make_engine: 
 
     async def main() -> tuple[list[TokenEvent], list[TokenEvent]]:
         long = eng.generate(text, SamplingParams(max_tokens=2, temperature=0.0, ignore_eos=True))
-        while not any(s.num_computed for s in list(eng.scheduler.running)):  # its first chunk is read
+        while not any(s.num_computed for s in list(eng.core.scheduler.running)):  # its first chunk is read
             await asyncio.sleep(0.005)
         short = eng.generate(chat(model, "Say hi."), SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True))
         return await asyncio.gather(collect_noting(order, "long", long), collect_noting(order, "short", short))
@@ -531,13 +531,13 @@ def test_shared_prefix_is_copied_from_another_lane_and_changes_nothing(make_engi
 
     async def main() -> tuple[list[TokenEvent], int, list[int]]:
         await generate(eng, a1, SamplingParams(max_tokens=48, temperature=0.0))
-        a_lane_before = list(eng.lanes.contents)
+        a_lane_before = list(eng.core.scheduler.lanes.contents)
         b_out, cached = await generate(eng, b1, GREEDY)
         return b_out, cached, [len(c) for c in a_lane_before]
 
     b_out, cached, lanes_before = run(main())
     assert cached == shared // grid * grid
-    assert max(len(c) for c in eng.lanes.contents) >= max(lanes_before)  # A's history was not evicted
+    assert max(len(c) for c in eng.core.scheduler.lanes.contents) >= max(lanes_before)  # A's history was not evicted
     fresh = make_engine(parallel=1)
     fresh_out, fresh_cached = run(generate(fresh, b1, GREEDY))
     assert fresh_cached == 0
@@ -548,7 +548,7 @@ def test_shared_prefix_is_copied_from_another_lane_and_changes_nothing(make_engi
 
 
 @pytest.mark.parametrize("max_tokens", [1, 5])
-def test_max_tokens_finishes_with_length_exactly(engine: Engine, model: Model, max_tokens: int) -> None:
+def test_max_tokens_finishes_with_length_exactly(engine: EngineClient, model: Model, max_tokens: int) -> None:
     prompt = chat(model, "Write a long story about a knight.")
     events, _ = run(generate(engine, prompt, SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)))
     assert len(events) == max_tokens
@@ -556,7 +556,7 @@ def test_max_tokens_finishes_with_length_exactly(engine: Engine, model: Model, m
     assert events[-1].finish is FinishReason.LENGTH
 
 
-def test_max_tokens_caps_a_natural_generation(engine: Engine, model: Model) -> None:
+def test_max_tokens_caps_a_natural_generation(engine: EngineClient, model: Model) -> None:
     events, _ = run(generate(engine, chat(model, "Write a long story about a knight."),
                              SamplingParams(max_tokens=7, temperature=0.0)))
     assert_well_formed(events)
@@ -565,7 +565,7 @@ def test_max_tokens_caps_a_natural_generation(engine: Engine, model: Model) -> N
         assert events[-1].finish is FinishReason.LENGTH
 
 
-def test_logprobs_greedy(engine: Engine, model: Model) -> None:
+def test_logprobs_greedy(engine: EngineClient, model: Model) -> None:
     params = SamplingParams(max_tokens=8, temperature=0.0, logprobs=5, ignore_eos=True)
     events, _ = run(generate(engine, chat(model, "Name a planet."), params))
     assert len(events) == 8
@@ -583,7 +583,7 @@ def test_logprobs_greedy(engine: Engine, model: Model) -> None:
         assert event.logprob == pytest.approx(top[0][1], abs=1e-5)
 
 
-def test_logprobs_sampled_token_matches_its_top_entry(engine: Engine, model: Model) -> None:
+def test_logprobs_sampled_token_matches_its_top_entry(engine: EngineClient, model: Model) -> None:
     params = SamplingParams(max_tokens=12, temperature=1.0, seed=7, logprobs=20, ignore_eos=True)
     events, _ = run(generate(engine, chat(model, "Invent a name for a cat."), params))
     found = 0
@@ -598,7 +598,7 @@ def test_logprobs_sampled_token_matches_its_top_entry(engine: Engine, model: Mod
     assert found >= len(events) // 2
 
 
-def test_logprobs_off_or_zero_alternatives(engine: Engine, model: Model) -> None:
+def test_logprobs_off_or_zero_alternatives(engine: EngineClient, model: Model) -> None:
     prompt = chat(model, "Name a planet.")
     plain, _ = run(generate(engine, prompt, SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True)))
     zero, _ = run(generate(engine, prompt, SamplingParams(max_tokens=3, temperature=0.0, logprobs=0,
@@ -607,7 +607,7 @@ def test_logprobs_off_or_zero_alternatives(engine: Engine, model: Model) -> None
     assert all(e.logprob is not None and e.logprob <= 0.0 and e.top_logprobs == () for e in zero)
 
 
-def test_stop_token_ids_end_the_sequence_with_eog(engine: Engine, model: Model) -> None:
+def test_stop_token_ids_end_the_sequence_with_eog(engine: EngineClient, model: Model) -> None:
     prompt = chat(model, "Write a poem about the sea.")
     free, _ = run(generate(engine, prompt, SamplingParams(max_tokens=16, temperature=0.0, ignore_eos=True)))
     tokens = [e.token_id for e in free]
@@ -619,7 +619,7 @@ def test_stop_token_ids_end_the_sequence_with_eog(engine: Engine, model: Model) 
     assert_well_formed(stopped)
 
 
-def test_end_of_turn_token_finishes_with_eog(engine: Engine, model: Model) -> None:
+def test_end_of_turn_token_finishes_with_eog(engine: EngineClient, model: Model) -> None:
     events, _ = run(generate(engine, chat(model, "Name three colors of the rainbow."),
                              SamplingParams(max_tokens=32, temperature=0.0)))
     assert_well_formed(events)
@@ -631,7 +631,7 @@ def test_end_of_turn_token_finishes_with_eog(engine: Engine, model: Model) -> No
 # Stats and shutdown
 
 
-def test_stats_counters_grow(engine: Engine, model: Model) -> None:
+def test_stats_counters_grow(engine: EngineClient, model: Model) -> None:
     prompt = chat(model, "Describe a sunrise in detail.")
     params = SamplingParams(max_tokens=6, temperature=0.0, ignore_eos=True)
 

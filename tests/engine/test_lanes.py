@@ -48,11 +48,11 @@ def test_best_reuse_is_the_longest_whole_grid_prefix_of_any_lane_busy_or_free() 
     assert pool.best_reuse([7, 8, 9, 10, 11]) == 0
 
 
-def test_hold_read_makes_the_grid_chunks_read_so_far_copyable() -> None:
+def test_hold_prefill_makes_the_grid_chunks_read_so_far_copyable() -> None:
     pool = LanePool(2, grid=4)
     prompt = list(range(20))
     lane, _, _ = pool.acquire(prompt)
-    pool.hold_read(lane, prompt, 10)
+    pool.hold_prefill(lane, prompt, 10)
     assert (pool.contents[lane], pool.extents[lane]) == (prompt[:10], 8)
     assert pool.best_reuse(prompt) == 8
 
@@ -367,7 +367,7 @@ def test_a_whole_prompt_is_copied_with_its_logits_and_forgotten_once_its_lane_ch
     assert pool.whole_prompt_logits(lane) is logits
     pool.release(lane, [*prompt[:8], 99], 8)  # the lane no longer holds the whole prompt
     assert pool.whole_prompt_logits(lane) is None and pool.reusable(lane, prompt) == 8
-    pool.hold_read(busy, prompt, 4)  # a new read into the lane
+    pool.hold_prefill(busy, prompt, 4)  # a new read into the lane
     assert pool.whole_prompt_logits(busy) is None
 
 

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 
 from streamserve.engine.lanes import LanePool
+from streamserve.engine.prefill import batch_rows, prompt_shares
 from streamserve.engine.sampling import SamplingParams
-from streamserve.engine.scheduler import Chunk, Scheduler, batch_rows, prompt_shares
+from streamserve.engine.scheduler import Scheduler
 from streamserve.engine.sequence import Sequence, SequenceStatus
+from streamserve.engine.work import Work
 
 _DUMMY: Any = object()  # the scheduler never touches a sequence's event loop or queue
 
@@ -33,7 +35,7 @@ def _scheduler(lanes: int = 4, *, max_batch_tokens: int = 64, grid: int = 1) -> 
     return Scheduler(LanePool(lanes, grid), max_batch_tokens=max_batch_tokens, grid=grid)
 
 
-def _run(chunks: list[Chunk], next_token: int = 7) -> None:
+def _run(chunks: list[Work], next_token: int = 7) -> None:
     """What the engine does after a step: count decoded tokens, append a sampled token where sampled."""
     for chunk in chunks:
         chunk.seq.num_computed += len(chunk.tokens)
@@ -115,7 +117,7 @@ def test_has_work() -> None:
 
 def _gated(lanes: int = 3, grid: int = 1) -> Scheduler:
     """Long means more than 10 tokens to read; one long read at a time."""
-    return Scheduler(LanePool(lanes, grid), max_batch_tokens=64, grid=grid, long_prompt=10, max_long_reads=1)
+    return Scheduler(LanePool(lanes, grid), max_batch_tokens=64, grid=grid, long_prefill=10, max_long_prefills=1)
 
 
 def test_a_second_long_prompt_waits_without_a_lane_and_shorter_ones_pass_it() -> None:
@@ -158,7 +160,7 @@ def _step_reads(sched: Scheduler, budget: int) -> None:
     for chunk in sched.schedule(budget):
         chunk.seq.num_computed += len(chunk.tokens)
         if chunk.kind != "decode":
-            sched.lanes.hold_read(chunk.seq.lane, chunk.seq.prompt_ids, chunk.seq.num_computed)
+            sched.lanes.hold_prefill(chunk.seq.lane, chunk.seq.prompt_ids, chunk.seq.num_computed)
 
 
 def test_a_prompt_being_read_is_copied_once_read_not_read_twice() -> None:
@@ -196,7 +198,7 @@ def test_only_a_read_that_would_give_a_whole_grid_chunk_more_is_waited_for() -> 
 
 
 def test_without_a_limit_long_prompts_are_admitted_in_arrival_order() -> None:
-    sched = Scheduler(LanePool(3), max_batch_tokens=64, grid=1, long_prompt=10, max_long_reads=0)
+    sched = Scheduler(LanePool(3), max_batch_tokens=64, grid=1, long_prefill=10, max_long_prefills=0)
     seqs = [_seq(40, 100), _seq(40, 200), _seq(5, 300)]
     for seq in seqs:
         sched.add(seq)
@@ -204,7 +206,7 @@ def test_without_a_limit_long_prompts_are_admitted_in_arrival_order() -> None:
 
 
 def test_two_long_reads_at_a_time_when_asked() -> None:
-    sched = Scheduler(LanePool(4), max_batch_tokens=64, grid=1, long_prompt=10, max_long_reads=2)
+    sched = Scheduler(LanePool(4), max_batch_tokens=64, grid=1, long_prefill=10, max_long_prefills=2)
     seqs = [_seq(40, 100), _seq(40, 200), _seq(40, 300), _seq(5, 400)]
     for seq in seqs:
         sched.add(seq)
@@ -666,7 +668,7 @@ def test_grid_banked_credit_of_many_prompts_is_read_within_the_step_budget() -> 
     for _step in range(2000):
         chunks = sched.schedule(budget)
         assert sum(len(c.tokens) for c in chunks if c.kind != "decode") <= max(budget, GRID)
-        longest_wait = max([longest_wait, *(seq.read_waits for seq in sched.running)])
+        longest_wait = max([longest_wait, *(seq.prefill_waits for seq in sched.running)])
         _run(chunks)
         if not any(seq.is_prefilling for seq in prompts):
             break
@@ -687,11 +689,11 @@ def test_grid_a_unit_left_out_for_lack_of_room_goes_first_next_step() -> None:
     sched.admit()
     first = sched.schedule(0)
     assert [(c.seq, len(c.tokens)) for c in first if c.kind != "decode"] == [(short, 40)]
-    assert long.read_waits == 1
+    assert long.prefill_waits == 1
     _run(first)
     second = sched.schedule(0)
     assert [(c.seq, len(c.tokens)) for c in second if c.kind != "decode"] == [(long, GRID)]
-    assert long.read_waits == 0
+    assert long.prefill_waits == 0
 
 
 # The same prompt again: it waits for a read under way, then reuses it whole and reads nothing
@@ -730,22 +732,22 @@ def test_padded_tails_stay_within_the_batch() -> None:
     assert sum(batch_rows(c.seq, len(c.tokens), GRID) for c in chunks) == 128
 
 
-def test_a_prompt_reads_alone_only_while_nothing_else_runs_or_waits() -> None:
+def test_a_prompt_prefills_alone_only_while_nothing_else_runs_or_waits() -> None:
     sched = _scheduler(lanes=2, max_batch_tokens=512, grid=GRID)
     long = _seq(600, 100)
     sched.add(long)
     sched.admit()
-    assert sched.reads_alone()
+    assert sched.prefills_alone()
     chunks = sched.schedule(512)  # what the engine grants a prompt read alone: the whole batch
     assert sum(len(c.tokens) for c in chunks) == 512
     sched.add(_seq(10, 5000))
-    assert not sched.reads_alone()  # someone waits for the next step
+    assert not sched.prefills_alone()  # someone waits for the next step
     sched.admit()
-    assert not sched.reads_alone()  # someone else runs
+    assert not sched.prefills_alone()  # someone else runs
 
 
-def test_beside_other_work_grid_chunks_are_read_read_chunks_at_a_time() -> None:
-    sched = Scheduler(LanePool(3, GRID), max_batch_tokens=512, grid=GRID, read_chunks=2)
+def test_beside_other_work_grid_chunks_are_prefilled_prefill_chunks_at_a_time() -> None:
+    sched = Scheduler(LanePool(3, GRID), max_batch_tokens=512, grid=GRID, prefill_chunks=2)
     stream = _decoding(sched)
     long = _seq(3 * GRID + 10, 500)
     sched.add(long)
@@ -757,7 +759,7 @@ def test_beside_other_work_grid_chunks_are_read_read_chunks_at_a_time() -> None:
         _run(chunks)
     assert reads == [("grid", 2 * GRID), ("grid", GRID), ("tail", 10)]  # the last chunk alone: all there is left
     assert stream.is_decoding
-    small = Scheduler(LanePool(2, GRID), max_batch_tokens=GRID + 1, grid=GRID, read_chunks=2)
+    small = Scheduler(LanePool(2, GRID), max_batch_tokens=GRID + 1, grid=GRID, prefill_chunks=2)
     _decoding(small)
     seq = _seq(2 * GRID, 900)
     small.add(seq)

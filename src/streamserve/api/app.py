@@ -27,11 +27,11 @@ from streamserve.api.responses import router as responses_router
 from streamserve.api.routes import health_router, router
 from streamserve.api.state import LoadedModel, ServerState
 from streamserve.config import ServerConfig
-from streamserve.engine import Engine, EngineStats
+from streamserve.engine import EngineClient, EngineStats
 from streamserve.models import resolve_model
 from streamserve.moderation import ModerationObserver
+from streamserve.prompting.templates import choose_template
 from streamserve.store import SQLiteStore, StoreError
-from streamserve.streaming.templates import choose_template
 
 logger = logging.getLogger("streamserve")
 
@@ -43,7 +43,7 @@ def load(config: ServerConfig, loop: asyncio.AbstractEventLoop | None = None,
     ``loop`` is the event loop a guard model's checks hand their engine work to.
     """
     _, path = resolve_model(config.model)
-    engine = Engine.load(path, config.engine)
+    engine = EngineClient.load(path, config.engine)
     model = engine.model
     try:
         override = Path(config.chat_template_file) if config.chat_template_file else None
@@ -55,7 +55,6 @@ def load(config: ServerConfig, loop: asyncio.AbstractEventLoop | None = None,
         )
         engine.start()
         moderation = build_moderation(config, engine, template, loop, observer)
-        engine.constraints.warm()  # the grammar tokenizer, so the first JSON or tools request pays nothing extra
     except Exception:
         engine.close()
         raise

@@ -17,7 +17,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
-from streamserve.streaming.errors import RequestError
+from streamserve.engine import EngineError, EngineStoppedError, QueueFullError
+from streamserve.moderation import ModerationError
+from streamserve.prompting.errors import RequestError
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +198,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(APIError, _handle_api_error)
     app.add_exception_handler(RequestError, _handle_request_error)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
+    app.add_exception_handler(EngineError, _handle_engine_error)
+    app.add_exception_handler(ModerationError, _handle_moderation_error)
     app.add_exception_handler(HTTPException, _handle_http_exception)
     app.add_exception_handler(Exception, _handle_unexpected)
 
@@ -213,6 +217,19 @@ async def _handle_body_error(request: Request, exc: Exception) -> JSONResponse:
 async def _handle_request_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestError)
     return error_response(InvalidRequestError(exc.message, param=exc.param, code=exc.code))
+
+
+async def _handle_engine_error(request: Request, exc: Exception) -> JSONResponse:
+    """The one mapping of the engine's errors before a stream began (admission) or in a whole response."""
+    if isinstance(exc, QueueFullError):
+        return error_response(RateLimitError(f"{exc}; retry shortly.", retry_after=1))
+    if isinstance(exc, EngineStoppedError):
+        return error_response(ServiceUnavailableError(str(exc)))
+    return error_response(InternalServerError(str(exc)))
+
+
+async def _handle_moderation_error(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(ModerationFailedError(f"moderation failed: {exc}"))
 
 
 async def _handle_validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from streamserve.engine import EngineStats
-from streamserve.streaming.events import Usage
+from streamserve.generation.events import Usage
 
 logger = logging.getLogger("streamserve.requests")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_REQUEST_ID_BYTES = 512
@@ -48,3 +49,8 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def request_id(request: Request, default: str) -> str:
+    """The id ``RequestIdMiddleware`` gave this request (``default`` outside the middleware, as in unit tests)."""
+    return str(request.scope.get("state", {}).get("request_id", default))

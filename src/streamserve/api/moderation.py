@@ -27,16 +27,16 @@ from streamserve.api.errors import (
 )
 from streamserve.api.protocol import ModerationOptions, ModerationRequest
 from streamserve.config import ModerationConfig, ServerConfig
-from streamserve.engine import Engine, EngineConfig
+from streamserve.engine import EngineClient, EngineConfig
+from streamserve.formats.moderation import result_dict
+from streamserve.generation.gate import ModerationPlan, OutputMode
 from streamserve.models import resolve_model
 from streamserve.moderation import Checker, ModerationError, ModerationObserver, ModerationResult, Policy, RulesPolicy
 from streamserve.moderation.guard import GuardPolicy
 from streamserve.moderation.profanity import ProfanityPolicy
-from streamserve.streaming.chunks import result_dict
-from streamserve.streaming.moderation import ModerationPlan, OutputMode
-from streamserve.streaming.prompt import choose_template, encode_chat, flatten_content
-from streamserve.streaming.templates import ChatTemplate
-from streamserve.streaming.tokenizer import Tokenizer
+from streamserve.prompting.prompt import choose_template, encode_chat, flatten_content
+from streamserve.prompting.templates import ChatTemplate
+from streamserve.prompting.tokenizer import Tokenizer
 
 logger = logging.getLogger("streamserve.moderation")
 
@@ -52,7 +52,7 @@ class ModerationService:
 
     checker: Checker
     config: ModerationConfig
-    guard_engine: Engine | None = None
+    guard_engine: EngineClient | None = None
 
     async def plan(self, options: ModerationOptions | None, prompts: Sequence[str], *, param: str,
                    stream: bool) -> ModerationPlan | None:
@@ -140,7 +140,7 @@ def completion_prompts(prompt: str | list[str] | list[int] | list[list[int]], to
     return texts
 
 
-def build_moderation(config: ServerConfig, engine: Engine, template: ChatTemplate,
+def build_moderation(config: ServerConfig, engine: EngineClient, template: ChatTemplate,
                      loop: asyncio.AbstractEventLoop | None,
                      observer: ModerationObserver | None) -> ModerationService | None:
     """The configured policies and their checker (blocking: loads classifiers and a guard model).
@@ -163,7 +163,7 @@ def build_moderation(config: ServerConfig, engine: Engine, template: ChatTemplat
         _, served = resolve_model(config.model)
         guard, guard_template = engine, template
         if path.resolve() != served.resolve():
-            guard_engine = guard = Engine.load(path, GUARD_ENGINE)
+            guard_engine = guard = EngineClient.load(path, GUARD_ENGINE)
             guard.start()
             model = guard.model
             guard_template = choose_template(override_text=None, override_name=None,

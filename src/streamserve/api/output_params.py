@@ -14,8 +14,8 @@ from typing import Any
 
 from streamserve.api.errors import InvalidRequestError, NotSupportedError
 from streamserve.api.protocol import ChatCompletionRequest
-from streamserve.streaming.grammars import check_schema
-from streamserve.streaming.structured import FunctionTool, OutputSpec, ToolChoice
+from streamserve.prompting.grammars import check_schema
+from streamserve.prompting.structured import FunctionTool, OutputSpec, ToolChoice
 
 _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _CHOICES = ("none", "auto", "required")

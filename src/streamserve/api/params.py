@@ -1,4 +1,4 @@
-"""Protocol request -> neutral GenerationRequest: the one place the wire's fields meet the engine's."""
+"""Chat and completions requests -> the neutral GenerationRequest: the one place their fields meet the engine's."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from streamserve.api.errors import ContextLengthExceededError, InvalidRequestErr
 from streamserve.api.output_params import output_spec
 from streamserve.api.protocol import ChatCompletionRequest, CompletionRequest
 from streamserve.engine import SamplingParams
-from streamserve.streaming.generation import ChoiceRequest, GenerationRequest
-from streamserve.streaming.prompt import encode_chat
-from streamserve.streaming.structured import plan_output
-from streamserve.streaming.templates import ChatTemplate
-from streamserve.streaming.tokenizer import Tokenizer
-from streamserve.streaming.tool_prompt import tool_messages
+from streamserve.generation.gate import ModerationPlan
+from streamserve.generation.generation import ChoiceRequest, GenerationRequest
+from streamserve.prompting.prompt import encode_chat
+from streamserve.prompting.structured import plan_output
+from streamserve.prompting.templates import ChatTemplate
+from streamserve.prompting.tokenizer import Tokenizer
+from streamserve.prompting.tool_prompt import tool_messages
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 
@@ -38,12 +39,13 @@ class Limits:
 
 
 def chat_request(body: ChatCompletionRequest, tokenizer: Tokenizer, template: ChatTemplate,
-                 limits: Limits, stop_ids: frozenset[int] = frozenset()) -> GenerationRequest:
-    """Validate a chat request and build its generation: template, tokens, sampling per choice.
+                 limits: Limits, stop_ids: frozenset[int] = frozenset(),
+                 moderation: ModerationPlan | None = None) -> GenerationRequest:
+    """Validate a chat request and build its generation: template, tokens, sampling per choice, moderation.
 
     ``stop_ids`` are the template's turn markers as token ids (see ``control_stop_ids``). A response
     format or tools add a grammar to every choice, tools go into the prompt, and a forced call's
-    opening ends it (``streaming.structured``).
+    opening ends it (``prompting.structured``).
     """
     _check_common(body, limits)
     _check_messages(body)
@@ -64,10 +66,11 @@ def chat_request(body: ChatCompletionRequest, tokenizer: Tokenizer, template: Ch
                        grammar=plan.grammar)
     stop = _stops(body.stop, limits) + template.stop
     return GenerationRequest([ChoiceRequest(prompt_ids, p) for p in params], stop, len(prompt_ids),
-                             tool_prefix=plan.tool_prefix)
+                             moderation=moderation, tool_prefix=plan.tool_prefix)
 
 
-def completion_request(body: CompletionRequest, tokenizer: Tokenizer, limits: Limits) -> GenerationRequest:
+def completion_request(body: CompletionRequest, tokenizer: Tokenizer, limits: Limits,
+                       moderation: ModerationPlan | None = None) -> GenerationRequest:
     """Validate a legacy completions request and build its generation: one set of choices per prompt."""
     _check_common(body, limits)
     if body.suffix:
@@ -89,7 +92,7 @@ def completion_request(body: CompletionRequest, tokenizer: Tokenizer, limits: Li
         for p in _sampling(body, ids, body.max_tokens, COMPLETIONS_DEFAULT_MAX_TOKENS, body.logprobs, limits,
                            param="prompt"):
             choices.append(ChoiceRequest(ids, p, text if body.echo else None))
-    return GenerationRequest(choices, stop, sum(len(ids) for ids, _ in prompts))
+    return GenerationRequest(choices, stop, sum(len(ids) for ids, _ in prompts), moderation=moderation)
 
 
 def control_stop_ids(stops: tuple[str, ...], tokenizer: Tokenizer) -> frozenset[int]:

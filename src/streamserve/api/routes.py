@@ -1,9 +1,8 @@
-"""HTTP routes: thin handlers that parse, hand over to the streaming layer, and shape the response."""
+"""HTTP routes: thin handlers that parse, hand over to the request pipeline, and shape the response."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from typing import Any
 
@@ -14,8 +13,8 @@ from fastapi.responses import Response, StreamingResponse
 from streamserve.api.auth import require_api_key
 from streamserve.api.body import JSONRoute
 from streamserve.api.disconnect import unless_disconnected
-from streamserve.api.errors import InternalServerError, ModerationFailedError, RateLimitError, ServiceUnavailableError
 from streamserve.api.metrics import RequestRecorder
+from streamserve.api.middleware import request_id
 from streamserve.api.moderation import chat_prompts, completion_prompts, plan_request, require
 from streamserve.api.params import chat_request, completion_request
 from streamserve.api.protocol import (
@@ -29,12 +28,10 @@ from streamserve.api.protocol import (
     ModerationResponse,
 )
 from streamserve.api.state import LoadedModel, ServerState
-from streamserve.engine import EngineError, EngineStoppedError, QueueFullError
-from streamserve.moderation import ModerationError
-from streamserve.streaming import sse
-from streamserve.streaming.chunks import ResponseMeta, Shape, new_response_id
-from streamserve.streaming.generation import GenerationRequest, start_generation
-from streamserve.streaming.response import collect, stream_sse
+from streamserve.formats import sse
+from streamserve.formats.completions import ChunkFormatter, CompletionBuilder, CompletionMeta, Shape, new_completion_id
+from streamserve.generation.generation import GenerationRequest, start_generation
+from streamserve.pipeline.driver import DATA_ONLY, collect, stream
 
 health_router = APIRouter()
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], route_class=JSONRoute)
@@ -90,12 +87,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     state = _state(request)
     state.check_model(body.model)
     loaded = state.ready()
+    moderation = await plan_request(loaded.moderation, body.moderation, chat_prompts(body.messages),
+                                    param="messages", stream=bool(body.stream))
     # Templating and tokenizing scale with the prompt: off the event loop, so no request pauses the streams.
     spec = await asyncio.to_thread(chat_request, body, loaded.engine.tokenizer, loaded.template, loaded.limits,
-                                   loaded.stop_ids)
-    plan = await plan_request(loaded.moderation, body.moderation, chat_prompts(body.messages), param="messages",
-                              stream=bool(body.stream))
-    return await _respond(request, state, loaded, Shape.CHAT, body, dataclasses.replace(spec, moderation=plan))
+                                   loaded.stop_ids, moderation)
+    return await _respond(request, state, loaded, Shape.CHAT, body, spec)
 
 
 @router.post("/completions", response_model=Completion)
@@ -104,10 +101,11 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     state = _state(request)
     state.check_model(body.model)
     loaded = state.ready()
-    spec = await asyncio.to_thread(completion_request, body, loaded.engine.tokenizer, loaded.limits)
     prompts = completion_prompts(body.prompt, loaded.engine.tokenizer)
-    plan = await plan_request(loaded.moderation, body.moderation, prompts, param="prompt", stream=bool(body.stream))
-    return await _respond(request, state, loaded, Shape.COMPLETION, body, dataclasses.replace(spec, moderation=plan))
+    moderation = await plan_request(loaded.moderation, body.moderation, prompts, param="prompt",
+                                    stream=bool(body.stream))
+    spec = await asyncio.to_thread(completion_request, body, loaded.engine.tokenizer, loaded.limits, moderation)
+    return await _respond(request, state, loaded, Shape.COMPLETION, body, spec)
 
 
 @router.post("/moderations", response_model=ModerationResponse)
@@ -119,29 +117,17 @@ async def moderations(body: ModerationRequest, request: Request) -> Response:
 
 async def _respond(request: Request, state: ServerState, loaded: LoadedModel, shape: Shape,
                    body: ChatCompletionRequest | CompletionRequest, spec: GenerationRequest) -> Response:
-    """The path chat and completions share: admit, then stream or collect."""
-    try:
-        generation = start_generation(loaded.engine, spec)
-    except QueueFullError as exc:
-        raise RateLimitError(f"{exc}; retry shortly.", retry_after=1) from None
-    except EngineStoppedError as exc:
-        raise ServiceUnavailableError(str(exc)) from None
+    """The path chat and completions share: admit (errors become their statuses in ``api.errors``), then
+    stream or collect."""
+    generation = start_generation(loaded.engine, spec)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    meta = ResponseMeta(shape, new_response_id(shape), int(time.time()), body.model, len(spec.choices),
-                        include_usage, loaded.fingerprint, spec.opening)
-    request_id = request.scope.get("state", {}).get("request_id", meta.id)
-    recorder = RequestRecorder(state.metrics, request_id, lambda: generation.streams[0].queue_time)
+    meta = CompletionMeta(shape, new_completion_id(shape), int(time.time()), body.model, len(spec.choices),
+                          include_usage, loaded.fingerprint, spec.opening)
+    recorder = RequestRecorder(state.metrics, request_id(request, meta.id), lambda: generation.streams[0].queue_time)
     if body.stream:
-        return StreamingResponse(stream_sse(meta, generation, recorder), media_type=sse.MEDIA_TYPE,
-                                 headers=dict(sse.HEADERS))
-    try:
-        result = await unless_disconnected(request, collect(meta, generation, recorder))
-    except EngineStoppedError as exc:
-        raise ServiceUnavailableError(str(exc)) from None
-    except EngineError as exc:
-        raise InternalServerError(str(exc)) from None
-    except ModerationError as exc:
-        raise ModerationFailedError(f"moderation failed: {exc}") from None
+        return StreamingResponse(stream(generation, ChunkFormatter(meta), recorder, DATA_ONLY),
+                                 media_type=sse.MEDIA_TYPE, headers=dict(sse.HEADERS))
+    result = await unless_disconnected(request, collect(generation, CompletionBuilder(meta), recorder))
     return Response(status_code=499) if result is None else _json(result)
 
 

@@ -11,8 +11,8 @@ from streamserve.api.metrics import Metrics
 from streamserve.api.moderation import ModerationService
 from streamserve.api.params import Limits
 from streamserve.config import ServerConfig
-from streamserve.engine import Engine
-from streamserve.streaming.templates import ChatTemplate
+from streamserve.engine import EngineClient
+from streamserve.prompting.templates import ChatTemplate
 
 if TYPE_CHECKING:
     from streamserve.api.responses import ResponsesService
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class LoadedModel:
     """The engine over the loaded model, with the chat template and per-request limits."""
 
-    engine: Engine
+    engine: EngineClient
     template: ChatTemplate
     limits: Limits
     fingerprint: str

@@ -1,19 +1,22 @@
 """The engine: continuous batching of many sequences through one llama.cpp model, in its own thread.
 
-It knows token ids and sampling parameters only: no HTTP, pydantic or OpenAI names.
+``EngineClient`` is its event-loop side (submit, abort, streams, stats); ``EngineCore`` runs the steps on
+the engine thread. It knows token ids and sampling parameters only: no HTTP, pydantic or OpenAI names.
 """
 
+from streamserve.engine.client import EngineClient
 from streamserve.engine.config import EngineConfig
 from streamserve.engine.constraint import GrammarError, check_grammar
-from streamserve.engine.engine import Engine, EngineStats
+from streamserve.engine.core import EngineCore, EngineStats
 from streamserve.engine.errors import EngineError, EngineStoppedError, QueueFullError, StreamBacklogError
-from streamserve.engine.events import FinishReason, TokenEvent
+from streamserve.engine.events import FinishReason, SequenceOutput, TokenEvent
 from streamserve.engine.sampling import SamplingParams
 from streamserve.engine.stream import SequenceStream
 
 __all__ = [
-    "Engine",
+    "EngineClient",
     "EngineConfig",
+    "EngineCore",
     "EngineError",
     "EngineStats",
     "EngineStoppedError",
@@ -21,6 +24,7 @@ __all__ = [
     "GrammarError",
     "QueueFullError",
     "SamplingParams",
+    "SequenceOutput",
     "SequenceStream",
     "StreamBacklogError",
     "TokenEvent",

@@ -29,12 +29,12 @@ class EngineConfig:
     Prompts are read in grid-aligned chunks of ``prompt_grid`` tokens plus one tail, so a cached prefix
     gives the logits a fresh read gives (docs/determinism.md); ``prompt_grid`` must be at least the
     row count from which llama.cpp's matmuls take their large-batch path (64 on the CPUs measured).
-    Beside other work a prompt is read ``read_chunks`` grid chunks at least at a time while it has them
-    (64-token chunks cost 12 to 30% more a token than 128-token ones past position 1,000:
-    ``benchmarks/chunk_cost.py``); read alone, in whole batches.
-    A prompt with more than ``long_prompt`` tokens to read waits without a lane while
-    ``max_long_reads`` such reads are under way (0: no limit), letting shorter requests pass it
-    (``Scheduler.admit``).
+    Beside other work a prompt is prefilled ``prefill_chunks`` grid chunks at least at a time while it has
+    them (64-token chunks cost more a token than 128-token ones past position 1,000:
+    ``benchmarks/chunk_cost.py``); prefilled alone, in whole batches.
+    A prompt with more than ``long_prefill_token_threshold`` tokens to prefill waits without a lane while
+    ``max_long_partial_prefills`` such prefills are under way (0: no limit), letting shorter requests pass
+    it (``Scheduler.admit``).
     ``deterministic`` decodes each sequence's rows in a llama_decode call of their own, so its output
     does not depend on other traffic whatever the kernels do, at a throughput cost.
     """
@@ -49,9 +49,9 @@ class EngineConfig:
     extra_bufts: Literal["auto", "on", "off"] = "auto"
     max_backlog: int = 1024
     prompt_grid: int = 64
-    long_prompt: int = 512
-    max_long_reads: int = 1
-    read_chunks: int = 2
+    long_prefill_token_threshold: int = 512
+    max_long_partial_prefills: int = 1
+    prefill_chunks: int = 2
     deterministic: bool = False
 
     def __post_init__(self) -> None:
@@ -60,12 +60,12 @@ class EngineConfig:
         if not math.isfinite(self.prefill_step_time) or self.prefill_step_time <= 0:
             raise ValueError(f"prefill_step_time must be a positive number of seconds, got {self.prefill_step_time}")
         for name in ("parallel", "ctx_size", "n_threads", "max_batch_tokens", "max_backlog", "prompt_grid",
-                     "read_chunks"):
+                     "prefill_chunks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.extra_bufts not in ("auto", "on", "off"):
             raise ValueError(f"extra_bufts must be auto, on or off, got {self.extra_bufts!r}")
-        for name in ("max_queue", "long_prompt", "max_long_reads"):
+        for name in ("max_queue", "long_prefill_token_threshold", "max_long_partial_prefills"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be at least 0, got {getattr(self, name)}")
         if self.max_batch_tokens < self.parallel:

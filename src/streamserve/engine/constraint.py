@@ -1,7 +1,8 @@
 """Constrained decoding: one llguidance matcher per sequence, its token mask applied to that sequence's logits.
 
 A grammar arrives as text in llguidance's own forms (Lark with ``%json``, or its JSON grammar); the
-engine knows nothing of what it describes. Each step, the masks of every constrained sequence are
+engine knows nothing of what it describes. The client compiles it (``Grammars``); each step, on the engine
+thread, the masks of every constrained sequence are
 computed in one call (one GIL release for all of them), each is written into its sequence's logits row
 in place, the row's own sampler chain draws as usual, and the drawn token advances the matcher. End of
 generation is in the mask only once the grammar is complete. Sequences without a grammar never come here.
@@ -9,8 +10,7 @@ generation is in the mask only once the grammar is complete. Sequences without a
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import llguidance
 import llguidance.numpy
@@ -57,35 +57,32 @@ class Constraint:
         return Constraint(self.matcher.deep_copy(), self.eos_token)
 
 
-class Constraints:
-    """An engine's constrained-decoding machinery: the model's llguidance tokenizer, a mask executor, a buffer.
+class Grammars:
+    """Compiles grammars into matchers for one model's llguidance tokenizer; the client does it before queueing.
 
-    The tokenizer is built on first use (``warm()`` builds it ahead, at startup); ``compile`` may run on
-    any thread, ``apply`` only on the engine thread.
+    Compiling is thread-safe and needs no engine state, so a grammar llguidance refuses is an error of the
+    request, raised before anything runs.
     """
 
-    def __init__(self, tokenizer_factory: Callable[[], llguidance.LLTokenizer], capacity: int) -> None:
-        self._factory = tokenizer_factory
-        self._tokenizer: llguidance.LLTokenizer | None = None
-        self._lock = threading.Lock()
-        self._capacity = capacity
-        self._executor: llguidance.LLExecutor | None = None
-        self._bitmask: npt.NDArray[np.int32] | None = None
-
-    def warm(self) -> llguidance.LLTokenizer:
-        """The tokenizer, built now if it was not yet."""
-        with self._lock:
-            if self._tokenizer is None:
-                self._tokenizer = self._factory()
-            return self._tokenizer
+    def __init__(self, tokenizer: llguidance.LLTokenizer) -> None:
+        self.tokenizer = tokenizer
 
     def compile(self, grammar: str) -> Constraint:
         """A fresh matcher for ``grammar``; raises ``GrammarError`` if llguidance refuses it."""
-        tokenizer = self.warm()
-        matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
+        matcher = llguidance.LLMatcher(self.tokenizer, grammar, log_level=0)
         if matcher.is_error():
             raise GrammarError(matcher.get_error())
-        return Constraint(matcher, tokenizer.eos_token)
+        return Constraint(matcher, self.tokenizer.eos_token)
+
+
+class Masks:
+    """Applies the constrained sequences' token masks on the engine thread: a mask executor and its buffer."""
+
+    def __init__(self, tokenizer: llguidance.LLTokenizer, capacity: int) -> None:
+        self._vocab_size = tokenizer.vocab_size
+        self._capacity = capacity
+        self._executor: llguidance.LLExecutor | None = None
+        self._bitmask: npt.NDArray[np.int32] | None = None
 
     def apply(self, rows: Sequence[tuple[Constraint, npt.NDArray[np.float32]]]) -> list[str | None]:
         """Mask each logits row to the tokens its constraint allows; per row, None or the matcher's error.
@@ -114,10 +111,9 @@ class Constraints:
         return self._executor
 
     def _buffer(self, rows: int) -> npt.NDArray[np.int32]:
-        tokenizer = self.warm()
         if self._bitmask is None or self._bitmask.shape[0] < rows:
             size = max(rows, self._capacity)
-            self._bitmask = llguidance.numpy.allocate_token_bitmask(size, tokenizer.vocab_size)
+            self._bitmask = llguidance.numpy.allocate_token_bitmask(size, self._vocab_size)
         return self._bitmask
 
 

@@ -1,4 +1,4 @@
-"""What the engine emits for one sequence: one TokenEvent per generated token."""
+"""What the engine emits for one sequence: one TokenEvent per generated token, one SequenceOutput per step."""
 
 from __future__ import annotations
 
@@ -26,3 +26,22 @@ class TokenEvent:
     logprob: float | None = None
     top_logprobs: tuple[tuple[int, float], ...] | None = None
     finish: FinishReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceOutput:
+    """What one step produced for the sequence numbered ``number``: its token events, or the error that ended it.
+
+    ``cached_tokens`` and ``queue_time`` (seconds it waited for a lane) are known from its first output on.
+    """
+
+    number: int
+    events: tuple[TokenEvent, ...] = ()
+    error: Exception | None = None
+    cached_tokens: int = 0
+    queue_time: float | None = None
+
+    @property
+    def done(self) -> bool:
+        """Whether this is the sequence's last output."""
+        return self.error is not None or (bool(self.events) and self.events[-1].finish is not None)

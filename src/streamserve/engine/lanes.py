@@ -74,9 +74,8 @@ class LanePool:
     (``source``) when that saves more than reading it again, so a new conversation sharing a system
     prompt never needs another conversation's lane to reuse it. With N <= lanes conversations, each
     one's next turn therefore finds its whole history cached. LRU rather than least-loss eviction:
-    in a simulated mix of multi-turn chats and one-shot long prompts (``benchmarks/policies.py``),
-    least-loss keeps the large one-shot caches and evicts the small, live conversations (12 chats
-    on 8 lanes: 0.49 of their prompt tokens cached, against 0.61 with LRU).
+    least-loss keeps large one-shot caches and evicts small, live conversations (``benchmarks/policies.py``
+    simulates both on a mix of multi-turn chats and one-shot long prompts).
     """
 
     def __init__(self, n_lanes: int, grid: int = 1) -> None:
@@ -136,9 +135,9 @@ class LanePool:
         self.extents[lane] = min(extent, len(tokens))
         self.prompts[lane] = None
 
-    def hold_read(self, lane: int, prompt: list[int], n_read: int) -> None:
-        """Record a prompt read up to ``n_read`` tokens: copyable by later prompts while it is still read."""
-        self.hold(lane, prompt[:n_read], grid_extent(n_read, self.grid))
+    def hold_prefill(self, lane: int, prompt: list[int], n_filled: int) -> None:
+        """Record a prompt prefilled up to ``n_filled`` tokens: later prompts may copy it while it is prefilled."""
+        self.hold(lane, prompt[:n_filled], grid_extent(n_filled, self.grid))
 
     def hold_prompt(self, lane: int, prompt: list[int], logits: Logits) -> None:
         """Record a whole prompt read, with the logits of its last token: the same prompt reuses all of it."""

@@ -1,35 +1,17 @@
-"""ModelRunner: turns one step's chunks into llama_decode calls and one drawn token per sampling sequence."""
+"""ModelRunner: the KV lanes' memory and each sequence's sampler; one step's work into llama_decode calls and draws."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import numpy as np
 
-from streamserve.engine.constraint import ConstraintError, Constraints
+from streamserve.engine.constraint import ConstraintError, Masks
 from streamserve.engine.lanes import Logits, tail_rows
-from streamserve.engine.scheduler import Chunk
 from streamserve.engine.sequence import Sequence
-from streamserve.llama import Batch, Context
-
-
-@dataclass(frozen=True, slots=True)
-class Sampled:
-    """The token drawn for one sequence this step, with its logprobs when the sequence asked for them.
-
-    For a constrained sequence, ``complete`` says its grammar is finished with this token, and ``error``
-    (with ``token_id`` -1) that its matcher failed: that sequence must fail, the others go on.
-    ``prompt_logits`` is set when this step read the last token of the prompt: its logits, as decoded,
-    which the prompt cache keeps so that the same prompt again draws from them without a read.
-    """
-
-    seq: Sequence
-    token_id: int
-    logprob: float | None = None
-    top_logprobs: tuple[tuple[int, float], ...] | None = None
-    complete: bool = False
-    error: str | None = None
-    prompt_logits: Logits | None = None
+from streamserve.engine.work import Sampled, Work
+from streamserve.llama import Batch, Context, Sampler
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +24,7 @@ class _Draw:
 
 
 class ModelRunner:
-    """Decodes a step's chunks, and samples each sequence whose chunk wants logits.
+    """Decodes a step's work, and draws a token for each sequence whose work wants logits.
 
     A step takes up to three llama_decode calls, so that every row is computed in a batch shape that
     does not depend on the cache or on other traffic (docs/determinism.md, ``benchmarks/determinism_probe.py``).
@@ -54,61 +36,88 @@ class ModelRunner:
     of ``ROW_GROUP`` rows (``tail_rows``; below 64 rows a lane: always the small path, and each row in a
     whole group of llama.cpp's repacked matmuls wherever the tail sits), the junk removed from the lane
     right after. A tail padded as far as a whole grid chunk is decoded as one, with the grid chunks.
-    With ``deterministic``, every chunk gets its own call, and nothing another sequence does can change
-    a sequence's rows. A sequence whose whole prompt was cached decodes nothing: it draws from the
-    prompt's saved logits.
+    With ``deterministic``, every work item gets its own call, and nothing another sequence does can
+    change a sequence's rows. A sequence whose whole prompt was cached decodes nothing: it draws from
+    the prompt's saved logits.
 
     A sequence with a constraint has its logits row masked in place before its own sampler chain
     draws, and the drawn token advances the constraint; logprobs are the model's, taken before the mask.
+    The runner also owns the lanes' KV memory operations (``prepare``, ``release``) and the samplers.
     """
 
-    def __init__(self, context: Context, max_batch_tokens: int, constraints: Constraints, *, grid: int,
+    def __init__(self, context: Context, max_batch_tokens: int, masks: Masks, *, grid: int,
                  deterministic: bool = False) -> None:
         self.context = context
         self.batch = Batch(max_batch_tokens)
-        self.constraints = constraints
+        self.masks = masks
         self.grid = grid
         self.deterministic = deterministic
 
-    def run(self, chunks: list[Chunk]) -> list[Sampled]:
-        """Decode the chunks in the calls ``calls`` groups them into; raise ``DecodeError`` if llama.cpp fails one."""
+    def prepare(self, seqs: list[Sequence]) -> None:
+        """Get admitted sequences' lanes ready: copy a reused prefix in, cut what the lane held beyond it, and
+        build each one's sampler chain."""
+        for seq in seqs:
+            if seq.copy_from is not None:
+                self.context.copy(seq.copy_from, seq.lane)
+            if not self.context.remove(seq.lane, seq.num_cached, -1):  # a sliding-window cache cannot cut
+                self.context.remove(seq.lane)
+                seq.num_cached = seq.num_computed = 0
+                seq.first_logits = None
+            p = seq.params
+            seed = p.seed if p.seed is not None else random.getrandbits(32)
+            seq.sampler = Sampler(self.context.model.n_vocab, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k,
+                                  min_p=p.min_p, seed=seed, presence_penalty=p.presence_penalty,
+                                  frequency_penalty=p.frequency_penalty, repetition_penalty=p.repetition_penalty,
+                                  logit_bias=p.logit_bias)
+
+    def release(self, seq: Sequence, *, keep_kv: bool) -> None:
+        """Free a finished sequence's sampler; clear its lane's memory unless it stays as prompt cache."""
+        if seq.sampler is not None:
+            seq.sampler.close()
+            seq.sampler = None
+        seq.constraint = None
+        if not keep_kv and seq.lane >= 0:
+            self.context.remove(seq.lane)
+
+    def run(self, works: list[Work]) -> list[Sampled]:
+        """Decode the work in the calls ``calls`` groups it into; raise ``DecodeError`` if llama.cpp fails one."""
         results: list[Sampled] = []
-        for call in self.calls(chunks):
+        for call in self.calls(works):
             results.extend(self._run_call(call))
-        cached = [_Draw(c.seq, None, c.seq.first_logits) for c in chunks if c.kind == "cached"]
+        cached = [_Draw(c.seq, None, c.seq.first_logits) for c in works if c.kind == "cached"]
         return results + self._draw(cached) if cached else results
 
-    def calls(self, chunks: list[Chunk]) -> list[list[Chunk]]:
+    def calls(self, works: list[Work]) -> list[list[Work]]:
         """The llama_decode calls of one step, in order (a sequence's grid chunks before its tail)."""
-        decoded = [c for c in chunks if c.kind != "cached"]
+        decoded = [c for c in works if c.kind != "cached"]
         if self.deterministic:
-            return [[chunk] for chunk in decoded]
+            return [[work] for work in decoded]
         large = [c for c in decoded if c.kind == "grid" or (c.kind == "tail" and self._rows(c) == self.grid)]
         small = [c for c in decoded if c.kind == "tail" and self._rows(c) < self.grid]
         calls = [[c for c in decoded if c.kind == "decode"], large, small]
         return [call for call in calls if call]
 
-    def _rows(self, chunk: Chunk) -> int:
+    def _rows(self, work: Work) -> int:
         """Batch rows of a prompt tail: its tokens and the junk that pads them, within the lane's context."""
-        return min(tail_rows(len(chunk.tokens), self.grid), self.context.n_ctx_seq - chunk.start)
+        return min(tail_rows(len(work.tokens), self.grid), self.context.n_ctx_seq - work.start)
 
-    def _run_call(self, chunks: list[Chunk]) -> list[Sampled]:
+    def _run_call(self, works: list[Work]) -> list[Sampled]:
         batch = self.batch
         batch.clear()
-        rows: list[tuple[Chunk, int]] = []
+        rows: list[tuple[Work, int]] = []
         padded: list[tuple[int, int]] = []
         # Rows in lane order: llama.cpp splits a batch whose lanes are out of order into slower pieces.
-        for chunk in sorted(chunks, key=lambda c: c.seq.lane):
-            last = len(chunk.tokens) - 1
-            lane = chunk.seq.lane
-            for i, token in enumerate(chunk.tokens):
-                row = batch.add(token, chunk.start + i, lane, chunk.sample and i == last)
-            if chunk.sample:
-                rows.append((chunk, row))
-            end = chunk.start + len(chunk.tokens)
-            if chunk.kind == "tail" and chunk.start + self._rows(chunk) > end:
-                for pos in range(end, chunk.start + self._rows(chunk)):
-                    batch.add(chunk.tokens[-1], pos, lane, False)
+        for work in sorted(works, key=lambda c: c.seq.lane):
+            last = len(work.tokens) - 1
+            lane = work.seq.lane
+            for i, token in enumerate(work.tokens):
+                row = batch.add(token, work.start + i, lane, work.sample and i == last)
+            if work.sample:
+                rows.append((work, row))
+            end = work.start + len(work.tokens)
+            if work.kind == "tail" and work.start + self._rows(work) > end:
+                for pos in range(end, work.start + self._rows(work)):
+                    batch.add(work.tokens[-1], pos, lane, False)
                 padded.append((lane, end))
         self.context.decode(batch)
         for lane, end in padded:
@@ -144,7 +153,7 @@ class ModelRunner:
         for seq, logits in constrained:
             assert seq.constraint is not None
             rows.append((seq.constraint, logits))
-        errors = self.constraints.apply(rows)
+        errors = self.masks.apply(rows)
         return {seq: error for (seq, _), error in zip(constrained, errors, strict=True) if error}
 
     def _sample(self, draw: _Draw, masked: Logits | None, logprobs: Logits | None) -> Sampled:

@@ -1,4 +1,4 @@
-"""Sequence: all the state of one generation, owned by the engine thread."""
+"""Sequence: all the state of one generation on the engine thread."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 
 from streamserve.engine.constraint import Constraint
-from streamserve.engine.events import TokenEvent
 from streamserve.engine.lanes import Logits
 from streamserve.engine.sampling import SamplingParams
 from streamserve.llama import Sampler
@@ -34,17 +33,18 @@ class SequenceStatus(enum.Enum):
     ABORTED = "aborted"
 
 
-Delivery = list[TokenEvent] | BaseException
-
-
 @dataclass(eq=False)
 class Sequence:
-    """One generation: its prompt and output ids, KV lane, sampler, grammar constraint and its event queue."""
+    """One generation: its prompt and output ids, KV lane, sampler and grammar constraint.
+
+    The client makes it (prompt, parameters, a compiled constraint) and hands it to the engine core;
+    from then on only the engine thread reads or changes it. The client knows it by ``number``.
+    """
 
     prompt_ids: list[int]
     params: SamplingParams
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[Delivery]
+    loop: asyncio.AbstractEventLoop | None = None  # where the client wants its outputs; never changed
+    constraint: Constraint | None = None
     number: int = field(default_factory=lambda: next(_numbers))
     status: SequenceStatus = SequenceStatus.WAITING
     lane: int = -1
@@ -52,14 +52,12 @@ class Sequence:
     num_computed: int = 0
     num_cached: int = 0
     first_logits: Logits | None = None  # the whole prompt was cached: its last token's logits, to draw from
-    prompt_credit: int = 0  # prompt tokens the scheduler granted that are not read yet (whole units only)
-    read_waits: int = 0  # steps in a row a unit its credit covers was left out of a full step
+    prompt_credit: int = 0  # prompt tokens the scheduler granted that are not prefilled yet (whole units only)
+    prefill_waits: int = 0  # steps in a row a unit its credit covers was left out of a full step
     output_ids: list[int] = field(default_factory=list)
     sampler: Sampler | None = None
-    constraint: Constraint | None = None
     arrival_time: float = field(default_factory=time.monotonic)
     admit_time: float | None = None
-    backlogged: bool = False  # aborted because its reader fell max_backlog steps behind (event-loop side)
 
     @property
     def is_prefilling(self) -> bool:
@@ -68,7 +66,7 @@ class Sequence:
 
     @property
     def is_decoding(self) -> bool:
-        """Whether the next step decodes this sequence's last token (its prompt is read, a token drawn)."""
+        """Whether the next step decodes this sequence's last token (its prompt is in, a token drawn)."""
         return bool(self.output_ids) and not self.is_prefilling
 
     @property

@@ -1,46 +1,32 @@
-"""SequenceStream: the async iterator of one sequence's token events, on the asyncio side."""
+"""SequenceStream: the async iterator of one sequence's token events, on the event loop."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-from streamserve.engine.events import TokenEvent
-from streamserve.engine.sequence import Sequence
-
-if TYPE_CHECKING:
-    from streamserve.engine.engine import Engine
+from streamserve.engine.events import SequenceOutput, TokenEvent
 
 
 class SequenceStream:
     """Yields a sequence's TokenEvents as the engine produces them; ``close()`` aborts the sequence.
 
-    ``close`` is synchronous on purpose: it runs in a ``finally:`` while the task is being
-    cancelled, where any await would be cancelled too.
+    Everything here lives on the event loop: the client puts each step's output in ``queue``.
+    ``close`` is synchronous on purpose: it runs in a ``finally:`` while the task is being cancelled,
+    where any await would be cancelled too.
     """
 
-    def __init__(self, engine: Engine, seq: Sequence) -> None:
-        self._engine = engine
-        self._seq = seq
+    def __init__(self, number: int, prompt_tokens: int, abort: Callable[[int], None]) -> None:
+        self.number = number
+        self.prompt_tokens = prompt_tokens
+        self.queue: asyncio.Queue[SequenceOutput | BaseException] = asyncio.Queue()
+        self.cached_tokens = 0
+        self.queue_time: float | None = None
+        self.backlogged = False  # aborted because its reader fell behind
+        self._abort = abort
         self._buffer: deque[TokenEvent] = deque()
         self._done = False
-
-    @property
-    def prompt_tokens(self) -> int:
-        """Number of prompt tokens."""
-        return len(self._seq.prompt_ids)
-
-    @property
-    def cached_tokens(self) -> int:
-        """Prompt tokens reused from the prompt cache (known once the first event has arrived)."""
-        return self._seq.num_cached
-
-    @property
-    def queue_time(self) -> float | None:
-        """Seconds spent waiting for a lane, once admitted."""
-        if self._seq.admit_time is None:
-            return None
-        return self._seq.admit_time - self._seq.arrival_time
 
     def __aiter__(self) -> SequenceStream:
         return self
@@ -49,11 +35,16 @@ class SequenceStream:
         if not self._buffer:
             if self._done:
                 raise StopAsyncIteration
-            item = await self._seq.queue.get()
+            item = await self.queue.get()
             if isinstance(item, BaseException):
                 self._done = True
                 raise item
-            self._buffer.extend(item)
+            self.cached_tokens = item.cached_tokens
+            self.queue_time = item.queue_time
+            if item.error is not None:
+                self._done = True
+                raise item.error
+            self._buffer.extend(item.events)
         event = self._buffer.popleft()
         if event.finish is not None:
             self._done = True
@@ -63,4 +54,4 @@ class SequenceStream:
         """Stop the sequence if it is still generating; idempotent."""
         if not self._done:
             self._done = True
-            self._engine.abort(self._seq)
+            self._abort(self.number)

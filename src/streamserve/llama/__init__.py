@@ -3,8 +3,8 @@
 from streamserve.llama.batch import Batch
 from streamserve.llama.context import Context, DecodeError
 from streamserve.llama.guidance import guidance_tokenizer
-from streamserve.llama.kernels import KernelChoice, KernelMode, ProbeSettings, choose_kernels, load_model
-from streamserve.llama.model import Model, ModelLoadError
+from streamserve.llama.kernels import KernelMode, ProbeSettings, choose_kernels, load_model
+from streamserve.llama.model import KernelChoice, Model, ModelLoadError
 from streamserve.llama.sampler import Sampler
 
 __all__ = [

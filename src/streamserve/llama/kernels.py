@@ -23,7 +23,7 @@ from typing import Literal
 import llama_cpp.llama_cpp as lc
 
 from streamserve.llama.backend import init_backend
-from streamserve.llama.model import Model
+from streamserve.llama.model import KernelChoice, Model
 
 logger = logging.getLogger("streamserve.llama")
 
@@ -38,21 +38,6 @@ class ProbeSettings:
 
     n_batch: int
     n_threads: int
-
-
-@dataclass(frozen=True, slots=True)
-class KernelChoice:
-    """How the model is loaded: with llama.cpp's extra CPU buffer types or without, and why."""
-
-    extra_bufts: bool
-    available: tuple[str, ...]
-    reason: str
-
-    def describe(self) -> str:
-        """One line for the startup log."""
-        state = "on" if self.extra_bufts else "off"
-        names = ", ".join(self.available) or "none"
-        return f"CPU extra buffer types ({names}): {state}, {self.reason}"
 
 
 def extra_buffer_types() -> tuple[str, ...]:
@@ -93,9 +78,7 @@ DEFAULT_PROBE = ProbeSettings(n_batch=512, n_threads=2)
 def load_model(path: Path, mode: KernelMode = "auto", settings: ProbeSettings = DEFAULT_PROBE) -> Model:
     """Load a model with the CPU kernels ``choose_kernels`` finds safe here (``model.kernels`` says which)."""
     choice = choose_kernels(path, mode, settings)
-    model = Model(path, extra_bufts=choice.extra_bufts)
-    model.kernels = choice
-    return model
+    return Model(path, extra_bufts=choice.extra_bufts, kernels=choice)
 
 
 @functools.lru_cache(maxsize=8)

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import llama_cpp.llama_cpp as lc
 
 from streamserve.llama import gilfree
 from streamserve.llama.backend import init_backend
 
-if TYPE_CHECKING:
-    from streamserve.llama.kernels import KernelChoice
+
+@dataclass(frozen=True, slots=True)
+class KernelChoice:
+    """How the model is loaded: with llama.cpp's extra CPU buffer types or without, and why."""
+
+    extra_bufts: bool
+    available: tuple[str, ...]
+    reason: str
+
+    def describe(self) -> str:
+        """One line for the startup log."""
+        state = "on" if self.extra_bufts else "off"
+        names = ", ".join(self.available) or "none"
+        return f"CPU extra buffer types ({names}): {state}, {self.reason}"
 
 
 class ModelLoadError(RuntimeError):
@@ -27,11 +39,11 @@ class Model:
     layouts). It has no default: on some AMX CPUs those kernels segfault, so callers load through
     ``llama.kernels.load_model``, which decides whether that is safe on this machine.
 
-    It also implements the streaming layer's ``Tokenizer`` protocol: tokenize, raw token bytes,
+    It also implements the prompting layer's ``Tokenizer`` protocol: tokenize, raw token bytes,
     end-of-generation test, BOS/EOS texts and the control-token texts user input must not inject.
     """
 
-    def __init__(self, path: Path, *, extra_bufts: bool) -> None:
+    def __init__(self, path: Path, *, extra_bufts: bool, kernels: KernelChoice | None = None) -> None:
         init_backend()
         params = lc.llama_model_default_params()
         params.n_gpu_layers = 0
@@ -41,7 +53,7 @@ class Model:
             raise ModelLoadError(f"llama.cpp could not load {path}")
         self.path = path
         self.extra_bufts = extra_bufts
-        self.kernels: KernelChoice | None = None  # set by ``kernels.load_model``
+        self.kernels = kernels  # how ``kernels.load_model`` chose the CPU kernels (None: loaded directly)
         self.ptr = ptr
         self.vocab = lc.llama_model_get_vocab(ptr)
         self.n_vocab: int = lc.llama_vocab_n_tokens(self.vocab)

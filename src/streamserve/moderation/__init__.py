@@ -2,7 +2,7 @@
 
 Policies: word lists and patterns from a TOML file (``rules``), the shipped classifier
 ``alt-profanity-check`` (``profanity``, an optional extra) and a guard model run by our own engine
-in the Llama Guard 3 format (``guard``). The streaming layer holds text back until these clear it;
+in the Llama Guard 3 format (``guard``). The generation layer holds text back until these clear it;
 nothing here knows HTTP or the wire.
 """
 

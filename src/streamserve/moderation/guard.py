@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
 
-from streamserve.engine import Engine, EngineError, FinishReason, SamplingParams, SequenceStream, TokenEvent
+from streamserve.engine import EngineClient, EngineError, FinishReason, SamplingParams, SequenceStream, TokenEvent
 from streamserve.moderation.categories import ModerationResult
 from streamserve.moderation.policy import ModerationError, WindowedPolicy
 
@@ -78,7 +78,7 @@ class GuardPolicy(WindowedPolicy):
     checks run on the checker's thread, which hands the engine work to ``loop`` and waits.
     """
 
-    def __init__(self, engine: Engine, encode: Callable[[str], list[int]], loop: asyncio.AbstractEventLoop,
+    def __init__(self, engine: EngineClient, encode: Callable[[str], list[int]], loop: asyncio.AbstractEventLoop,
                  *, name: str, window: int = 200) -> None:
         self.engine = engine
         self.encode = encode

@@ -1,7 +1,7 @@
 """The OpenAI wire format as pydantic models: requests, responses, chunks, usage, errors.
 
 Only models live here, one module per endpoint family; the request -> generation conversion is in
-``api/params.py`` and the response dicts are built by ``streaming/chunks.py``. Response models
+``api/params.py`` and the response dicts are built by ``formats/completions.py``. Response models
 document the schema (``/docs``) and validate those dicts in tests. Their wire form keeps exactly
 the keys that were set: ``Model.model_validate(d).model_dump(exclude_unset=True) == d``, which is
 how a chat delta can be ``{}`` while the chunk around it carries explicit nulls.

@@ -4,7 +4,7 @@ https://platform.openai.com/docs/api-reference/responses
 
 Input items stay loose dicts here (``input: str | list[dict]``) so that ``api/responses/inputs.py`` can
 name the exact offending path (``input[2].content[0]``) in a 400. The stream events are built as dicts
-by ``streaming/responses_format.py``; the models below document the objects they carry.
+by ``formats/responses.py``; the models below document the objects they carry.
 """
 
 from __future__ import annotations

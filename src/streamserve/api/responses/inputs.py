@@ -3,7 +3,7 @@
 Each input item is normalized once into the shape ``input_items`` lists (a message with an id and
 typed content parts, or a ``function_call`` / ``function_call_output``) and into a chat message for the
 template: a call becomes an assistant message with ``tool_calls``, its output a ``tool`` message, so
-``streaming/tool_prompt.py`` renders them as it does for chat. A ``previous_response_id`` chain
+``prompting/tool_prompt.py`` renders them as it does for chat. A ``previous_response_id`` chain
 contributes every earlier response's input and output items, but not its ``instructions`` (as
 OpenAI does): only this request's ``instructions`` lead the prompt.
 """
@@ -18,14 +18,14 @@ import orjson
 
 from streamserve.api.errors import InvalidRequestError, NotSupportedError
 from streamserve.api.params import Limits, check_length, output_budget
+from streamserve.formats.responses import new_item_id
+from streamserve.prompting.errors import RequestError
+from streamserve.prompting.prompt import encode_chat
+from streamserve.prompting.structured import OutputSpec
+from streamserve.prompting.templates import ChatTemplate
+from streamserve.prompting.tokenizer import Tokenizer
+from streamserve.prompting.tool_prompt import tool_messages
 from streamserve.store import ChainLink
-from streamserve.streaming.errors import RequestError
-from streamserve.streaming.prompt import encode_chat
-from streamserve.streaming.responses_format import new_item_id
-from streamserve.streaming.structured import OutputSpec
-from streamserve.streaming.templates import ChatTemplate
-from streamserve.streaming.tokenizer import Tokenizer
-from streamserve.streaming.tool_prompt import tool_messages
 
 ROLES = frozenset({"user", "assistant", "system", "developer"})
 _TEXT_PARTS = {"input_text", "output_text"}

@@ -15,7 +15,7 @@ from typing import Any
 from streamserve.api.errors import InvalidRequestError
 from streamserve.api.output_params import format_schema, function_tool, tool_choice, unique_tools
 from streamserve.api.protocol import ResponseCreateRequest
-from streamserve.streaming.structured import OutputSpec
+from streamserve.prompting.structured import OutputSpec
 
 FORMATS = ("text", "json_schema", "json_object")
 

@@ -1,14 +1,21 @@
-"""Checks of a ``POST /v1/responses`` body, the fields every response echoes, and its sampling parameters."""
+"""A ``POST /v1/responses`` body: its checks, the fields every response echoes, its sampling, its generation."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from streamserve.api.errors import InvalidRequestError, NotSupportedError
+from streamserve.api.moderation import message_prompts, plan_request
 from streamserve.api.protocol import ResponseCreateRequest
-from streamserve.api.responses import output
+from streamserve.api.responses import inputs, output
+from streamserve.api.state import LoadedModel
 from streamserve.engine import SamplingParams
-from streamserve.streaming.structured import OutputSpec
+from streamserve.formats.responses import ResponseFormatter, ResponseMeta, new_response_id
+from streamserve.generation.generation import ChoiceRequest, GenerationRequest
+from streamserve.prompting.structured import OutputSpec, plan_output
+from streamserve.store import ChainLink
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 METADATA_MAX_PAIRS, METADATA_MAX_KEY, METADATA_MAX_VALUE = 16, 64, 512
@@ -92,3 +99,25 @@ def sampling(body: ResponseCreateRequest, max_tokens: int, stop_ids: frozenset[i
         stop_token_ids=stop_ids,
         grammar=grammar,
     )
+
+
+async def generation(body: ResponseCreateRequest, loaded: LoadedModel, chain: list[ChainLink],
+                     items: list[inputs.InputItem]) -> tuple[GenerationRequest, ResponseFormatter]:
+    """The one place a Responses request becomes a GenerationRequest (moderation plan included) and its formatter."""
+    wanted = check(body)
+    shape = plan_output(wanted)
+    moderation = await plan_request(loaded.moderation, body.moderation,
+                                    message_prompts([item.message for item in items]), param="input",
+                                    stream=bool(body.stream))
+    # Templating scales with the input: off the event loop.
+    prompt = await asyncio.to_thread(
+        inputs.build_prompt, loaded.template, loaded.engine.tokenizer, loaded.limits,
+        instructions=body.instructions, history=inputs.conversation(chain) + [item.message for item in items],
+        max_output_tokens=body.max_output_tokens, truncation=body.truncation or "disabled", spec=wanted,
+        suffix=shape.prompt_suffix)
+    params = sampling(body, prompt.max_tokens, loaded.stop_ids, shape.grammar)
+    spec = GenerationRequest([ChoiceRequest(prompt.ids, params)], loaded.template.stop, len(prompt.ids),
+                             moderation=moderation, tool_prefix=shape.tool_prefix)
+    meta = ResponseMeta(new_response_id(), int(time.time()), body.model, bool(body.background), echo_fields(body),
+                        wants_logprobs(body))
+    return spec, ResponseFormatter(meta)

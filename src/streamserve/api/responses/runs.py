@@ -1,6 +1,6 @@
 """Run: one response being generated, recorded event by event; RunRegistry: the runs of this server.
 
-A ``Run`` drives its ``Generation`` through the ``ResponsesFormatter``: every event is serialized once,
+A ``Run`` drives its ``Generation`` through the ``ResponseFormatter``: every event is serialized once,
 appended to the store's log (when the response keeps one), kept in a small in-memory buffer and
 handed to whoever drives it: the HTTP response of a foreground stream, or a server-side task for a
 background response, which then outlives its client. Followers (resumed streams) wait on one shared
@@ -21,20 +21,16 @@ from typing import Any
 
 import orjson
 
-from streamserve.engine import EngineError, EngineStoppedError
-from streamserve.moderation import ModerationError
+from streamserve.formats.responses import ResponseFormatter
+from streamserve.generation.generation import Generation
+from streamserve.pipeline.driver import Observer, drive
 from streamserve.store import ResponseStore, StoredEvent
-from streamserve.streaming.generation import Generation
-from streamserve.streaming.response import Observer, observed
-from streamserve.streaming.responses_format import ResponsesFormatter
 
 logger = logging.getLogger("streamserve.responses")
 
 RECENT_EVENTS = 512
 """Events a run keeps in memory for followers that are nearly caught up; older ones come from the store."""
 
-SHUTDOWN_MESSAGE = "The server shut down before this response finished."
-ENGINE_FAILURE_MESSAGE = "The server had an error while generating this response."
 
 
 class Run:
@@ -43,7 +39,7 @@ class Run:
     ``store`` is None for ``store: false``; ``logged`` says the store keeps this run's events.
     """
 
-    def __init__(self, formatter: ResponsesFormatter, generation: Generation, observer: Observer,
+    def __init__(self, formatter: ResponseFormatter, generation: Generation, observer: Observer,
                  store: ResponseStore | None, *, logged: bool, events_ttl: float) -> None:
         self.id = formatter.meta.id
         self.formatter = formatter
@@ -69,23 +65,8 @@ class Run:
         moderation check that cannot complete ends it with ``response.failed``.
         """
         try:
-            for event in self.formatter.opening():
-                yield self._record(event)
-            try:
-                async with aclosing(observed(self.generation, self._observer)) as generated:
-                    async for neutral in generated:
-                        for event in self.formatter.render(neutral):
-                            yield self._record(event)
-            except EngineError as exc:
-                message = SHUTDOWN_MESSAGE if isinstance(exc, EngineStoppedError) else ENGINE_FAILURE_MESSAGE
-                if not isinstance(exc, EngineStoppedError):
-                    logger.error("response %s failed: %s", self.id, exc)
-                for event in self.formatter.fail(message, self.generation.usage()):
-                    yield self._record(event)
-            except ModerationError as exc:
-                logger.error("response %s: moderation failed: %s", self.id, exc)
-                for event in self.formatter.fail(f"moderation failed: {exc}", self.generation.usage(),
-                                                 code="moderation_failed"):
+            async with aclosing(drive(self.generation, self.formatter, self._observer)) as events:
+                async for event in events:
                     yield self._record(event)
         finally:
             self.end()

@@ -1,7 +1,8 @@
 """ResponsesService: what the ``/v1/responses`` routes do, over the store and the registry of runs.
 
 Create validates everything and admits the generation (429 when the engine is full) before a byte
-is sent, then streams, collects, or hands the run to a background task. Stored responses, their
+is sent, then streams, collects, or hands the run to a background task. It knows nothing of HTTP:
+it returns objects, raw stored JSON and event iterators, which the routes turn into responses. Stored responses, their
 input items and their event logs go to the store as they happen. At startup, responses a previous
 process left running are marked failed; a periodic sweep deletes what has expired.
 """
@@ -9,33 +10,22 @@ process left running are marked failed; a periodic sweep deletes what has expire
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from fastapi import Request
-from fastapi.responses import Response, StreamingResponse
 
-from streamserve.api.disconnect import unless_disconnected
-from streamserve.api.errors import (
-    InternalServerError,
-    InvalidRequestError,
-    NotFoundError,
-    RateLimitError,
-    ServiceUnavailableError,
-)
-from streamserve.api.metrics import RequestRecorder
-from streamserve.api.moderation import message_prompts, plan_request
+from streamserve.api.errors import InternalServerError, InvalidRequestError, NotFoundError
 from streamserve.api.protocol import ResponseCreateRequest
 from streamserve.api.responses import inputs, request
 from streamserve.api.responses.replay import follow
 from streamserve.api.responses.runs import Run, RunRegistry
-from streamserve.api.state import LoadedModel, ServerState
-from streamserve.engine import EngineStoppedError, QueueFullError
+from streamserve.api.state import LoadedModel
+from streamserve.generation.generation import Generation, start_generation
+from streamserve.pipeline.driver import Observer
 from streamserve.store import (
     BrokenChainError,
     ChainLink,
@@ -46,10 +36,6 @@ from streamserve.store import (
     StoreError,
     UnknownItemError,
 )
-from streamserve.streaming import sse
-from streamserve.streaming.generation import ChoiceRequest, GenerationRequest, start_generation
-from streamserve.streaming.responses_format import ResponsesFormatter, ResponsesMeta, new_response_id
-from streamserve.streaming.structured import OutputSpec, plan_output
 
 logger = logging.getLogger("streamserve.responses")
 
@@ -57,6 +43,15 @@ MAX_CHAIN = 1000
 """Responses a ``previous_response_id`` chain may hold."""
 
 RESTART_MESSAGE = "The server restarted while this response was generating; it was not finished."
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """How a created response is answered: its ``events`` streamed, its ``run`` drained, or its ``body`` now."""
+
+    events: AsyncGenerator[StoredEvent | None, None] | None = None
+    run: Run | None = None
+    body: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,67 +85,59 @@ class ResponsesService:
             await asyncio.gather(self._sweeper, return_exceptions=True)
         await self.store.flush()
 
-    async def create(self, body: ResponseCreateRequest, http: Request, state: ServerState,
-                     loaded: LoadedModel) -> Response:
-        """``POST /v1/responses``: stream it, return it, or return it queued and run it in the background."""
-        wanted = request.check(body)
-        shape = plan_output(wanted)
+    async def create(self, body: ResponseCreateRequest, loaded: LoadedModel,
+                     observer: Callable[[Generation], Observer]) -> Created:
+        """``POST /v1/responses``: admit the generation (429 when the engine is full), then say how to answer.
+
+        ``observer`` makes the metrics observer of the generation. A stream (foreground, or a background
+        one's followed events) is ``Created.events``; a foreground response returned whole is ``Created.run``,
+        to drain; a background one returned queued is ``Created.body``.
+        """
         chain = await self._chain(body.previous_response_id)
         items = inputs.parse_input(body.input)
-        # Templating scales with the input: off the event loop.
-        prompt = await asyncio.to_thread(_prompt, body, loaded, chain, items, wanted, shape.prompt_suffix)
-        params = request.sampling(body, prompt.max_tokens, loaded.stop_ids, shape.grammar)
-        moderation = await plan_request(loaded.moderation, body.moderation,
-                                        message_prompts([item.message for item in items]), param="input",
-                                        stream=bool(body.stream))
-        spec = GenerationRequest([ChoiceRequest(prompt.ids, params)], loaded.template.stop, len(prompt.ids),
-                                 moderation=moderation, tool_prefix=shape.tool_prefix)
-        try:
-            generation = start_generation(loaded.engine, spec)
-        except QueueFullError as exc:
-            raise RateLimitError(f"{exc}; retry shortly.", retry_after=1) from None
-        except EngineStoppedError as exc:
-            raise ServiceUnavailableError(str(exc)) from None
+        spec, formatter = await request.generation(body, loaded, chain, items)
+        generation = start_generation(loaded.engine, spec)
         background, stored = bool(body.background), body.store is not False
-        meta = ResponsesMeta(new_response_id(), int(time.time()), body.model, background,
-                             request.echo_fields(body), request.wants_logprobs(body))
-        formatter = ResponsesFormatter(meta)
-        request_id = http.scope.get("state", {}).get("request_id", meta.id)
-        recorder = RequestRecorder(state.metrics, request_id, lambda: generation.streams[0].queue_time)
         logged = stored and (background or bool(body.stream))
-        run = Run(formatter, generation, recorder, self.store if stored else None, logged=logged,
+        run = Run(formatter, generation, observer(generation), self.store if stored else None, logged=logged,
                   events_ttl=self.retention.events_ttl)
         if stored:
             self._save(run, body, items, chain)
         if background:
             self.runs.start(run)
             if body.stream:
-                return _event_stream(follow(self.store, self.runs, run.id, -1))
-            return _json(formatter.snapshot())
+                return Created(events=follow(self.store, self.runs, run.id, -1))
+            return Created(body=formatter.snapshot())
         if body.stream:
-            return _event_stream(run.events())
-        if await unless_disconnected(http, _drain(run)) is None:
-            return Response(status_code=499)
-        if formatter.status == "failed":
-            raise InternalServerError(formatter.snapshot()["error"]["message"])
-        return _json(formatter.snapshot())
+            return Created(events=run.events())
+        return Created(run=run)
 
-    async def retrieve(self, response_id: str, *, stream: bool, starting_after: int | None) -> Response:
-        """``GET /v1/responses/{id}``: the object (live while it runs), or its event stream from a cursor."""
+    @staticmethod
+    async def drain(run: Run) -> dict[str, Any]:
+        """Generate a foreground response whole; its object, or a 500 if it failed."""
+        async for _ in run.events():
+            pass
+        if run.formatter.status == "failed":
+            raise InternalServerError(run.formatter.snapshot()["error"]["message"])
+        return run.formatter.snapshot()
+
+    async def retrieve(self, response_id: str, *, stream: bool,
+                       starting_after: int | None) -> dict[str, Any] | bytes | AsyncGenerator[StoredEvent | None, None]:
+        """``GET /v1/responses/{id}``: the object (live while it runs, else as stored), or its events from a cursor."""
         run = self.runs.get(response_id)
         if not stream:
             if run is not None:
-                return _json(run.formatter.snapshot())
-            return _raw_json((await self._stored(response_id)).body)
+                return run.formatter.snapshot()
+            return (await self._stored(response_id)).body
         logged = run.logged if run is not None else (await self._stored(response_id)).logged
         if not logged:
             raise InvalidRequestError(
                 f"Response '{response_id}' has no stored event stream: only background responses and stored "
                 "streamed ones keep their events, until a while after they end.", param="stream")
         after = -1 if starting_after is None else starting_after
-        return _event_stream(follow(self.store, self.runs, response_id, after))
+        return follow(self.store, self.runs, response_id, after)
 
-    async def delete(self, response_id: str) -> Response:
+    async def delete(self, response_id: str) -> dict[str, Any]:
         """``DELETE /v1/responses/{id}``: remove it with its items and events.
 
         A running background response is cancelled first; a running foreground stream keeps streaming to its
@@ -164,24 +151,24 @@ class ResponsesService:
             self.runs.discard(run)
         if not await self.store.delete(response_id):
             raise _not_found(response_id)
-        return _json({"id": response_id, "object": "response.deleted", "deleted": True})
+        return {"id": response_id, "object": "response.deleted", "deleted": True}
 
-    async def cancel(self, response_id: str) -> Response:
+    async def cancel(self, response_id: str) -> dict[str, Any] | bytes:
         """``POST /v1/responses/{id}/cancel``: stop a background response; idempotent once it has ended."""
         run = self.runs.get(response_id)
         if run is None:
             record = await self._stored(response_id)
             if not record.background:
                 raise InvalidRequestError("Only background responses can be cancelled.", param="response_id")
-            return _raw_json(record.body)
+            return record.body
         if not run.background:
             raise InvalidRequestError("Only background responses can be cancelled.", param="response_id")
         await self.runs.cancel(run)
-        return _json(run.formatter.snapshot())
+        return run.formatter.snapshot()
 
     async def input_items(self, response_id: str, *, after: str | None, limit: int,
-                          order: Literal["asc", "desc"]) -> Response:
-        """``GET /v1/responses/{id}/input_items``: one page of the items given to this response."""
+                          order: Literal["asc", "desc"]) -> bytes:
+        """``GET /v1/responses/{id}/input_items``: one page of the items given to this response, as JSON."""
         try:
             page = await self.store.items(response_id, after=after, limit=limit, order=order)
         except UnknownItemError:
@@ -191,8 +178,8 @@ class ResponsesService:
         data = b",".join(item.body for item in page.items)
         first = orjson.dumps(page.items[0].id if page.items else None)
         last = orjson.dumps(page.items[-1].id if page.items else None)
-        return _raw_json(b'{"object":"list","data":[' + data + b'],"first_id":' + first + b',"last_id":' + last
-                         + b',"has_more":' + (b"true" if page.has_more else b"false") + b"}")
+        return (b'{"object":"list","data":[' + data + b'],"first_id":' + first + b',"last_id":' + last
+                + b',"has_more":' + (b"true" if page.has_more else b"false") + b"}")
 
     async def recover(self) -> int:
         """Mark responses left queued or in progress by a previous process as failed; returns how many."""
@@ -262,39 +249,5 @@ class ResponsesService:
             await asyncio.sleep(self.retention.sweep_interval)
 
 
-def _prompt(body: ResponseCreateRequest, loaded: LoadedModel, chain: list[ChainLink],
-            items: list[inputs.InputItem], wanted: OutputSpec, suffix: str) -> inputs.Prompt:
-    return inputs.build_prompt(
-        loaded.template, loaded.engine.tokenizer, loaded.limits, instructions=body.instructions,
-        history=inputs.conversation(chain) + [item.message for item in items],
-        max_output_tokens=body.max_output_tokens, truncation=body.truncation or "disabled",
-        spec=wanted, suffix=suffix)
-
-
-async def _drain(run: Run) -> bool:
-    async for _ in run.events():
-        pass
-    return True
-
-
 def _not_found(response_id: str) -> NotFoundError:
     return NotFoundError(f"Response with id '{response_id}' not found.")
-
-
-def _json(payload: Any) -> Response:
-    return _raw_json(orjson.dumps(payload))
-
-
-def _raw_json(body: bytes) -> Response:
-    return Response(body, media_type="application/json")
-
-
-def _event_stream(events: AsyncGenerator[StoredEvent | None, None]) -> StreamingResponse:
-    return StreamingResponse(_frames(events), media_type=sse.MEDIA_TYPE, headers=dict(sse.HEADERS))
-
-
-async def _frames(events: AsyncGenerator[StoredEvent | None, None]) -> AsyncIterator[bytes]:
-    """Each event as ``event: <type>`` + ``data: <json>``; None becomes a keep-alive comment."""
-    async with contextlib.aclosing(events):
-        async for event in events:
-            yield sse.KEEPALIVE if event is None else sse.named(event.type, event.data)
