@@ -398,7 +398,8 @@ def test_the_page_made_no_request_outside_the_servers_origin(
     assert any(url.endswith("/v1/chat/completions") for url in seen_urls)
     assert any(url.endswith("/metrics") for url in seen_urls)
     assert any("/playground/assets/js/" in url for url in seen_urls)
-    # chrome:// is the browser's own UI (the new tab opened by the key test) and data: is inline: neither
-    # touches the network. Everything else must be this server.
-    outside = sorted({url for url in seen_urls if not url.startswith((server.url + "/", "chrome://", "data:"))})
+    # chrome:// and chrome-untrusted:// are the browser's own UI (the new tab opened by the key test) and
+    # data: is inline: none touches the network. Every http(s) request must be this server.
+    outside = sorted({url for url in seen_urls
+                      if url.startswith(("http://", "https://")) and not url.startswith(server.url + "/")})
     assert outside == []
