@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import scenarios
 from engine_bench import eog_bias, machine
+from report import COMPARE_BEGIN, COMPARE_END
 from servers import Setup, command, free_port, spawned
 
 from streamserve.bench import BenchClient, Prompt, RequestOptions, run_level
@@ -153,6 +154,8 @@ def main() -> None:
     parser.add_argument("--long-words", type=int, default=2600, help="words of the long prompt (~3,500 tokens)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/out/engine_compare.json")
+    parser.add_argument("--docs", default="docs/performance.md",
+                        help="the page whose engine comparison section is rewritten ('' for none)")
     args = parser.parse_args()
     rev = subprocess.run(["git", "rev-parse", "--short", args.baseline], check=True, capture_output=True,
                          text=True).stdout.strip()
@@ -176,9 +179,35 @@ def main() -> None:
                     print(f"  {time.monotonic() - started:.0f} s", flush=True)
             results["models"][name] = runs
             out.write_text(json.dumps(results, indent=2))
-    print(f"\n{results['machine']['cpu']}, {results['machine']['date']}, HEAD {head}\n")
+    section = "\n".join(doc_section(results))
+    print(section)
+    if args.docs:
+        write_section(Path(args.docs), section)
+
+
+def doc_section(results: dict[str, Any]) -> list[str]:
+    """The page's first section: when, where, what, and each model's table."""
+    mach = results["machine"]
+    lines = [COMPARE_BEGIN, f"## The engine against the previous commit and llama-server ({mach['date'][:10]})", "",
+             f"`{results['command']}`, alone on the machine ({mach['cpu']}, {mach['cores']} cores): this checkout "
+             f"(`{results['head']}`) against `{results['baseline']}` and llama-server, each round in a new order. "
+             "16 streams: 16 lanes, 16 clients x 2 completions of 128 tokens; one stream: 4 completions in turn; "
+             "long prompt: a ~3,500-token prompt alone, cold, on 8 lanes of 4,096 tokens.", ""]
     for name, runs in results["models"].items():
-        print("\n".join(table(name, runs, rev)) + "\n")
+        lines += [*table(name, runs, results["baseline"]), ""]
+    return [*lines, COMPARE_END]
+
+
+def write_section(path: Path, section: str) -> None:
+    """Put ``section`` first on the page (after its title), replacing the one an earlier run wrote."""
+    text = path.read_text() if path.exists() else "# Performance\n"
+    start, end = text.find(COMPARE_BEGIN), text.find(COMPARE_END)
+    if start >= 0 and end >= 0:
+        text = text[:start] + section + text[end + len(COMPARE_END):]
+    else:
+        title, _, rest = text.partition("\n\n")
+        text = title + "\n\n" + section + "\n\n" + rest
+    path.write_text(text)
 
 
 if __name__ == "__main__":

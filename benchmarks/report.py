@@ -160,12 +160,26 @@ def write(results: dict[str, Any], out_dir: Path) -> None:
         lines += model_section(m)
     lines += NOTES
     path = out_dir / "performance.md"
-    _, marker, kept = path.read_text().partition(KEPT) if path.exists() else ("", "", "")
+    old = path.read_text() if path.exists() else ""
+    _, marker, kept = old.partition(KEPT)
     text = "\n".join(lines) + "\n"
+    top = _block(old, COMPARE_BEGIN, COMPARE_END)
+    if top:  # the regression guard's table (engine_compare.py) stays first
+        title, _, rest = text.partition("\n\n")
+        text = title + "\n\n" + top + "\n\n" + rest
     path.write_text(text + "\n" + KEPT + kept if marker else text)
 
 
+def _block(text: str, begin: str, end: str) -> str:
+    """The part of ``text`` from ``begin`` through ``end`` (markers included), or ""."""
+    start = text.find(begin)
+    stop = text.find(end, start)
+    return text[start : stop + len(end)] if start >= 0 and stop >= 0 else ""
+
+
 KEPT = "<!-- Sections below are written by other benchmarks; engine_bench.py keeps them. -->"
+COMPARE_BEGIN = "<!-- engine_compare.py: begin -->"
+COMPARE_END = "<!-- engine_compare.py: end -->"
 
 
 NOTES = [
