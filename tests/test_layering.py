@@ -1,6 +1,7 @@
 """The import direction rule: api -> pipeline -> formats -> generation -> prompting -> moderation -> engine ->
-llama; api -> store, which imports nothing of the server; bench imports nothing of the server. No import cycle
-between modules, not even one made only of type-checking imports."""
+llama; api -> models (the catalog, memory and registry, reading GGUF shapes through llama); api -> store, which
+imports nothing of the server; bench imports nothing of the server. No import cycle between modules, not even
+one made only of type-checking imports."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ FORBIDDEN = {
     "generation": {"api", "pipeline", "formats", "store", "bench", "cli", "config", "models", "llama", "server"},
     "formats": {"api", "pipeline", "store", "bench", "cli", "config", "models", "llama", "server"},
     "pipeline": {"api", "store", "bench", "cli", "config", "models", "llama", "server"},
+    "models": {"api", "pipeline", "formats", "generation", "prompting", "moderation", "store", "bench", "cli", "config",
+               "server"},
     "store": {"api", "pipeline", "formats", "generation", "prompting", "moderation", "engine", "llama", "bench", "cli",
               "config", "models", "server"},
     "api": {"bench", "cli", "llama"},

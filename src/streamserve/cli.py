@@ -16,7 +16,8 @@ from streamserve import __version__
 from streamserve.bench.cli import add_bench_parser, run_bench
 from streamserve.config import DEFAULT_MAX_REQUEST_BYTES, ModerationConfig, ServerConfig, default_data_dir, duration
 from streamserve.engine import EngineConfig
-from streamserve.models import BUILTIN_MODELS, DEFAULT_MODEL
+from streamserve.models import BUILTIN_MODELS, DEFAULT_MODEL, parse_size, resolve_model
+from streamserve.models.memory import DEFAULT_SHARE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,13 +51,27 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     http.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                       help="log verbosity")
     model = serve.add_argument_group("model")
-    model.add_argument("--model", default=DEFAULT_MODEL,
-                       help=f"a built-in model name or a path to a .gguf file. Built-ins: {builtins}")
+    model.add_argument("--model", action="append", default=[],
+                       help=f"a built-in model name or a path to a .gguf file; repeatable: several models are "
+                            f"loaded on demand by each request's 'model' (docs/models.md). Default: {DEFAULT_MODEL}. "
+                            f"Built-ins: {builtins}")
+    model.add_argument("--models-dir", metavar="DIR",
+                       help="serve every .gguf file in DIR (named after the file), loaded on demand")
+    model.add_argument("--models-file", metavar="FILE",
+                       help="a TOML file of models with their own options: aliases, context, lanes, chat template, "
+                            "pinned, preload, keep-alive (docs/models.md)")
     model.add_argument("--served-model-name", action="append", default=[],
-                       help="name(s) clients use for the model; repeatable or comma-separated, all aliases "
+                       help="name(s) clients use for the one --model; repeatable or comma-separated, all aliases "
                             "(e.g. 'smollm2-135m-instruct,gpt-4o-mini'). Default: the model's name")
     model.add_argument("--chat-template", metavar="FILE",
-                       help="a Jinja chat template file overriding the model's own")
+                       help="a Jinja chat template file overriding the models' own")
+    model.add_argument("--max-memory", type=parse_size, default=None, metavar="SIZE",
+                       help="memory all loaded models may take together (weights, KV cache, buffers), e.g. 8GiB; "
+                            "the least recently used idle model is unloaded to make room. Default: "
+                            f"{int(DEFAULT_SHARE * 100)}%% of the memory available at start")
+    model.add_argument("--keep-alive", type=duration, default=None, metavar="DURATION",
+                       help="unload a model idle this long (10m, 1h); default: keep it while memory allows. "
+                            "A request's keep_alive overrides it for its model")
     engine = serve.add_argument_group("engine")
     defaults = EngineConfig()
     engine.add_argument("--ctx-size", type=int, default=defaults.ctx_size,
@@ -138,11 +153,17 @@ def _add_moderation_arguments(serve: argparse.ArgumentParser) -> None:
                             help="a guard model (GGUF path or built-in name) prompted in the Llama Guard 3 format")
 
 
-def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
-    from streamserve.models import resolve_model
+def _config(args: argparse.Namespace) -> ServerConfig:
+    from streamserve.models import build_catalog
 
-    name, _ = resolve_model(args.model)
     names = tuple(dict.fromkeys(n.strip() for arg in args.served_model_name for n in arg.split(",") if n.strip()))
+    models = args.model or ([] if args.models_dir or args.models_file else [DEFAULT_MODEL])
+    for source in models:
+        resolve_model(source)
+    catalog = build_catalog(models, served_names=names, chat_template_file=args.chat_template,
+                            models_dir=Path(args.models_dir).expanduser() if args.models_dir else None,
+                            models_file=Path(args.models_file).expanduser() if args.models_file else None,
+                            duration=duration)
     engine = EngineConfig(parallel=args.parallel, ctx_size=args.ctx_size, max_queue=args.max_queue,
                           n_threads=args.threads,
                           max_batch_tokens=max(args.max_batch_tokens, args.parallel - 1 + args.prompt_grid),
@@ -156,9 +177,9 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
         guard_model=args.moderation_model,
     )
     _check_moderation(moderation)
-    config = ServerConfig(
-        model=args.model, host=args.host, port=args.port, served_model_names=names or (name,),
-        api_key=args.api_key or os.environ.get("STREAMSERVE_API_KEY") or None, chat_template_file=args.chat_template,
+    return ServerConfig(
+        models=catalog, host=args.host, port=args.port, max_memory=args.max_memory, keep_alive=args.keep_alive,
+        api_key=args.api_key or os.environ.get("STREAMSERVE_API_KEY") or None,
         max_tokens_default=args.max_tokens_default, max_n=args.max_n, max_request_bytes=args.max_request_bytes,
         max_request_sequences=args.max_request_sequences,
         allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
@@ -166,7 +187,6 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
         data_dir=Path(args.data_dir).expanduser(), store_ttl=args.store_ttl, store_events_ttl=args.store_events_ttl,
         store_sweep_interval=args.store_sweep_interval,
     )
-    return config, config.served_model_names
 
 
 def _check_moderation(config: ModerationConfig) -> None:
@@ -191,12 +211,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config, names = _config(args)
+        config = _config(args)
         check_data_dir(config.data_dir)
     except (ValueError, FileNotFoundError, StoreError) as exc:
         print(f"streamserve: {exc}", file=sys.stderr)
         return 2
-    app = create_app(config, names)
+    app = create_app(config)
     server = Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level,
                                    timeout_graceful_shutdown=10), app.state.streamserve, args.shutdown_grace)
     try:

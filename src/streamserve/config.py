@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from streamserve.engine import EngineConfig
+from streamserve.models import Catalog
 
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 """Request bodies above this get 413 (a 4,096-token chat is about 20 KB)."""
@@ -67,21 +68,23 @@ class ModerationConfig:
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """The HTTP server's settings, the model and the engine's configuration.
+    """The HTTP server's settings, the models and the engine's configuration.
 
-    ``served_model_names`` are aliases of the one model; ``/v1/models`` lists every one of them.
+    ``models`` are every servable model and its names; ``/v1/models`` lists them all. Loaded models
+    take at most ``max_memory`` bytes together (None: ``models.memory.default_budget``); one idle for
+    ``keep_alive`` seconds is unloaded (None: only to make room).
     ``max_n`` caps ``n``; ``max_request_sequences`` caps prompts x ``n``, so one request cannot fill the queue.
     Stored responses live under ``data_dir`` for ``store_ttl`` seconds; their event logs (for resuming
     streams) for ``store_events_ttl`` seconds after they end. Expired rows are swept every
     ``store_sweep_interval`` seconds.
     """
 
-    model: str
+    models: Catalog
     host: str = "127.0.0.1"
     port: int = 8000
-    served_model_names: tuple[str, ...] = ()
+    max_memory: int | None = None
+    keep_alive: float | None = None
     api_key: str | None = None
-    chat_template_file: str | None = None
     max_tokens_default: int | None = None
     max_n: int = 8
     max_request_sequences: int = 16
@@ -111,7 +114,6 @@ class ServerConfig:
         if self.max_request_sequences < 1:
             raise ValueError("max_request_sequences must be at least 1")
 
-    @property
-    def sequences_per_request(self) -> int:
-        """The most sequences (prompts x n) one request may take: the cap, within lanes plus queue."""
-        return min(self.max_request_sequences, self.engine.parallel + self.engine.max_queue)
+    def sequences_per_request(self, engine: EngineConfig) -> int:
+        """The most sequences (prompts x n) one request may take from an engine: the cap, within lanes plus queue."""
+        return min(self.max_request_sequences, engine.parallel + engine.max_queue)

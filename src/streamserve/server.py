@@ -56,19 +56,22 @@ class Server(uvicorn.Server):
         self._drain = asyncio.ensure_future(self._drain_engine())
 
     async def _drain_engine(self) -> None:
-        loaded = self.state.loaded
-        if loaded is not None:
-            deadline = time.monotonic() + self.grace
-            stats = loaded.engine.stats()
-            if stats.running or stats.waiting:
-                logger.info("draining: %d running and %d waiting sequences may finish within %.0f s",
-                            stats.running, stats.waiting, self.grace)
-            while (stats.running or stats.waiting) and time.monotonic() < deadline and not self._hurry:
-                await asyncio.sleep(_POLL_S)
-                stats = loaded.engine.stats()
-            if stats.running or stats.waiting:
-                logger.warning("shutdown grace over: ending %d open sequences", stats.running + stats.waiting)
+        engines = [loaded.engine for loaded in self.state.loaded()]
+        deadline = time.monotonic() + self.grace
+
+        def open_sequences() -> tuple[int, int]:
+            stats = [engine.stats() for engine in engines]
+            return sum(s.running for s in stats), sum(s.waiting for s in stats)
+
+        running, waiting = open_sequences()
+        if running or waiting:
+            logger.info("draining: %d running and %d waiting sequences may finish within %.0f s",
+                        running, waiting, self.grace)
+        while (running or waiting) and time.monotonic() < deadline and not self._hurry:
+            await asyncio.sleep(_POLL_S)
+            running, waiting = open_sequences()
+        if running or waiting:
+            logger.warning("shutdown grace over: ending %d open sequences", running + waiting)
         self.state.shutting_down = True
-        if loaded is not None:
-            await asyncio.to_thread(loaded.engine.shutdown)
+        await asyncio.gather(*(asyncio.to_thread(engine.shutdown) for engine in engines))
         self.should_exit = True

@@ -13,13 +13,14 @@ from fastapi.testclient import TestClient
 from streamserve.api.app import create_app
 from streamserve.api.middleware import MAX_REQUEST_ID_BYTES, usable_request_id
 from streamserve.config import ServerConfig
+from streamserve.models import build_catalog
 
 ORIGIN = "https://chat.example"
 
 
 @pytest.fixture(scope="module")
 def app() -> FastAPI:
-    application = create_app(ServerConfig(model="unused", allowed_origins=(ORIGIN,)), ("m",))
+    application = create_app(ServerConfig(models=build_catalog(["unused"]), allowed_origins=(ORIGIN,)))
 
     async def boom() -> None:
         raise RuntimeError("secret internal detail")

@@ -209,7 +209,8 @@ def test_official_client_objects_validate_as_protocol_models() -> None:
 
 def test_model_list_and_error_envelope_shapes() -> None:
     models = ModelList.model_validate(
-        {"data": [{"id": "smollm2", "created": 1, "owned_by": "streamserve", "max_model_len": 2048}]}
+        {"data": [{"id": "smollm2", "created": 1, "owned_by": "streamserve", "state": "loaded", "max_model_len": 2048},
+                  {"id": "gemma", "created": 1, "owned_by": "streamserve", "state": "unloaded"}]}
     )
     assert models.model_dump() == {
         "object": "list",
@@ -219,9 +220,21 @@ def test_model_list_and_error_envelope_shapes() -> None:
                 "object": "model",
                 "created": 1,
                 "owned_by": "streamserve",
+                "state": "loaded",
                 "max_model_len": 2048,
                 "deterministic": False,
-            }
+                "memory_bytes": None,
+            },
+            {
+                "id": "gemma",
+                "object": "model",
+                "created": 1,
+                "owned_by": "streamserve",
+                "state": "unloaded",
+                "max_model_len": None,
+                "deterministic": False,
+                "memory_bytes": None,
+            },
         ],
     }
     error = ErrorResponse.model_validate(

@@ -21,6 +21,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from streamserve.bench.soak import parse_metrics
 from tests.e2e.browser import chromium, requested_urls, wait_for
 from tests.serverproc import ServerProcess, running_server
 
@@ -123,10 +124,7 @@ def bare(text: str) -> str:
 
 
 def running_count(server: ServerProcess) -> float:
-    text = httpx.get(server.url + "/metrics", timeout=10).text
-    match = re.search(r"^streamserve:num_requests_running (\S+)$", text, re.MULTILINE)
-    assert match, text
-    return float(match.group(1))
+    return parse_metrics(httpx.get(server.url + "/metrics", timeout=10).text)["streamserve:num_requests_running"]
 
 
 def timing(driver: WebDriver) -> dict[str, str]:

@@ -15,6 +15,7 @@ import httpx
 import orjson
 import pytest
 
+from streamserve.bench.soak import parse_metrics
 from tests.serverproc import ServerProcess, running_server
 
 pytestmark = pytest.mark.e2e
@@ -111,7 +112,7 @@ def test_a_non_streamed_request_cut_by_shutdown_gets_503() -> None:
                                                                timeout=120)))
         thread.start()
         deadline = time.monotonic() + 60
-        while b"streamserve:num_requests_running 1.0" not in httpx.get(server.url + "/metrics").content:
+        while parse_metrics(httpx.get(server.url + "/metrics").text)["streamserve:num_requests_running"] != 1:
             assert time.monotonic() < deadline, "the request never started"
             time.sleep(0.1)
         server.process.send_signal(signal.SIGTERM)

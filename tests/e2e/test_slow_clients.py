@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ import pytest
 
 from streamserve.bench.hostile import NO_EOS, open_unread_stream
 from streamserve.bench.rss import read_rss
+from streamserve.bench.soak import parse_metrics
 from tests.e2e.ssewire import read_stream
 from tests.serverproc import ServerProcess, running_server
 
@@ -28,10 +28,7 @@ def server() -> Iterator[ServerProcess]:
 
 
 def metric(server: ServerProcess, name: str) -> float:
-    text = httpx.get(server.url + "/metrics", timeout=10).text
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    assert match, name
-    return float(match.group(1))
+    return parse_metrics(httpx.get(server.url + "/metrics", timeout=10).text)[name]
 
 
 def rss_mb(server: ServerProcess) -> float:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -17,69 +15,31 @@ from starlette.types import ASGIApp
 
 from streamserve.api.errors import install_error_handlers
 from streamserve.api.limits import BodyLimitMiddleware
+from streamserve.api.loading import ModelLoader
 from streamserve.api.metrics import Metrics
 from streamserve.api.middleware import RequestIdMiddleware
-from streamserve.api.moderation import build_moderation
-from streamserve.api.params import Limits, control_stop_ids
+from streamserve.api.model_routes import router as models_router
 from streamserve.api.playground import mount_playground
 from streamserve.api.responses import ResponsesService, Retention
 from streamserve.api.responses import router as responses_router
 from streamserve.api.routes import health_router, router
-from streamserve.api.state import LoadedModel, ServerState
+from streamserve.api.state import ServerState
 from streamserve.config import ServerConfig
-from streamserve.engine import EngineClient, EngineStats
-from streamserve.models import resolve_model
-from streamserve.moderation import ModerationObserver
-from streamserve.prompting.templates import choose_template
+from streamserve.engine import EngineStats
+from streamserve.models import ModelRegistry, default_budget, format_size
 from streamserve.store import SQLiteStore, StoreError
 
 logger = logging.getLogger("streamserve")
 
 
-def load(config: ServerConfig, loop: asyncio.AbstractEventLoop | None = None,
-         observer: ModerationObserver | None = None) -> LoadedModel:
-    """Resolve and load the model, pick its chat template, start the engine and the moderation (blocking).
-
-    ``loop`` is the event loop a guard model's checks hand their engine work to.
-    """
-    _, path = resolve_model(config.model)
-    engine = EngineClient.load(path, config.engine)
-    model = engine.model
-    try:
-        override = Path(config.chat_template_file) if config.chat_template_file else None
-        template = choose_template(
-            override_text=override.read_text() if override else None,
-            override_name=str(override) if override else None,
-            gguf_template=model.chat_template,
-            architecture=model.architecture,
-        )
-        engine.start()
-        moderation = build_moderation(config, engine, template, loop, observer)
-    except Exception:
-        engine.close()
-        raise
-    limits = Limits(
-        ctx_size=config.engine.ctx_size,
-        n_vocab=model.n_vocab,
-        max_token_bytes=model.max_token_bytes,
-        max_n=config.max_n,
-        max_stop_strings=config.max_stop_strings,
-        max_tokens_default=config.max_tokens_default,
-        max_sequences=config.sequences_per_request,
-    )
-    fingerprint = "fp_" + hashlib.sha256(f"{path.name}:{path.stat().st_size}".encode()).hexdigest()[:10]
-    return LoadedModel(engine, template, limits, fingerprint, control_stop_ids(template.stop, model), moderation)
-
-
-def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
-    """The app; the model loads in the background so ``/health`` can say 503 until it is ready."""
+def create_app(config: ServerConfig) -> FastAPI:
+    """The app; preloaded models load in the background so ``/health`` can say 503 until they are ready."""
     holder: list[ServerState] = []
 
-    def stats() -> EngineStats | None:
-        loaded = holder[0].loaded if holder else None
-        return loaded.engine.stats() if loaded else None
+    def stats() -> list[tuple[str, EngineStats]]:
+        return [(m.spec.name, m.engine.stats()) for m in holder[0].loaded()] if holder else []
 
-    state = ServerState(config=config, model_names=model_names, metrics=Metrics(stats))
+    state = ServerState(config=config, metrics=Metrics(stats))
     holder.append(state)
 
     @asynccontextmanager
@@ -88,18 +48,21 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
         state.responses = ResponsesService(store, Retention(config.store_ttl, config.store_events_ttl,
                                                             config.store_sweep_interval))
         await state.responses.start()
-        task = asyncio.create_task(_load_in_background(state))
+        loader = ModelLoader(config, asyncio.get_running_loop(), state.metrics)
+        budget = config.max_memory if config.max_memory is not None else default_budget()
+        state.models = ModelRegistry(config.models, loader, budget=budget, keep_alive=config.keep_alive)
+        state.models.start()
+        banner = asyncio.create_task(_banner_when_ready(state, budget))
         try:
             yield
         finally:
             state.shutting_down = True
-            await asyncio.gather(task, return_exceptions=True)
-            if state.loaded is not None:  # background responses record their end before the model is freed
-                await asyncio.to_thread(state.loaded.engine.shutdown)
+            banner.cancel()
+            # Background responses record their end before the models are freed.
+            await asyncio.gather(*(asyncio.to_thread(m.engine.shutdown) for m in state.loaded()))
             await state.responses.stop()
             await store.close()
-            if state.loaded is not None:
-                await asyncio.to_thread(close, state.loaded)
+            await state.models.close()
 
     app = _App(title="streamserve", version=_version(), lifespan=lifespan,
                description="An OpenAI-compatible LLM inference server built for streaming.")
@@ -107,6 +70,7 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(router)
+    app.include_router(models_router)
     app.include_router(responses_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
     if config.playground:
@@ -158,46 +122,32 @@ def _span(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def close(loaded: LoadedModel) -> None:
-    """Stop the engine (open streams end with an error event), the moderation, and free the model."""
-    if loaded.moderation is not None:
-        loaded.moderation.close()
-    loaded.engine.close()
-
-
-async def _load_in_background(state: ServerState) -> None:
-    try:
-        state.loaded = await asyncio.to_thread(load, state.config, asyncio.get_running_loop(), state.metrics)
-    except Exception as exc:
-        state.load_error = f"model failed to load: {exc}"
-        logger.exception("model failed to load")
-        return
-    _banner(state)
-
-
-def _banner(state: ServerState) -> None:
-    loaded = state.loaded
-    assert loaded is not None
+async def _banner_when_ready(state: ServerState, budget: int) -> None:
+    assert state.models is not None
+    await state.models.preloaded()
     cfg = state.config
-    model = loaded.engine.model
     url = f"http://{cfg.host}:{cfg.port}"
     key = " -H \"Authorization: Bearer $STREAMSERVE_API_KEY\"" if cfg.api_key else ""  # never the key itself
-    logger.info("model %s (%s, %s) from %s", state.model_names[0], model.name, model.architecture, model.path)
-    if model.kernels is not None:
-        logger.info("%s", model.kernels.describe())
-    logger.info(
-        "chat template: %s; context %d tokens per sequence x %d parallel; queue %d; threads %d; "
-        "limits: n<=%d, sequences (prompts x n) per request<=%d, stop strings<=%d; API key %s",
-        loaded.template.name, cfg.engine.ctx_size, cfg.engine.parallel, cfg.engine.max_queue, cfg.engine.n_threads,
-        cfg.max_n, cfg.sequences_per_request, cfg.max_stop_strings, "required" if cfg.api_key else "not required",
-    )
-    logger.info("serving %s on %s/v1 (names: %s)", state.model_names[0], url, ", ".join(state.model_names))
+    for loaded in state.loaded():
+        model = loaded.engine.model
+        logger.info("model %s (%s, %s) from %s", loaded.spec.name, model.name, model.architecture, model.path)
+        if model.kernels is not None:
+            logger.info("%s", model.kernels.describe())
+        logger.info("%s: chat template %s; context %d tokens per sequence x %d parallel; queue %d; threads %d",
+                    loaded.spec.name, loaded.template.name, loaded.config.ctx_size, loaded.config.parallel,
+                    loaded.config.max_queue, loaded.config.n_threads)
+    catalog = state.models.catalog
+    logger.info("limits: n<=%d, sequences (prompts x n) per request<=%d, stop strings<=%d; API key %s",
+                cfg.max_n, cfg.max_request_sequences, cfg.max_stop_strings,
+                "required" if cfg.api_key else "not required")
+    logger.info("serving on %s/v1: %s; models loaded on demand within %s", url, ", ".join(catalog.names),
+                format_size(budget))
     if cfg.playground:
         logger.info("playground: %s/ in a browser", url)
     logger.info(
         "try: curl %s/v1/chat/completions -H 'Content-Type: application/json'%s -d "
         "'{\"model\": \"%s\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}], \"stream\": true}'",
-        url, key, state.model_names[0],
+        url, key, catalog.names[0],
     )
 
 

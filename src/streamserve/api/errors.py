@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
 from streamserve.engine import EngineError, EngineStoppedError, QueueFullError
+from streamserve.models import LoadFailed, ModelBusy, ModelUnavailable, NoRoom, UnknownModel
 from streamserve.moderation import ModerationError
 from streamserve.prompting.errors import RequestError
 
@@ -131,6 +132,14 @@ class ModerationNotConfiguredError(NotFoundError):
     param = "model"
 
 
+class ConflictError(APIError):
+    """409: the request conflicts with the state of what it names (unloading a model that is serving)."""
+
+    status_code = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class RateLimitError(APIError):
     """429: the request queue is full; ``retry_after`` seconds becomes a ``Retry-After`` header.
 
@@ -195,18 +204,41 @@ def error_response(exc: APIError) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every error, expected or not, into OpenAI's envelope."""
     app.add_exception_handler(BodyError, _handle_body_error)
-    app.add_exception_handler(APIError, _handle_api_error)
-    app.add_exception_handler(RequestError, _handle_request_error)
+    for kind in (APIError, RequestError, EngineError, ModerationError, ModelUnavailable):
+        app.add_exception_handler(kind, _handle_known)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
-    app.add_exception_handler(EngineError, _handle_engine_error)
-    app.add_exception_handler(ModerationError, _handle_moderation_error)
     app.add_exception_handler(HTTPException, _handle_http_exception)
     app.add_exception_handler(Exception, _handle_unexpected)
 
 
-async def _handle_api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, APIError)
-    return error_response(exc)
+def api_error(exc: Exception) -> APIError | None:
+    """The one mapping of the layers' errors to what the client sees (None: not an error we know).
+
+    Used before a response began (as its status) and after (as a stream's error event).
+    """
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, RequestError):
+        return InvalidRequestError(exc.message, param=exc.param, code=exc.code)
+    if isinstance(exc, QueueFullError):
+        return RateLimitError(f"{exc}; retry shortly.", retry_after=1)
+    if isinstance(exc, EngineStoppedError):
+        return ServiceUnavailableError(str(exc))
+    if isinstance(exc, EngineError):
+        return InternalServerError(str(exc))
+    if isinstance(exc, ModerationError):
+        return ModerationFailedError(f"moderation failed: {exc}")
+    if isinstance(exc, UnknownModel):
+        return ModelNotFoundError(str(exc))
+    if isinstance(exc, NoRoom):
+        if exc.ever:
+            return InvalidRequestError(str(exc), param="model", code="model_too_large")
+        return ServiceUnavailableError(str(exc), code="model_memory_busy")
+    if isinstance(exc, ModelBusy):
+        return ConflictError(str(exc), param="model")
+    if isinstance(exc, LoadFailed):
+        return InternalServerError(str(exc), code="model_load_failed")
+    return None
 
 
 async def _handle_body_error(request: Request, exc: Exception) -> JSONResponse:
@@ -214,22 +246,10 @@ async def _handle_body_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.error)
 
 
-async def _handle_request_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestError)
-    return error_response(InvalidRequestError(exc.message, param=exc.param, code=exc.code))
-
-
-async def _handle_engine_error(request: Request, exc: Exception) -> JSONResponse:
-    """The one mapping of the engine's errors before a stream began (admission) or in a whole response."""
-    if isinstance(exc, QueueFullError):
-        return error_response(RateLimitError(f"{exc}; retry shortly.", retry_after=1))
-    if isinstance(exc, EngineStoppedError):
-        return error_response(ServiceUnavailableError(str(exc)))
-    return error_response(InternalServerError(str(exc)))
-
-
-async def _handle_moderation_error(request: Request, exc: Exception) -> JSONResponse:
-    return error_response(ModerationFailedError(f"moderation failed: {exc}"))
+async def _handle_known(request: Request, exc: Exception) -> JSONResponse:
+    error = api_error(exc)
+    assert error is not None
+    return error_response(error)
 
 
 async def _handle_validation_error(request: Request, exc: Exception) -> JSONResponse:

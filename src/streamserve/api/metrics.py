@@ -22,42 +22,52 @@ _E2E_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 30
 
 
 class _EngineCollector(Collector):
-    """Reads the engine's gauges and counters when Prometheus scrapes."""
+    """Reads every loaded model's engine gauges and counters when Prometheus scrapes, labelled ``model_name``
+    as vLLM labels its own."""
 
-    def __init__(self, stats: Callable[[], EngineStats | None]) -> None:
+    def __init__(self, stats: Callable[[], list[tuple[str, EngineStats]]]) -> None:
         self._stats = stats
 
     def collect(self) -> Iterator[Metric]:
-        stats = self._stats()
-        if stats is None:
-            return
-        yield GaugeMetricFamily("streamserve:num_requests_running", "Sequences in a lane, generating.",
-                                value=stats.running)
-        yield GaugeMetricFamily("streamserve:num_requests_waiting", "Sequences waiting for a lane.",
-                                value=stats.waiting)
-        yield GaugeMetricFamily("streamserve:kv_cache_usage_perc", "Fraction of KV cache cells holding tokens.",
-                                value=stats.kv_used_tokens / max(1, stats.kv_capacity_tokens))
-        yield GaugeMetricFamily("streamserve:lanes_free", "KV lanes holding no sequence (all of them when idle).",
-                                value=stats.lanes_free)
-        yield GaugeMetricFamily("streamserve:lanes", "KV lanes (--parallel).", value=stats.lanes_total)
+        engines = self._stats()
+        gauges: list[tuple[str, str, Callable[[EngineStats], float]]] = [
+            ("streamserve:num_requests_running", "Sequences in a lane, generating.", lambda s: s.running),
+            ("streamserve:num_requests_waiting", "Sequences waiting for a lane.", lambda s: s.waiting),
+            ("streamserve:kv_cache_usage_perc", "Fraction of KV cache cells holding tokens.",
+             lambda s: s.kv_used_tokens / max(1, s.kv_capacity_tokens)),
+            ("streamserve:lanes_free", "KV lanes holding no sequence (all of them when idle).",
+             lambda s: s.lanes_free),
+            ("streamserve:lanes", "KV lanes (--parallel).", lambda s: s.lanes_total),
+        ]
+        for name, help_text, value in gauges:
+            gauge = GaugeMetricFamily(name, help_text, labels=["model_name"])
+            for model, stats in engines:
+                gauge.add_metric([model], value(stats))
+            yield gauge
         aborted = CounterMetricFamily("streamserve:aborted_sequences",
                                       "Sequences stopped early by phase: client gone or behind, or a stop string.",
-                                      labels=["phase"])
-        for phase, count in stats.aborted_total:
-            aborted.add_metric([phase], count)
+                                      labels=["model_name", "phase"])
+        for model, stats in engines:
+            for phase, count in stats.aborted_total:
+                aborted.add_metric([model, phase], count)
         yield aborted
-        yield CounterMetricFamily("streamserve:prompt_tokens", "Prompt tokens admitted.",
-                                  value=stats.prompt_tokens_total)
-        yield CounterMetricFamily("streamserve:prompt_tokens_cached", "Prompt tokens served from the prompt cache.",
-                                  value=stats.cached_prompt_tokens_total)
-        yield CounterMetricFamily("streamserve:generation_tokens", "Tokens generated.",
-                                  value=stats.generation_tokens_total)
+        counters: list[tuple[str, str, Callable[[EngineStats], float]]] = [
+            ("streamserve:prompt_tokens", "Prompt tokens admitted.", lambda s: s.prompt_tokens_total),
+            ("streamserve:prompt_tokens_cached", "Prompt tokens served from the prompt cache.",
+             lambda s: s.cached_prompt_tokens_total),
+            ("streamserve:generation_tokens", "Tokens generated.", lambda s: s.generation_tokens_total),
+        ]
+        for name, help_text, value in counters:
+            counter = CounterMetricFamily(name, help_text, labels=["model_name"])
+            for model, stats in engines:
+                counter.add_metric([model], value(stats))
+            yield counter
 
 
 class Metrics:
     """One registry per app: request histograms and counters, plus the engine collector."""
 
-    def __init__(self, stats: Callable[[], EngineStats | None]) -> None:
+    def __init__(self, stats: Callable[[], list[tuple[str, EngineStats]]]) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_EngineCollector(stats))
         self.ttft = Histogram("streamserve:time_to_first_token_seconds", "Time to the first text delta.",
@@ -107,9 +117,11 @@ class Metrics:
 class RequestRecorder:
     """Observes one response: TTFT, inter-delta gaps, end-to-end time, and one log line at the end."""
 
-    def __init__(self, metrics: Metrics, request_id: str, queue_time: Callable[[], float | None]) -> None:
+    def __init__(self, metrics: Metrics, request_id: str, queue_time: Callable[[], float | None],
+                 model: str = "-") -> None:
         self.metrics = metrics
         self.request_id = request_id
+        self.model = model
         self.start = time.monotonic()
         self._queue_time = queue_time
         self._last: float | None = None
@@ -137,7 +149,7 @@ class RequestRecorder:
         ttft = f"{self._ttft * 1000:.0f}ms" if self._ttft is not None else "-"
         queued = f"{queue_time * 1000:.0f}ms" if queue_time is not None else "-"
         logger.info(
-            "%s prompt=%s output=%s cached=%s queue=%s ttft=%s e2e=%.0fms end=%s", self.request_id,
+            "%s model=%s prompt=%s output=%s cached=%s queue=%s ttft=%s e2e=%.0fms end=%s", self.request_id, self.model,
             usage.prompt_tokens if usage else "-", usage.completion_tokens if usage else "-",
             usage.cached_tokens if usage else "-", queued, ttft, e2e * 1000, outcome,
         )

@@ -17,6 +17,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from streamserve.api.errors import (
@@ -140,7 +141,7 @@ def completion_prompts(prompt: str | list[str] | list[int] | list[list[int]], to
     return texts
 
 
-def build_moderation(config: ServerConfig, engine: EngineClient, template: ChatTemplate,
+def build_moderation(config: ServerConfig, engine: EngineClient, template: ChatTemplate, served: Path,
                      loop: asyncio.AbstractEventLoop | None,
                      observer: ModerationObserver | None) -> ModerationService | None:
     """The configured policies and their checker (blocking: loads classifiers and a guard model).
@@ -160,7 +161,6 @@ def build_moderation(config: ServerConfig, engine: EngineClient, template: ChatT
     guard_engine = None
     if settings.guard_model:
         name, path = resolve_model(settings.guard_model)
-        _, served = resolve_model(config.model)
         guard, guard_template = engine, template
         if path.resolve() != served.resolve():
             guard_engine = guard = EngineClient.load(path, GUARD_ENGINE)

@@ -27,10 +27,12 @@ from streamserve.api.protocol import (
     ModerationRequest,
     ModerationResponse,
 )
+from streamserve.api.serving import data_only_failure, keep_alive, serve
 from streamserve.api.state import LoadedModel, ServerState
 from streamserve.formats import sse
 from streamserve.formats.completions import ChunkFormatter, CompletionBuilder, CompletionMeta, Shape, new_completion_id
 from streamserve.generation.generation import GenerationRequest, start_generation
+from streamserve.models import Slot
 from streamserve.pipeline.driver import DATA_ONLY, collect, stream
 
 health_router = APIRouter()
@@ -48,15 +50,20 @@ def _json(payload: Any, status_code: int = 200) -> Response:
 
 @health_router.get("/health")
 async def health(request: Request) -> Response:
-    """Readiness: 200 once the model is loaded; 503 while it loads, while draining and while shutting down."""
+    """Readiness: 200 once the models loaded at start are; 503 while they load, if one failed, while draining
+    and while shutting down. ``models`` gives each servable model's state."""
     state = _state(request)
-    if state.status != "ok" or state.loaded is None:
-        return _json({"status": state.status, "detail": state.load_error}, 503)
-    kernels = state.loaded.engine.model.kernels
+    models = {} if state.models is None else {
+        slot.spec.name: {"state": slot.state.value, **({"error": slot.error} if slot.error else {})}
+        for slot in state.models.slots.values()}
+    if state.status != "ok":
+        errors = [slot["error"] for slot in models.values() if "error" in slot]
+        return _json({"status": state.status, "detail": errors[0] if errors else None, "models": models}, 503)
+    kernels = next((m.engine.model.kernels for m in state.loaded() if m.engine.model.kernels is not None), None)
     cpu = None if kernels is None else {
         "extra_buffer_types": list(kernels.available), "enabled": kernels.extra_bufts, "reason": kernels.reason}
     engine = state.config.engine
-    return _json({"status": "ok", "cpu_kernels": cpu,
+    return _json({"status": "ok", "cpu_kernels": cpu, "models": models,
                   "determinism": {"deterministic": engine.deterministic, "prompt_grid": engine.prompt_grid}})
 
 
@@ -68,51 +75,62 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/models", response_model=ModelList)
 async def list_models(request: Request) -> Response:
-    """Every served name (aliases of the one model), with the per-request context size."""
-    state = _state(request)
-    return _json({"object": "list", "data": [_card(state, name) for name in state.model_names]})
+    """Every servable model name (aliases included), loaded or not, with its state."""
+    return _json(model_list(_state(request)))
 
 
 @router.get("/models/{model_id:path}", response_model=ModelCard)
 async def get_model(model_id: str, request: Request) -> Response:
-    """One served model, or a 404 ``model_not_found``."""
+    """One servable model, or a 404 ``model_not_found``."""
     state = _state(request)
-    state.check_model(model_id)
-    return _json(_card(state, model_id))
+    return _json(_card(state, state.registry().slot(model_id), model_id))
 
 
 @router.post("/chat/completions", response_model=ChatCompletion)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     """Chat completions, streamed as ``chat.completion.chunk`` events or returned whole."""
     state = _state(request)
-    state.check_model(body.model)
-    loaded = state.ready()
-    moderation = await plan_request(loaded.moderation, body.moderation, chat_prompts(body.messages),
-                                    param="messages", stream=bool(body.stream))
-    # Templating and tokenizing scale with the prompt: off the event loop, so no request pauses the streams.
-    spec = await asyncio.to_thread(chat_request, body, loaded.engine.tokenizer, loaded.template, loaded.limits,
-                                   loaded.stop_ids, moderation)
-    return await _respond(request, state, loaded, Shape.CHAT, body, spec)
+
+    async def respond(loaded: LoadedModel) -> Response:
+        moderation = await plan_request(loaded.moderation, body.moderation, chat_prompts(body.messages),
+                                        param="messages", stream=bool(body.stream))
+        # Templating and tokenizing scale with the prompt: off the event loop, so no request pauses the streams.
+        spec = await asyncio.to_thread(chat_request, body, loaded.engine.tokenizer, loaded.template, loaded.limits,
+                                       loaded.stop_ids, moderation)
+        return await _respond(request, state, loaded, Shape.CHAT, body, spec)
+
+    return await serve(state, body.model, respond, stream=bool(body.stream), failure=data_only_failure,
+                       keep_alive=keep_alive(body.keep_alive))
 
 
 @router.post("/completions", response_model=Completion)
 async def completions(body: CompletionRequest, request: Request) -> Response:
     """Legacy completions, streamed as ``text_completion`` chunks or returned whole."""
     state = _state(request)
-    state.check_model(body.model)
-    loaded = state.ready()
-    prompts = completion_prompts(body.prompt, loaded.engine.tokenizer)
-    moderation = await plan_request(loaded.moderation, body.moderation, prompts, param="prompt",
-                                    stream=bool(body.stream))
-    spec = await asyncio.to_thread(completion_request, body, loaded.engine.tokenizer, loaded.limits, moderation)
-    return await _respond(request, state, loaded, Shape.COMPLETION, body, spec)
+
+    async def respond(loaded: LoadedModel) -> Response:
+        prompts = completion_prompts(body.prompt, loaded.engine.tokenizer)
+        moderation = await plan_request(loaded.moderation, body.moderation, prompts, param="prompt",
+                                        stream=bool(body.stream))
+        spec = await asyncio.to_thread(completion_request, body, loaded.engine.tokenizer, loaded.limits, moderation)
+        return await _respond(request, state, loaded, Shape.COMPLETION, body, spec)
+
+    return await serve(state, body.model, respond, stream=bool(body.stream), failure=data_only_failure,
+                       keep_alive=keep_alive(body.keep_alive))
 
 
 @router.post("/moderations", response_model=ModerationResponse)
 async def moderations(body: ModerationRequest, request: Request) -> Response:
-    """OpenAI's moderation endpoint over this server's policies: one result per input, all 13 categories."""
-    loaded = _state(request).ready()
-    return _json(await require(loaded.moderation).moderations(body))
+    """OpenAI's moderation endpoint over this server's policies: one result per input, all 13 categories.
+
+    The policies run beside the first servable model (loading it if needed)."""
+    state = _state(request)
+    first = state.registry().catalog.specs[0].name
+
+    async def respond(loaded: LoadedModel) -> Response:
+        return _json(await require(loaded.moderation).moderations(body))
+
+    return await serve(state, first, respond, stream=False, failure=data_only_failure)
 
 
 async def _respond(request: Request, state: ServerState, loaded: LoadedModel, shape: Shape,
@@ -123,7 +141,8 @@ async def _respond(request: Request, state: ServerState, loaded: LoadedModel, sh
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     meta = CompletionMeta(shape, new_completion_id(shape), int(time.time()), body.model, len(spec.choices),
                           include_usage, loaded.fingerprint, spec.opening)
-    recorder = RequestRecorder(state.metrics, request_id(request, meta.id), lambda: generation.streams[0].queue_time)
+    recorder = RequestRecorder(state.metrics, request_id(request, meta.id), lambda: generation.streams[0].queue_time,
+                               loaded.spec.name)
     if body.stream:
         return StreamingResponse(stream(generation, ChunkFormatter(meta), recorder, DATA_ONLY),
                                  media_type=sse.MEDIA_TYPE, headers=dict(sse.HEADERS))
@@ -131,6 +150,18 @@ async def _respond(request: Request, state: ServerState, loaded: LoadedModel, sh
     return Response(status_code=499) if result is None else _json(result)
 
 
-def _card(state: ServerState, name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": state.created, "owned_by": "streamserve",
-            "max_model_len": state.config.engine.ctx_size, "deterministic": state.config.engine.deterministic}
+def model_list(state: ServerState) -> dict[str, Any]:
+    """``/v1/models`` and ``/models``: every served name of every servable model."""
+    registry = state.registry()
+    return {"object": "list", "data": [_card(state, registry.slots[spec.name], name)
+                                       for spec in registry.catalog.specs for name in spec.names]}
+
+
+def _card(state: ServerState, slot: Slot[LoadedModel], name: str) -> dict[str, Any]:
+    loaded = slot.loaded
+    card: dict[str, Any] = {"id": name, "object": "model", "created": state.created, "owned_by": "streamserve",
+                            "state": slot.state.value, "deterministic": state.config.engine.deterministic}
+    if loaded is not None:
+        card["max_model_len"] = loaded.config.ctx_size
+        card["memory_bytes"] = slot.memory
+    return card

@@ -1,4 +1,4 @@
-"""ServerState: what the routes share: the engine once loaded, the template, names and limits."""
+"""ServerState: what the routes share: the models (loaded on demand), the metrics, the draining flags."""
 
 from __future__ import annotations
 
@@ -6,69 +6,56 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from streamserve.api.errors import ModelNotFoundError, ServiceUnavailableError
+from streamserve.api.errors import ServiceUnavailableError
+from streamserve.api.loading import LoadedModel
 from streamserve.api.metrics import Metrics
-from streamserve.api.moderation import ModerationService
-from streamserve.api.params import Limits
 from streamserve.config import ServerConfig
-from streamserve.engine import EngineClient
-from streamserve.prompting.templates import ChatTemplate
+from streamserve.models import ModelRegistry, ModelState
 
 if TYPE_CHECKING:
     from streamserve.api.responses import ResponsesService
 
-
-@dataclass
-class LoadedModel:
-    """The engine over the loaded model, with the chat template and per-request limits."""
-
-    engine: EngineClient
-    template: ChatTemplate
-    limits: Limits
-    fingerprint: str
-    stop_ids: frozenset[int]
-    moderation: ModerationService | None = None
+__all__ = ["LoadedModel", "ServerState"]
 
 
 @dataclass
 class ServerState:
-    """Shared by every request; ``loaded`` is None until the model is ready (``/health`` says 503).
-
-    ``responses`` (the Responses API over the response store) is set once the store is open.
-    """
+    """Shared by every request. ``models`` is set when the app starts (its lifespan), ``responses`` (the
+    Responses API over the response store) once the store is open."""
 
     config: ServerConfig
-    model_names: tuple[str, ...]
     metrics: Metrics
     created: int = field(default_factory=lambda: int(time.time()))
-    loaded: LoadedModel | None = None
-    load_error: str | None = None
+    models: ModelRegistry[LoadedModel] | None = None
     draining: bool = False
     shutting_down: bool = False
     responses: ResponsesService | None = None
 
     @property
     def status(self) -> str:
-        """``/health``'s status: ``ok``, ``loading``, ``error``, ``draining`` or ``shutting_down``."""
+        """``/health``'s status: ``ok``, ``loading`` (a preloaded model is), ``error`` (a preload failed),
+        ``draining`` or ``shutting_down``."""
         if self.shutting_down:
             return "shutting_down"
         if self.draining:
             return "draining"
-        if self.loaded is None:
-            return "error" if self.load_error else "loading"
+        if self.models is None:
+            return "loading"
+        preloads = [s for s in self.models.slots.values() if s.spec.preload]
+        if any(s.error for s in preloads if s.state is not ModelState.LOADED):
+            return "error"
+        if any(s.state is not ModelState.LOADED for s in preloads):
+            return "loading"
         return "ok"
 
-    def ready(self) -> LoadedModel:
-        """The loaded model, or a 503 (with ``Retry-After``) while loading, draining or shutting down."""
-        if self.draining or self.shutting_down:
+    def registry(self) -> ModelRegistry[LoadedModel]:
+        """The models, or a 503 (with ``Retry-After``) while draining or shutting down."""
+        if self.draining or self.shutting_down or self.models is None:
             raise ServiceUnavailableError("The server is shutting down; retry on another instance or shortly.")
-        if self.loaded is None:
-            raise ServiceUnavailableError(self.load_error or "The model is still loading; retry shortly.")
-        return self.loaded
+        return self.models
 
-    def check_model(self, name: str) -> None:
-        """404 unless ``name`` is one of the served model names (aliases of the one model)."""
-        if name not in self.model_names:
-            raise ModelNotFoundError(
-                f"The model '{name}' does not exist on this server. Served: {', '.join(self.model_names)}."
-            )
+    def loaded(self) -> list[LoadedModel]:
+        """The models loaded this moment."""
+        if self.models is None:
+            return []
+        return [s.loaded for s in self.models.slots.values() if s.loaded is not None]

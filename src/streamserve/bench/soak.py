@@ -195,16 +195,25 @@ def _at(values: list[str | None], index: int) -> str | None:
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    """Every sample of a Prometheus text exposition, keyed by name plus labels as written."""
+    """Every sample of a Prometheus text exposition, keyed by name plus labels as written; a sample labelled
+    ``model_name`` also adds to the same key without that label (the server's total over its models)."""
     values: dict[str, float] = {}
     for line in text.splitlines():
         match = _METRIC_LINE.match(line)
         if match and not line.startswith("#"):
             try:
-                values[match.group(1)] = float(match.group(2))
+                value = float(match.group(2))
             except ValueError:
                 continue
+            key = match.group(1)
+            values[key] = value
+            total = _MODEL_LABEL.sub("", key).replace("{,", "{").replace(",}", "}").replace("{}", "")
+            if total != key:
+                values[total] = values.get(total, 0.0) + value
     return values
+
+
+_MODEL_LABEL = re.compile(r'model_name="(?:[^"\\]|\\.)*",?')
 
 
 async def scrape(http: httpx.AsyncClient, url: str | None) -> dict[str, float] | None:

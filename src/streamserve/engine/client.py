@@ -130,6 +130,11 @@ class EngineClient:
         if self._streams.pop(number, None) is not None:
             self.core.inbox.abort(number)
 
+    @property
+    def in_flight(self) -> int:
+        """Sequences submitted and not yet finished (running or waiting): none means the model is idle."""
+        return len(self._streams)
+
     def stats(self) -> EngineStats:
         """Current gauges and counters (the core's last snapshot: values may be one step old)."""
         snapshot = self.core.stats

@@ -20,6 +20,7 @@ from streamserve.engine.inbox import Inbox
 from streamserve.engine.lanes import LanePool
 from streamserve.engine.scheduler import Scheduler
 from streamserve.engine.sequence import Sequence, SequenceStatus
+from streamserve.engine.turns import CPU, Turns
 from streamserve.llama import Batch, Context, DecodeError, Model
 
 logger = logging.getLogger("streamserve.engine")
@@ -62,8 +63,10 @@ class EngineCore:
     ``stats`` is an immutable snapshot, replaced after every step.
     """
 
-    def __init__(self, model: Model, config: EngineConfig, tokenizer: llguidance.LLTokenizer, deliver: Deliver) -> None:
+    def __init__(self, model: Model, config: EngineConfig, tokenizer: llguidance.LLTokenizer, deliver: Deliver,
+                 turns: Turns = CPU) -> None:
         self.model = model
+        self.turns = turns
         self.config = config
         self.context = Context(model, n_ctx_seq=config.ctx_size, n_seq_max=config.parallel,
                                n_batch=config.max_batch_tokens, n_threads=config.n_threads)
@@ -103,7 +106,8 @@ class EngineCore:
                 return
             if self.scheduler.has_work():
                 try:
-                    outputs = self.step()
+                    with self.turns:
+                        outputs = self.step()
                 except Exception as exc:
                     logger.exception("engine step failed")
                     outputs = self._fail(list(self._sequences.values()), EngineError(f"internal engine error: {exc}"))
@@ -156,9 +160,11 @@ class EngineCore:
             for pos in range(2):  # the second, paged in, seeds the prompt budget's per-step overhead
                 batch.clear()
                 batch.add(first, pos, 0, True)
-                start = time.perf_counter()
-                self.context.decode(batch)
-            self.budget.observe(1, 0, time.perf_counter() - start)
+                with self.turns:
+                    start = time.perf_counter()
+                    self.context.decode(batch)
+                    seconds = time.perf_counter() - start
+            self.budget.observe(1, 0, seconds)
         finally:
             batch.close()
             self.context.remove(0)

@@ -6,6 +6,7 @@ from streamserve.llama.guidance import guidance_tokenizer
 from streamserve.llama.kernels import KernelMode, ProbeSettings, choose_kernels, load_model
 from streamserve.llama.model import KernelChoice, Model, ModelLoadError
 from streamserve.llama.sampler import Sampler
+from streamserve.llama.shape import ModelShape, read_shape
 
 __all__ = [
     "Batch",
@@ -15,9 +16,11 @@ __all__ = [
     "KernelMode",
     "Model",
     "ModelLoadError",
+    "ModelShape",
     "ProbeSettings",
     "Sampler",
     "choose_kernels",
     "guidance_tokenizer",
     "load_model",
+    "read_shape",
 ]

@@ -48,6 +48,7 @@ from streamserve.api.protocol.completions import (
     CompletionRequest,
 )
 from streamserve.api.protocol.models import (
+    ModelAction,
     ModelCard,
     ModelList,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "GenericContentPart",
     "InputItemList",
     "LogitBias",
+    "ModelAction",
     "ModelCard",
     "ModelList",
     "ModerationModePolicy",

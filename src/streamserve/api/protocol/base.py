@@ -16,6 +16,9 @@ Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 StopList = Annotated[list[str], Field(max_length=4)]
 LogitBias = Annotated[dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]], Field(max_length=300)]
 """Token id -> bias; at most 300 entries, as OpenAI allows."""
+KeepAlive = str | float | None
+"""Ollama's ``keep_alive`` (a streamserve extension): how long the model stays loaded after this request,
+a duration (``"10m"``, seconds as a number), ``0`` to unload it at once, negative to keep it."""
 
 
 class OpenAIBaseModel(BaseModel):

@@ -11,6 +11,7 @@ from pydantic import Discriminator, Field, Tag
 
 from streamserve.api.protocol.base import (
     FinishReason,
+    KeepAlive,
     LogitBias,
     OpenAIBaseModel,
     Penalty,
@@ -93,6 +94,7 @@ class ChatCompletionRequest(OpenAIBaseModel):
     # Extensions (not in OpenAI's API).
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    keep_alive: KeepAlive = None
     repetition_penalty: float | None = Field(default=None, gt=0.0)
 
 

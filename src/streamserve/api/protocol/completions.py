@@ -11,6 +11,7 @@ from pydantic import Field
 
 from streamserve.api.protocol.base import (
     FinishReason,
+    KeepAlive,
     LogitBias,
     OpenAIBaseModel,
     Penalty,
@@ -51,6 +52,7 @@ class CompletionRequest(OpenAIBaseModel):
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repetition_penalty: float | None = Field(default=None, gt=0.0)
+    keep_alive: KeepAlive = None
 
 
 class CompletionLogprobs(OpenAIBaseModel):

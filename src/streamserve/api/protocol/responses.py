@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from streamserve.api.protocol.base import OpenAIBaseModel, StreamOptions
+from streamserve.api.protocol.base import KeepAlive, OpenAIBaseModel, StreamOptions
 from streamserve.api.protocol.moderations import ModerationOptions
 
 
@@ -53,6 +53,7 @@ class ResponseCreateRequest(OpenAIBaseModel):
     truncation: Literal["auto", "disabled"] | None = None
     user: str | None = None
     moderation: ModerationOptions | None = None
+    keep_alive: KeepAlive = None  # an extension (Ollama's): how long the model stays loaded after this request
     # Refused with a 400 naming them: the server has no such feature.
     conversation: str | dict[str, Any] | None = None
     prompt: dict[str, Any] | None = None

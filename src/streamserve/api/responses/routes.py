@@ -18,7 +18,8 @@ from streamserve.api.metrics import RequestRecorder
 from streamserve.api.middleware import request_id
 from streamserve.api.protocol import InputItemList, ResponseCreateRequest, ResponseDeleted, ResponseObject
 from streamserve.api.responses.service import ResponsesService
-from streamserve.api.state import ServerState
+from streamserve.api.serving import keep_alive, named_failure, serve
+from streamserve.api.state import LoadedModel, ServerState
 from streamserve.formats import sse
 from streamserve.generation.generation import Generation
 from streamserve.store import StoredEvent
@@ -42,21 +43,23 @@ def _service(request: Request) -> ResponsesService:
 async def create_response(body: ResponseCreateRequest, request: Request) -> Response:
     """Create a response: streamed as named events, returned whole, or queued in the background."""
     state = _state(request)
-    state.check_model(body.model)
-    loaded = state.ready()
     rid = request_id(request, "")
-
-    def observer(generation: Generation) -> RequestRecorder:
-        return RequestRecorder(state.metrics, rid, lambda: generation.streams[0].queue_time)
-
     service = _service(request)
-    created = await service.create(body, loaded, observer)
-    if created.events is not None:
-        return _event_stream(created.events)
-    if created.run is not None:
-        result = await unless_disconnected(request, service.drain(created.run))
-        return Response(status_code=499) if result is None else _json(result)
-    return _json(created.body)
+
+    async def respond(loaded: LoadedModel) -> Response:
+        def observer(generation: Generation) -> RequestRecorder:
+            return RequestRecorder(state.metrics, rid, lambda: generation.streams[0].queue_time, loaded.spec.name)
+
+        created = await service.create(body, loaded, observer)
+        if created.events is not None:
+            return _event_stream(created.events)
+        if created.run is not None:
+            result = await unless_disconnected(request, service.drain(created.run))
+            return Response(status_code=499) if result is None else _json(result)
+        return _json(created.body)
+
+    return await serve(state, body.model, respond, stream=bool(body.stream), failure=named_failure,
+                       keep_alive=keep_alive(body.keep_alive))
 
 
 @router.get("/{response_id}", response_model=ResponseObject)

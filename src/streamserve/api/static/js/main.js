@@ -159,16 +159,28 @@ $("change-key").addEventListener("click", () => askForKey().then(connect));
 
 // --- connecting: the model list, retried while the model loads ---------------------------------
 
+// Every servable model, each with its state; one not loaded yet loads on its first request.
+// Returns the chosen model's context, when it is loaded.
+function showModels(models) {
+  const select = $("model");
+  const current = select.value;
+  select.replaceChildren(...models.map((model) => {
+    const option = new Option(model.state === "loaded" ? model.id : `${model.id} (${model.state})`, model.id);
+    option.dataset.state = model.state ?? "loaded";
+    return option;
+  }));
+  if (models.some((model) => model.id === current)) select.value = current;
+  return models.find((model) => model.id === select.value)?.max_model_len;
+}
+
+// The states change as models load and unload: read them again whenever the picker is opened.
+$("model").addEventListener("focus", () => listModels().then(showModels).catch(() => {}));
+
 async function connect() {
   const status = $("connection");
   for (;;) {
     try {
-      const models = await listModels();
-      const select = $("model");
-      const current = select.value;
-      select.replaceChildren(...models.map((model) => new Option(model.id, model.id)));
-      if (models.some((model) => model.id === current)) select.value = current;
-      const context = models[0]?.max_model_len;
+      const context = showModels(await listModels());
       status.textContent = `connected${context ? ` · context ${context}` : ""}`;
       status.dataset.state = "ok";
       if (apiKey.get()) $("change-key").hidden = false;
