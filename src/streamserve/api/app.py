@@ -17,7 +17,7 @@ from streamserve.api.docs import mount_docs
 from streamserve.api.errors import install_error_handlers
 from streamserve.api.limits import BodyLimitMiddleware
 from streamserve.api.loading import ModelLoader
-from streamserve.api.metrics import Metrics
+from streamserve.api.metrics import Metrics, ModelReport
 from streamserve.api.middleware import RequestIdMiddleware
 from streamserve.api.model_routes import router as models_router
 from streamserve.api.playground import mount_playground
@@ -40,7 +40,14 @@ def create_app(config: ServerConfig) -> FastAPI:
     def stats() -> list[tuple[str, EngineStats]]:
         return [(m.spec.name, m.engine.stats()) for m in holder[0].loaded()] if holder else []
 
-    state = ServerState(config=config, metrics=Metrics(stats))
+    def models() -> tuple[int, list[ModelReport]]:
+        registry = holder[0].models if holder else None
+        if registry is None:
+            return 0, []
+        return registry.budget, [ModelReport(s.spec.name, s.state.value, s.memory, s.loads)
+                                 for s in registry.slots.values()]
+
+    state = ServerState(config=config, metrics=Metrics(stats, models))
     holder.append(state)
 
     @asynccontextmanager

@@ -14,6 +14,7 @@ from streamserve.api.params import Limits, control_stop_ids
 from streamserve.config import ServerConfig
 from streamserve.engine import EngineClient, EngineConfig
 from streamserve.models import ModelSpec, estimate, resident_memory, resolve_model
+from streamserve.models.memory import give_back
 from streamserve.moderation import ModerationObserver
 from streamserve.prompting.templates import ChatTemplate, choose_template
 
@@ -75,6 +76,7 @@ class ModelLoader:
         if loaded.moderation is not None:
             loaded.moderation.close()
         loaded.engine.close()
+        give_back()
 
     def _build(self, spec: ModelSpec) -> LoadedModel:
         _, path = resolve_model(spec.source)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -64,12 +65,48 @@ class _EngineCollector(Collector):
             yield counter
 
 
+@dataclass(frozen=True, slots=True)
+class ModelReport:
+    """One servable model as ``/metrics`` reports it."""
+
+    name: str
+    state: str
+    memory_bytes: int
+    loads: int
+
+
+class _ModelsCollector(Collector):
+    """Each servable model's state, memory counted against the budget, and loads so far."""
+
+    def __init__(self, models: Callable[[], tuple[int, list[ModelReport]]]) -> None:
+        self._models = models
+
+    def collect(self) -> Iterator[Metric]:
+        budget, reports = self._models()
+        if not reports:
+            return
+        yield GaugeMetricFamily("streamserve:models_memory_budget_bytes",
+                                "Memory all loaded models may take together (--max-memory).", value=budget)
+        memory = GaugeMetricFamily("streamserve:model_memory_bytes",
+                                   "Memory a loaded or loading model counts against the budget.", labels=["model_name"])
+        loaded = GaugeMetricFamily("streamserve:model_loaded", "1 while the model is loaded, else 0.",
+                                   labels=["model_name"])
+        loads = CounterMetricFamily("streamserve:model_loads", "Times the model was loaded.", labels=["model_name"])
+        for report in reports:
+            memory.add_metric([report.name], report.memory_bytes)
+            loaded.add_metric([report.name], 1.0 if report.state == "loaded" else 0.0)
+            loads.add_metric([report.name], report.loads)
+        yield from (memory, loaded, loads)
+
+
 class Metrics:
     """One registry per app: request histograms and counters, plus the engine collector."""
 
-    def __init__(self, stats: Callable[[], list[tuple[str, EngineStats]]]) -> None:
+    def __init__(self, stats: Callable[[], list[tuple[str, EngineStats]]],
+                 models: Callable[[], tuple[int, list[ModelReport]]] = lambda: (0, [])) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_EngineCollector(stats))
+        self.registry.register(_ModelsCollector(models))
         self.ttft = Histogram("streamserve:time_to_first_token_seconds", "Time to the first text delta.",
                               buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.itl = Histogram("streamserve:inter_token_latency_seconds", "Time between text deltas of a response.",

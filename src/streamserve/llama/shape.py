@@ -13,6 +13,11 @@ from streamserve.llama.model import ModelLoadError
 
 _F16_BYTES = 2
 _F32_BYTES = 4
+_FIXED_OVERHEAD = 32 * 2**20
+_BYTES_PER_VOCAB_ENTRY = 400
+"""What a loaded model takes beyond weights, KV and logits grows with its vocabulary (the grammar engine's token
+table, token texts, compute buffers): fitted on the two shipped models (49k and 262k entries), measured
+resident after loading at 160-164 and 391-431 MiB against 191 and 417 MiB counted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +32,10 @@ class ModelShape:
 
     def memory(self, kv_tokens: int, logit_rows: int) -> int:
         """Bytes a context holding ``kv_tokens`` in its KV cache takes with the weights: the weights (mapped
-        from the file), the whole KV cache and ``logit_rows`` rows of f32 logits."""
-        return self.file_bytes + kv_tokens * self.kv_bytes_per_token + logit_rows * self.n_vocab * _F32_BYTES
+        from the file), the whole KV cache, ``logit_rows`` rows of f32 logits, and tables that grow with the
+        vocabulary."""
+        return (self.file_bytes + kv_tokens * self.kv_bytes_per_token + logit_rows * self.n_vocab * _F32_BYTES
+                + _FIXED_OVERHEAD + self.n_vocab * _BYTES_PER_VOCAB_ENTRY)
 
 
 def read_shape(path: Path) -> ModelShape:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import gc
 import os
 import re
 from pathlib import Path
@@ -58,6 +62,14 @@ def estimate(source: str, kv_tokens: int, logit_rows: int) -> int:
     ``logit_rows`` rows of logits, read from its file before loading it (``llama.read_shape``)."""
     _, path = resolve_model(source)
     return read_shape(path).memory(kv_tokens, logit_rows)
+
+
+def give_back() -> None:
+    """Return freed memory to the system after an unload: collect Python's cycles, then ask glibc to release
+    the free pages of its heaps (without it a freed model's buffers stay resident, counted by no one)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 def format_size(size: int) -> str:

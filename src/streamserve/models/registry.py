@@ -68,6 +68,7 @@ class Slot(Generic[T]):
     last_used: float = field(default_factory=time.monotonic)
     keep_alive: float | None = None
     loads: int = 0
+    measured: int = 0
     error: str | None = None
 
 
@@ -200,7 +201,7 @@ class ModelRegistry(Generic[T]):
                 raise LoadFailed(slot.spec.name, f"The model '{slot.spec.name}' cannot load: the server is stopping.")
             name = slot.spec.name
             try:
-                need = await asyncio.to_thread(self.loader.estimate, slot.spec)
+                need = max(slot.measured, await asyncio.to_thread(self.loader.estimate, slot.spec))
             except Exception as exc:
                 slot.error = f"The model '{name}' failed to load: {exc}"
                 raise LoadFailed(name, slot.error) from exc
@@ -219,14 +220,17 @@ class ModelRegistry(Generic[T]):
                 logger.error("%s", slot.error)
                 raise LoadFailed(name, slot.error) from exc
             slot.state, slot.loaded, slot.memory, slot.error = ModelState.LOADED, loaded, max(need, measured), None
+            slot.measured = measured
             slot.loads += 1
+            if not preload:  # measured above the estimate: idle models make up the difference
+                await self._make_room(slot, 0, evict_only=True)
             slot.last_used = time.monotonic()
             logger.info("loaded %s in %.1f s: %s counted (%s measured resident); %s of %s in use", name,
                         slot.last_used - started, format_size(slot.memory), format_size(measured),
                         format_size(self.used), format_size(self.budget))
             return loaded
 
-    async def _make_room(self, slot: Slot[T], need: int) -> None:
+    async def _make_room(self, slot: Slot[T], need: int, *, evict_only: bool = False) -> None:
         name = slot.spec.name
         pinned = sum(s.memory for s in self.slots.values() if s.spec.pinned and s.state is not ModelState.UNLOADED)
         if need > self.budget - pinned:
@@ -235,7 +239,11 @@ class ModelRegistry(Generic[T]):
                          ever=True)
         while self.used + need > self.budget:
             idle = [s for s in self.slots.values() if s.state is ModelState.LOADED and not s.spec.pinned
-                    and not self._busy(s)]
+                    and s is not slot and not self._busy(s)]
+            if not idle and evict_only:
+                logger.warning("%s measured more than estimated: %s of %s in use until a model is idle", name,
+                               format_size(self.used), format_size(self.budget))
+                return
             if not idle:
                 raise NoRoom(name, f"The model '{name}' needs {format_size(need)} and the other loaded models "
                                    "are serving requests; retry shortly.", ever=False)
