@@ -706,7 +706,7 @@ def test_a_reader_max_backlog_steps_behind_is_aborted_after_its_queued_events(ma
 
     async def scenario() -> tuple[list[TokenEvent], BaseException | None]:
         stream = engine.generate(prompt, params)
-        while stream._seq.queue.qsize() < 4:  # nobody reads: the queue fills
+        while stream.queue.qsize() < 4:  # nobody reads: the queue fills
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)
         events: list[TokenEvent] = []

@@ -107,9 +107,11 @@ class EngineCore:
                 except Exception as exc:
                     logger.exception("engine step failed")
                     outputs = self._fail(list(self._sequences.values()), EngineError(f"internal engine error: {exc}"))
+                self._publish()  # before the outputs: a reader that sees its sequence end sees the stats after it
                 if outputs:
                     self._deliver(outputs)
-            self._publish()
+            else:
+                self._publish()
 
     def step(self) -> list[tuple[Sequence, SequenceOutput]]:
         """One step: admit and schedule, decode and draw, then record what it produced."""
