@@ -8,11 +8,12 @@ streamed responses (``wire``, ``logprobs``, ``accounting``) and the soak run (``
 
 from .accounting import Accounting, account
 from .cli import add_bench_parser, main, run_bench
-from .client import BenchClient, ReadPlan, RequestOptions, RequestRecord
+from .client import BenchClient
 from .compare import CompareResult, run_compare
 from .load import LevelResult, LoadResult, run_level, run_sweep
 from .metrics import CompareSummary, LevelSummary, percentile, summarize, summarize_compare
 from .prompts import Prompt, builtin_prompts, load_prompts
+from .record import ReadPlan, RequestOptions, RequestRecord
 from .sse import SSEReader, StreamError
 from .wire import StreamCheck, StreamSpec, Violation, check_stream
 

@@ -16,10 +16,11 @@ from pathlib import Path
 from rich.console import Console
 
 from . import report
-from .client import BenchClient, RequestFailedError, RequestOptions
+from .client import BenchClient
 from .compare import run_compare
 from .load import run_sweep
 from .prompts import COUNT_PROMPT, Prompt, builtin_prompts, load_prompts, user_prompt
+from .record import RequestFailedError, RequestOptions
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 EXIT_OK, EXIT_ALL_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

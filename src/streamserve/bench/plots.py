@@ -9,9 +9,9 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .client import RequestRecord
 from .compare import CompareResult
 from .load import LoadResult
+from .record import RequestRecord
 
 STREAM_COLOR = "tab:blue"
 PLAIN_COLOR = "tab:orange"

@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 
 from .accounting import first_difference
-from .client import BenchClient, ReadPlan
+from .client import BenchClient
+from .record import ReadPlan
 from .rss import RssSampler
 from .soakplan import PlannedRequest, phases
 from .verdict import Outcome, evaluate

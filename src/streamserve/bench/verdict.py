@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .accounting import account
-from .client import RequestRecord
+from .record import RequestRecord
 from .soakplan import PlannedRequest
 from .wire import StreamCheck, StreamSpec, Violation, check_stream
 
