@@ -27,7 +27,7 @@ from engine_bench import machine
 from openai import OpenAI
 from servers import Setup, running
 
-from streamserve.bench.soak import parse_metrics
+from streamserve.bench.prometheus import parse_metrics
 from streamserve.models import resolve_model
 
 WORDS = "The harbour master counts the boats that come in before the tide turns. "

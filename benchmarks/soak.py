@@ -13,8 +13,9 @@ every stream against OpenAI's wire rules and its token accounting; replays a sam
 temperature 0; checks the engine is idle with every lane free; and samples the server's RSS.
 It writes the JSON record (``--out``), the plot (``--plot``) and the soak section of
 ``docs/reliability.md`` (``--docs``). ``--from-json`` rewrites the plot and the section from a
-record without running anything. The logic lives in ``streamserve.bench`` (``soak*``, ``wire``,
-``accounting``); this script only starts the server and writes the files.
+record without running anything. The logic lives in ``soaklib`` beside this script (``run``, ``plan``,
+``wire``, ``accounting``, ...), sending through ``streamserve.bench``'s client; this script only starts
+the server and writes the files. It needs the ``bench`` extra (``pip install -e '.[bench]'``) for its plot.
 """
 
 from __future__ import annotations
@@ -37,13 +38,14 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 
 from servers import Spawned, free_port, spawned
+from soaklib.doc import render_section, write_section
+from soaklib.plan import plan_requests
+from soaklib.plot import plot_soak
+from soaklib.run import SoakConfig, run_soak, scrape
+from soaklib.summary import summarize
 
-from streamserve.bench.client import BenchClient, RequestOptions
-from streamserve.bench.plots import plot_soak
-from streamserve.bench.soak import SoakConfig, run_soak, scrape
-from streamserve.bench.soakdoc import render_section, write_section
-from streamserve.bench.soakplan import plan_requests
-from streamserve.bench.soaksummary import summarize
+from streamserve.bench.client import BenchClient
+from streamserve.bench.record import RequestOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 

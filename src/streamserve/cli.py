@@ -14,6 +14,7 @@ import uvicorn
 
 from streamserve import __version__
 from streamserve.bench.cli import add_bench_parser, run_bench
+from streamserve.bench.extra import EXIT_MISSING, missing_extra
 from streamserve.config import DEFAULT_MAX_REQUEST_BYTES, ModerationConfig, ServerConfig, default_data_dir, duration
 from streamserve.engine import EngineConfig
 from streamserve.models import BUILTIN_MODELS, DEFAULT_MODEL
@@ -207,7 +208,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``streamserve`` console script."""
+    """Entry point of the ``streamserve`` console script.
+
+    ``bench`` without the ``bench`` extra stops here with one line naming it, before any parsing
+    (``bench --help`` included): the subcommand needs rich and matplotlib, and ``serve`` never does.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"] and (problem := missing_extra()) is not None:
+        print(problem, file=sys.stderr)
+        return EXIT_MISSING
     args = build_parser().parse_args(argv)
     if args.command == "bench":
         return run_bench(args)

@@ -29,7 +29,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from streamserve.bench.soak import parse_metrics
+from streamserve.bench.prometheus import parse_metrics
 from tests.serverproc import ServerProcess, running_server
 
 pytestmark = pytest.mark.e2e
