@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--out", default="docs/long_choices.json")
     args = parser.parse_args()
     _, path = resolve_model(args.model)
-    setup = Setup(path, parallel=8, ctx_per_seq=4096, threads=args.threads)
+    setup = Setup(path, max_num_seqs=8, max_model_len=4096, threads=args.threads)
     results: dict[str, Any] = {"machine": machine(), "command": " ".join(sys.argv), "model": args.model,
                                "systems": {}}
     systems = [("streamserve", str(Path(__file__).resolve().parents[1] / "src"))]

@@ -62,7 +62,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--replay-duration", type=float, default=900.0,
                         help="start no new replay this many s after the replays begin")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="model of the server this script starts")
-    parser.add_argument("--parallel", type=int, default=8, help="--parallel of the server this script starts")
+    parser.add_argument("--max-num-seqs", type=int, default=8, help="--max-num-seqs of the server this script starts")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra argument for the server this script starts (repeatable)")
     parser.add_argument("--base-url", help="soak a running server instead (its OpenAI base URL, ending in /v1)")
@@ -108,8 +108,9 @@ def server(args: argparse.Namespace) -> Iterator[tuple[str, int | None, dict[str
         yield args.base_url, args.pid, {"base_url": args.base_url, "pid": args.pid, "started_by_soak": False}
         return
     port = free_port()
-    serve = ["--model", args.model, "--host", "127.0.0.1", "--port", str(port), "--parallel", str(args.parallel),
-             "--max-queue", str(32 * 4), "--log-level", "info", *args.server_arg]
+    serve = ["--model", args.model, "--host", "127.0.0.1", "--port", str(port),
+             "--max-num-seqs", str(args.max_num_seqs), "--max-queue", str(32 * 4), "--log-level", "info",
+             *args.server_arg]
     cmd = [sys.executable, "-m", "streamserve", "serve", *serve]
     info: dict[str, Any] = {"started_by_soak": True, "args": ["streamserve", "serve", *serve]}
     running: Spawned

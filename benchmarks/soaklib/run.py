@@ -38,7 +38,7 @@ _SNIPPET = 24
 
 @dataclass(frozen=True)
 class SoakConfig:
-    """The run's sizes, rates and time budgets. ``lanes`` is the server's ``--parallel``, to estimate queueing.
+    """The run's sizes, rates and time budgets. ``lanes`` is the server's ``--max-num-seqs``, to estimate queueing.
 
     ``duration`` bounds the load (no request starts after it); ``replay_duration`` bounds the replays,
     counted from when they start, so a load that runs to its cap still leaves the replays their time.

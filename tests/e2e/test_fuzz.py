@@ -1,7 +1,7 @@
 """Fuzzing from the server's own OpenAPI schema: valid and invalid requests, never a 5xx, always the envelope.
 
 schemathesis generates requests for every operation in ``/openapi.json``, both schema-valid (positive)
-and schema-violating (negative). A small context (``--ctx-size 64``) bounds every generation, and the
+and schema-violating (negative). A small context (``--max-model-len 64``) bounds every generation, and the
 number of examples bounds the run to well under a minute.
 """
 
@@ -25,7 +25,7 @@ MODEL = "smollm2-135m-instruct"
 
 @pytest.fixture(scope="module")
 def fuzz_server() -> Iterator[ServerProcess]:
-    with running_server("--ctx-size", "64", "--parallel", "4", "--max-queue", "64") as process:
+    with running_server("--max-model-len", "64", "--max-num-seqs", "4", "--max-queue", "64") as process:
         yield process
 
 

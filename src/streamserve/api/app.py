@@ -60,7 +60,7 @@ def load(config: ServerConfig, loop: asyncio.AbstractEventLoop | None = None,
         engine.close()
         raise
     limits = Limits(
-        ctx_size=config.engine.ctx_size,
+        max_model_len=config.engine.max_model_len,
         n_vocab=model.n_vocab,
         max_token_bytes=model.max_token_bytes,
         max_n=config.max_n,
@@ -190,9 +190,10 @@ def _banner(state: ServerState) -> None:
     if model.kernels is not None:
         logger.info("%s", model.kernels.describe())
     logger.info(
-        "chat template: %s; context %d tokens per sequence x %d parallel; queue %d; threads %d; "
+        "chat template: %s; context %d tokens per sequence x %d sequences; queue %d; threads %d; "
         "limits: n<=%d, sequences (prompts x n) per request<=%d, stop strings<=%d; API key %s",
-        loaded.template.name, cfg.engine.ctx_size, cfg.engine.parallel, cfg.engine.max_queue, cfg.engine.n_threads,
+        loaded.template.name, cfg.engine.max_model_len, cfg.engine.max_num_seqs, cfg.engine.max_queue,
+        cfg.engine.n_threads,
         cfg.max_n, cfg.sequences_per_request, cfg.max_stop_strings, "required" if cfg.api_key else "not required",
     )
     logger.info("serving %s on %s/v1 (names: %s)", state.model_names[0], url, ", ".join(state.model_names))
