@@ -85,7 +85,7 @@ def system_text(system: str | list[dict[str, Any]] | None) -> str:
 def _text(block: dict[str, Any], param: str) -> str:
     kind = block.get("type")
     if kind in UNREADABLE_BLOCKS:
-        raise NotSupportedError(f"{param} is a {kind!r} block; this server's model reads text only.",
+        raise NotSupportedError(f"{param}: {kind!r} blocks are not supported; this server's model reads text only.",
                                 param=f"{param}.type")
     if kind != "text":
         raise InvalidRequestError(f"{param}: expected a 'text' block here, got {kind!r}.", param=f"{param}.type")
