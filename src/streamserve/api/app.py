@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 
 from streamserve.api.anthropic import MESSAGES_PREFIX, anthropic_envelope
 from streamserve.api.anthropic import router as messages_router
+from streamserve.api.docs import mount_docs
 from streamserve.api.errors import install_error_handlers
 from streamserve.api.limits import BodyLimitMiddleware
 from streamserve.api.metrics import Metrics
@@ -103,7 +104,9 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
             if state.loaded is not None:
                 await asyncio.to_thread(close, state.loaded)
 
-    app = _App(title="streamserve", version=_version(), lifespan=lifespan,
+    # FastAPI's own /docs and /redoc load their scripts from a CDN: /docs is served offline instead
+    # (api/docs.py) and /redoc not at all.
+    app = _App(title="streamserve", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                description="An OpenAI-compatible LLM inference server built for streaming.")
     app.state.streamserve = state
     install_error_handlers(app, {MESSAGES_PREFIX: anthropic_envelope})
@@ -111,6 +114,7 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
     app.include_router(router)
     app.include_router(responses_router)
     app.include_router(messages_router)
+    mount_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
     if config.playground:
         mount_playground(app)
