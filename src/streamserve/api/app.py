@@ -15,6 +15,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
+from streamserve.api.anthropic import MESSAGES_PREFIX, anthropic_envelope
+from streamserve.api.anthropic import router as messages_router
 from streamserve.api.docs import mount_docs
 from streamserve.api.errors import install_error_handlers
 from streamserve.api.limits import BodyLimitMiddleware
@@ -107,10 +109,11 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
     app = _App(title="streamserve", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                description="An OpenAI-compatible LLM inference server built for streaming.")
     app.state.streamserve = state
-    install_error_handlers(app)
+    install_error_handlers(app, {MESSAGES_PREFIX: anthropic_envelope})
     app.include_router(health_router)
     app.include_router(router)
     app.include_router(responses_router)
+    app.include_router(messages_router)
     mount_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
     if config.playground:
