@@ -18,7 +18,7 @@ from streamserve.prompting.templates import TRANSCRIPT
 from tests.api.test_params import LIMITS as CHAT_LIMITS
 from tests.api.test_params import TOK
 
-LIMITS = dataclasses.replace(CHAT_LIMITS, ctx_size=4000)  # one token per character: tool prompts are long
+LIMITS = dataclasses.replace(CHAT_LIMITS, max_model_len=4000)  # one token per character: tool prompts are long
 
 WEATHER = {"name": "get_weather", "description": "The weather in a city.",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
@@ -156,7 +156,7 @@ def test_what_cannot_be_served_is_a_400_naming_the_field(fields: dict[str, Any],
 def test_unreadable_blocks_are_unsupported_and_a_prompt_over_the_context_is_refused() -> None:
     error = error_of(lambda: build(body(messages=[{"role": "user", "content": [{"type": "image"}]}])))
     assert isinstance(error, NotSupportedError)
-    assert isinstance(error_of(lambda: build(body(max_tokens=LIMITS.ctx_size))), ContextLengthExceededError)
+    assert isinstance(error_of(lambda: build(body(max_tokens=LIMITS.max_model_len))), ContextLengthExceededError)
 
 
 def test_the_required_fields_are_required() -> None:
