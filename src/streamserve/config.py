@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from streamserve.engine import EngineConfig
-from streamserve.models import Catalog
+from streamserve.models import DEFAULT_MODEL, Catalog, build_catalog
 
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 """Request bodies above this get 413 (a 4,096-token chat is about 20 KB)."""
 
 DAY = 86400.0
 
-
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
-
-
-def duration(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``10m``, ``12h`` or ``30d``; raises ValueError otherwise."""
-    text = text.strip().lower()
-    unit = _UNITS.get(text[-1:])
-    number = float(text[:-1] if unit is not None else text)
-    if not number > 0 or number == float("inf"):
-        raise ValueError(f"a duration must be positive, got {text!r}")
-    return number * (unit or 1.0)
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 def default_data_dir() -> Path:
@@ -70,16 +60,19 @@ class ModerationConfig:
 class ServerConfig:
     """The HTTP server's settings, the models and the engine's configuration.
 
-    ``models`` are every servable model and its names; ``/v1/models`` lists them all. Loaded models
-    take at most ``max_memory`` bytes together (None: ``models.memory.default_budget``); one idle for
-    ``keep_alive`` seconds is unloaded (None: only to make room).
+    The defaults here are the ``streamserve serve`` defaults: the command line reads them from this class.
+    ``models`` are every servable model and its names (by default the one default model, loaded at start);
+    ``/v1/models`` lists them all. Loaded models take at most ``max_memory`` bytes together (None:
+    ``models.memory.default_budget``); one idle for ``keep_alive`` seconds is unloaded (None: only to make
+    room).
     ``max_n`` caps ``n``; ``max_request_sequences`` caps prompts x ``n``, so one request cannot fill the queue.
     Stored responses live under ``data_dir`` for ``store_ttl`` seconds; their event logs (for resuming
     streams) for ``store_events_ttl`` seconds after they end. Expired rows are swept every
-    ``store_sweep_interval`` seconds.
+    ``store_sweep_interval`` seconds. On SIGTERM or Ctrl-C, running streams may take ``shutdown_timeout``
+    seconds to finish (0: they are ended at once).
     """
 
-    models: Catalog
+    models: Catalog = field(default_factory=lambda: build_catalog([DEFAULT_MODEL]))
     host: str = "127.0.0.1"
     port: int = 8000
     max_memory: int | None = None
@@ -98,6 +91,8 @@ class ServerConfig:
     store_ttl: float = 30 * DAY
     store_events_ttl: float = 600.0
     store_sweep_interval: float = 60.0
+    shutdown_timeout: float = 30.0
+    log_level: LogLevel = "info"
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -113,7 +108,11 @@ class ServerConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_request_sequences < 1:
             raise ValueError("max_request_sequences must be at least 1")
+        if not (math.isfinite(self.shutdown_timeout) and self.shutdown_timeout >= 0):
+            raise ValueError(f"shutdown_timeout must be at least 0 seconds, got {self.shutdown_timeout}")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
 
     def sequences_per_request(self, engine: EngineConfig) -> int:
         """The most sequences (prompts x n) one request may take from an engine: the cap, within lanes plus queue."""
-        return min(self.max_request_sequences, engine.parallel + engine.max_queue)
+        return min(self.max_request_sequences, engine.max_num_seqs + engine.max_queue)

@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 
 from streamserve.api.app import create_app
 from streamserve.api.playground import STATIC_DIR
-from streamserve.cli import _config, build_parser
+from streamserve.cli import build_parser
 from streamserve.config import ServerConfig
-from streamserve.models import build_catalog
+from streamserve.serve_args import server_config
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = sorted(p for p in STATIC_DIR.rglob("*") if p.is_file())
@@ -29,7 +29,7 @@ SCRIPTS = [p for p in ASSETS if p.suffix == ".js"]
 
 
 def client(playground: bool = True) -> TestClient:
-    return TestClient(create_app(ServerConfig(models=build_catalog(["unused"]), playground=playground)))
+    return TestClient(create_app(ServerConfig(model="unused", playground=playground), ("m",)))
 
 
 @pytest.mark.parametrize("path", ["/", "/playground"])
@@ -86,9 +86,9 @@ def test_no_playground_serves_nothing_at_those_paths() -> None:
 
 
 def test_the_flag_reaches_the_config() -> None:
-    config = _config(build_parser().parse_args(["serve"]))
+    config = server_config(build_parser().parse_args(["serve"]))
     assert config.playground is True
-    config = _config(build_parser().parse_args(["serve", "--no-playground"]))
+    config = server_config(build_parser().parse_args(["serve", "--no-playground"]))
     assert config.playground is False
 
 

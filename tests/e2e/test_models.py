@@ -13,12 +13,12 @@ import openai
 import pytest
 from openai import OpenAI
 
+from streamserve.bench.prometheus import parse_metrics
 from streamserve.bench.rss import read_rss
-from streamserve.bench.soak import parse_metrics
 from tests.serverproc import ServerProcess, running_server
 
 SMOL, GEMMA, BROKEN = "smollm2-135m-instruct", "gemma-3-270m", "broken"
-SMALL = ("--ctx-size", "512", "--parallel", "4")
+SMALL = ("--max-model-len", "512", "--max-num-seqs", "4")
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 
 

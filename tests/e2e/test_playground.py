@@ -21,7 +21,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from streamserve.bench.soak import parse_metrics
+from streamserve.bench.prometheus import parse_metrics
 from tests.e2e.browser import chromium, requested_urls, wait_for
 from tests.serverproc import ServerProcess, running_server
 
@@ -52,7 +52,7 @@ return {
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
     """A keyed server: the page must ask for the key before the API answers it."""
-    with running_server("--api-key", KEY, "--parallel", "2") as process:
+    with running_server("--api-key", KEY, "--max-num-seqs", "2") as process:
         yield process
 
 

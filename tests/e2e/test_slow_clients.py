@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from streamserve.bench.hostile import NO_EOS, open_unread_stream
+from streamserve.bench.prometheus import parse_metrics
 from streamserve.bench.rss import read_rss
-from streamserve.bench.soak import parse_metrics
 from tests.e2e.ssewire import read_stream
 from tests.serverproc import ServerProcess, running_server
 
@@ -23,7 +23,7 @@ BACKLOG = 32
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    with running_server("--parallel", "2", "--max-backlog", str(BACKLOG)) as process:
+    with running_server("--max-num-seqs", "2", "--max-backlog", str(BACKLOG)) as process:
         yield process
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streamserve.config import duration
+from streamserve.durations import parse_duration as duration
 from streamserve.models import CatalogError, build_catalog, keep_alive_seconds
 
 

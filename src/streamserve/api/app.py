@@ -13,6 +13,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
+from streamserve.api.anthropic import MESSAGES_PREFIX, anthropic_envelope
+from streamserve.api.anthropic import router as messages_router
 from streamserve.api.docs import mount_docs
 from streamserve.api.errors import install_error_handlers
 from streamserve.api.limits import BodyLimitMiddleware
@@ -77,11 +79,12 @@ def create_app(config: ServerConfig) -> FastAPI:
     app = _App(title="streamserve", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                description="An OpenAI-compatible LLM inference server built for streaming.")
     app.state.streamserve = state
-    install_error_handlers(app)
+    install_error_handlers(app, {MESSAGES_PREFIX: anthropic_envelope})
     app.include_router(health_router)
     app.include_router(router)
     app.include_router(models_router)
     app.include_router(responses_router)
+    app.include_router(messages_router)
     mount_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
     if config.playground:
@@ -144,8 +147,8 @@ async def _banner_when_ready(state: ServerState, budget: int) -> None:
         logger.info("model %s (%s, %s) from %s", loaded.spec.name, model.name, model.architecture, model.path)
         if model.kernels is not None:
             logger.info("%s", model.kernels.describe())
-        logger.info("%s: chat template %s; context %d tokens per sequence x %d parallel; queue %d; threads %d",
-                    loaded.spec.name, loaded.template.name, loaded.config.ctx_size, loaded.config.parallel,
+        logger.info("%s: chat template %s; context %d tokens per sequence x %d sequences; queue %d; threads %d",
+                    loaded.spec.name, loaded.template.name, loaded.config.max_model_len, loaded.config.max_num_seqs,
                     loaded.config.max_queue, loaded.config.n_threads)
     catalog = state.models.catalog
     logger.info("limits: n<=%d, sequences (prompts x n) per request<=%d, stop strings<=%d; API key %s",

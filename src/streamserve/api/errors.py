@@ -1,21 +1,24 @@
 """Errors are raised, not returned: the ``APIError`` hierarchy and the handlers that write OpenAI's envelope.
 
 Every error response is ``{"error": {"message", "type", "param", "code"}}`` with all four keys, so the
-official client raises its typed exception (``BadRequestError``, ``NotFoundError``…).
+official client raises its typed exception (``BadRequestError``, ``NotFoundError``…). An API family with
+its own envelope (Anthropic's, under ``/v1/messages``) registers an ``Envelope`` for its path prefix with
+``install_error_handlers``; every error on its paths, raised anywhere, is then written in that envelope.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
+from starlette.types import Scope
 
 from streamserve.engine import EngineError, EngineStoppedError, QueueFullError
 from streamserve.models import LoadFailed, ModelBusy, ModelUnavailable, NoRoom, UnknownModel
@@ -37,8 +40,8 @@ class APIError(Exception):
     instance.
     """
 
-    status_code: ClassVar[int] = 500
-    type: ClassVar[str] = "server_error"
+    status_code: int = 500
+    type: str = "server_error"
     code: str | None = None
     param: str | None = None
     retry_after: int | None = None
@@ -63,6 +66,21 @@ class APIError(Exception):
     def to_dict(self) -> dict[str, Any]:
         """The envelope ``{"error": {...}}``, also usable as a mid-stream error event."""
         return error_body(self.message, self.type, self.param, self.code)
+
+
+class HTTPStatusError(APIError):
+    """Any other status Starlette raises (404 for an unknown path, 405…): 5xx are server errors."""
+
+    def __init__(self, status_code: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.type = "server_error" if status_code >= 500 else "invalid_request_error"
+        self._headers = dict(headers or {})
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers Starlette's exception carried (``Allow`` on a 405)."""
+        return self._headers
 
 
 class InvalidRequestError(APIError):
@@ -196,13 +214,35 @@ class _ORJSONResponse(JSONResponse):
         return orjson.dumps(content)
 
 
-def error_response(exc: APIError) -> JSONResponse:
-    """The JSON response for ``exc``: its status, its headers and the envelope."""
-    return _ORJSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
+Envelope = Callable[[APIError, str | None], tuple[int, dict[str, Any]]]
+"""An API family's error envelope: (error, request id) -> its status and body."""
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers that turn every error, expected or not, into OpenAI's envelope."""
+def error_response(exc: APIError, scope: Scope | None = None) -> JSONResponse:
+    """The JSON response for ``exc``: its status, its headers and the envelope of the path in ``scope``."""
+    envelope = _envelope(scope)
+    if envelope is None:
+        return _ORJSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
+    assert scope is not None
+    status, body = envelope(exc, scope.get("state", {}).get("request_id"))
+    return _ORJSONResponse(body, status_code=status, headers=exc.headers)
+
+
+def _envelope(scope: Scope | None) -> Envelope | None:
+    """The envelope registered for the request's path (the longest matching prefix), if any."""
+    app = None if scope is None else scope.get("app")
+    envelopes: Mapping[str, Envelope] = getattr(getattr(app, "state", None), "error_envelopes", None) or {}
+    path = "" if scope is None else str(scope.get("path", ""))
+    for prefix in sorted(envelopes, key=len, reverse=True):
+        if path == prefix or path.startswith(prefix + "/"):
+            return envelopes[prefix]
+    return None
+
+
+def install_error_handlers(app: FastAPI, envelopes: Mapping[str, Envelope] | None = None) -> None:
+    """Register the handlers that turn every error, expected or not, into OpenAI's envelope, or into the
+    envelope ``envelopes`` names for the request's path prefix."""
+    app.state.error_envelopes = dict(envelopes or {})
     app.add_exception_handler(BodyError, _handle_body_error)
     for kind in (APIError, RequestError, EngineError, ModerationError, ModelUnavailable):
         app.add_exception_handler(kind, _handle_known)
@@ -243,33 +283,33 @@ def api_error(exc: Exception) -> APIError | None:
 
 async def _handle_body_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BodyError)
-    return error_response(exc.error)
+    return error_response(exc.error, request.scope)
 
 
 async def _handle_known(request: Request, exc: Exception) -> JSONResponse:
     error = api_error(exc)
     assert error is not None
-    return error_response(error)
+    return error_response(error, request.scope)
 
 
 async def _handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return error_response(validation_error(exc.errors()))
+    return error_response(validation_error(exc.errors()), request.scope)
 
 
 async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 413:
-        return error_response(PayloadTooLargeError(str(exc.detail)))
+        return error_response(PayloadTooLargeError(str(exc.detail)), request.scope)
     message = f"{exc.detail} ({request.method} {request.url.path})"
-    type_ = "server_error" if exc.status_code >= 500 else "invalid_request_error"
-    return _ORJSONResponse(error_body(message, type_), status_code=exc.status_code, headers=exc.headers)
+    return error_response(HTTPStatusError(exc.status_code, message, exc.headers), request.scope)
 
 
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises after this handler so the server logs the traceback; log the request here.
     logger.error("unhandled %s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
-    return error_response(InternalServerError("The server had an error while processing your request."))
+    return error_response(InternalServerError("The server had an error while processing your request."),
+                          request.scope)
 
 
 # Validation errors → one readable 400

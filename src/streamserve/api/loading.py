@@ -52,13 +52,14 @@ class ModelLoader:
     def engine_config(self, spec: ModelSpec) -> EngineConfig:
         """The server's engine settings with the model's own context and lanes."""
         base = self.config.engine
-        return dataclasses.replace(base, ctx_size=spec.max_model_len or base.ctx_size,
-                                   parallel=spec.max_num_seqs or base.parallel)
+        return dataclasses.replace(base, max_model_len=spec.max_model_len or base.max_model_len,
+                                   max_num_seqs=spec.max_num_seqs or base.max_num_seqs)
 
     def estimate(self, spec: ModelSpec) -> int:
         """Bytes before loading: weights as the file holds them, the whole KV cache, the logits rows."""
         engine = self.engine_config(spec)
-        return estimate(spec.source, engine.ctx_size * engine.parallel, _OUTPUT_ROWS_PER_LANE * engine.parallel)
+        lanes = engine.max_num_seqs
+        return estimate(spec.source, engine.max_model_len * lanes, _OUTPUT_ROWS_PER_LANE * lanes)
 
     def load(self, spec: ModelSpec) -> tuple[LoadedModel, int]:
         """Load and start the model; return it with the resident memory its load added (blocking)."""
@@ -98,7 +99,7 @@ class ModelLoader:
             raise
         cfg = self.config
         limits = Limits(
-            ctx_size=engine_config.ctx_size,
+            max_model_len=engine_config.max_model_len,
             n_vocab=model.n_vocab,
             max_token_bytes=model.max_token_bytes,
             max_n=cfg.max_n,

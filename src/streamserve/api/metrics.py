@@ -38,7 +38,7 @@ class _EngineCollector(Collector):
              lambda s: s.kv_used_tokens / max(1, s.kv_capacity_tokens)),
             ("streamserve:lanes_free", "KV lanes holding no sequence (all of them when idle).",
              lambda s: s.lanes_free),
-            ("streamserve:lanes", "KV lanes (--parallel).", lambda s: s.lanes_total),
+            ("streamserve:lanes", "KV lanes (--max-num-seqs).", lambda s: s.lanes_total),
         ]
         for name, help_text, value in gauges:
             gauge = GaugeMetricFamily(name, help_text, labels=["model_name"])

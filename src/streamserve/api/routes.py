@@ -162,6 +162,6 @@ def _card(state: ServerState, slot: Slot[LoadedModel], name: str) -> dict[str, A
     card: dict[str, Any] = {"id": name, "object": "model", "created": state.created, "owned_by": "streamserve",
                             "state": slot.state.value, "deterministic": state.config.engine.deterministic}
     if loaded is not None:
-        card["max_model_len"] = loaded.config.ctx_size
+        card["max_model_len"] = loaded.config.max_model_len
         card["memory_bytes"] = slot.memory
     return card

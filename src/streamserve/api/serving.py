@@ -17,7 +17,7 @@ from streamserve.api.errors import APIError, InternalServerError, InvalidRequest
 from streamserve.api.loading import LoadedModel
 from streamserve.api.protocol.base import KeepAlive
 from streamserve.api.state import ServerState
-from streamserve.config import duration
+from streamserve.durations import parse_duration as duration
 from streamserve.formats import sse
 from streamserve.models import ModelRegistry, ModelState, keep_alive_seconds
 
