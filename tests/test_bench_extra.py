@@ -29,7 +29,7 @@ from streamserve.cli import build_parser
 from streamserve.config import ServerConfig
 
 build_parser()
-app = create_app(ServerConfig(model="smollm2-135m-instruct", data_dir=Path(tempfile.mkdtemp())), ("m",))
+app = create_app(ServerConfig(data_dir=Path(tempfile.mkdtemp())))
 schema = app.openapi()
 print(" ".join(sorted(schema["paths"])))
 print(sorted(name for name in sys.modules if name.partition(".")[0] in ("matplotlib", "rich")))

@@ -20,7 +20,7 @@ from streamserve.cli import build_parser, main
 from streamserve.cli_flags import deprecation_warnings
 from streamserve.config import ServerConfig
 from streamserve.engine import EngineConfig
-from streamserve.models import DEFAULT_MODEL
+from streamserve.models import DEFAULT_MODEL, build_catalog
 from streamserve.serve_args import server_config
 
 # (command line, {config field (dotted into engine. / moderation.): value}, the flag it is deprecated for)
@@ -35,8 +35,13 @@ CASES: list[tuple[list[str], dict[str, Any], str | None]] = [
     (["--shutdown-grace", "5"], {"shutdown_timeout": 5.0}, "--shutdown-timeout"),
     (["--no-playground"], {"playground": False}, None),
     (["--log-level", "debug"], {"log_level": "debug"}, None),
-    (["--served-model-name", "a,b", "--served-model-name", "c"], {"served_model_names": ("a", "b", "c")}, None),
-    (["--chat-template", "t.jinja"], {"chat_template_file": "t.jinja"}, None),
+    (["--served-model-name", "a,b", "--served-model-name", "c"],
+     {"models": build_catalog([DEFAULT_MODEL], served_names=["a", "b", "c"])}, None),
+    (["--chat-template", "t.jinja"], {"models": build_catalog([DEFAULT_MODEL], chat_template_file="t.jinja")}, None),
+    (["--model", "smollm2-135m-instruct", "--model", "gemma-3-270m"],
+     {"models": build_catalog(["smollm2-135m-instruct", "gemma-3-270m"])}, None),
+    (["--max-memory", "2GiB"], {"max_memory": 2 * 2**30}, None),
+    (["--keep-alive", "10m"], {"keep_alive": 600.0}, None),
     (["--max-model-len", "2048"], {"engine.max_model_len": 2048}, None),
     (["--ctx-size", "2048"], {"engine.max_model_len": 2048}, "--max-model-len"),
     (["--max-num-seqs", "3"], {"engine.max_num_seqs": 3}, None),
@@ -90,7 +95,7 @@ def _serve_parser() -> argparse.ArgumentParser:
 
 
 def _defaults() -> ServerConfig:
-    return ServerConfig(served_model_names=(DEFAULT_MODEL,))
+    return ServerConfig()
 
 
 def _with(config: ServerConfig, changes: dict[str, Any]) -> ServerConfig:
@@ -126,7 +131,7 @@ def test_each_flag_lands_in_its_field(argv: list[str], changes: dict[str, Any], 
 
 def test_every_serve_flag_has_a_case() -> None:
     flags = {s for action in _serve_parser()._actions for s in action.option_strings} - {"-h", "--help"}
-    covered = {arg for argv, _, _ in CASES for arg in argv if arg.startswith("--")} | {"--model"}  # test below
+    covered = {arg for argv, _, _ in CASES for arg in argv if arg.startswith("--")} | {"--models-dir", "--models-file"}
     assert flags - covered == set()
     assert covered - flags == set()
 
@@ -135,7 +140,26 @@ def test_model_path_names_the_model_after_its_file(tmp_path: Path) -> None:
     gguf = tmp_path / "tiny-model.gguf"
     gguf.write_bytes(b"GGUF")
     config = server_config(_parse("--model", str(gguf)))
-    assert config == dataclasses.replace(_defaults(), model=str(gguf), served_model_names=("tiny-model",))
+    assert config == dataclasses.replace(_defaults(), models=build_catalog([str(gguf)]))
+    assert config.models.names == ("tiny-model",) and config.models.specs[0].preload
+
+
+def test_a_models_dir_and_a_models_file_add_their_models(tmp_path: Path) -> None:
+    (tmp_path / "a.gguf").write_bytes(b"GGUF")
+    models_file = tmp_path / "models.toml"
+    models_file.write_text('[models.chat]\npath = "smollm2-135m-instruct"\naliases = ["gpt-4o-mini"]\n')
+    config = server_config(_parse("--models-dir", str(tmp_path), "--models-file", str(models_file)))
+    assert config.models.names == ("a", "chat", "gpt-4o-mini")
+    assert not any(spec.preload for spec in config.models.specs)
+
+
+@pytest.mark.parametrize(("argv", "message"), [(["--max-memory", "lots"], "a size such as"),
+                                               (["--keep-alive", "soon"], "invalid duration")])
+def test_bad_model_flag_values_are_argparse_errors(argv: list[str], message: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        _parse(*argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_the_new_spelling_wins_when_it_comes_last_and_each_old_name_warns_once() -> None:

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from streamserve.api.app import create_app
 from streamserve.config import ServerConfig
+from streamserve.models import build_catalog
 
 
 class _Page(HTMLParser):
@@ -44,7 +45,7 @@ class _Page(HTMLParser):
 
 
 def client(playground: bool = True) -> TestClient:
-    return TestClient(create_app(ServerConfig(model="unused", playground=playground), ("m",)))
+    return TestClient(create_app(ServerConfig(models=build_catalog(["unused"]), playground=playground)))
 
 
 def parse(html: str) -> _Page:

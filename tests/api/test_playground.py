@@ -21,6 +21,7 @@ from streamserve.api.app import create_app
 from streamserve.api.playground import STATIC_DIR
 from streamserve.cli import build_parser
 from streamserve.config import ServerConfig
+from streamserve.models import build_catalog
 from streamserve.serve_args import server_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +30,7 @@ SCRIPTS = [p for p in ASSETS if p.suffix == ".js"]
 
 
 def client(playground: bool = True) -> TestClient:
-    return TestClient(create_app(ServerConfig(model="unused", playground=playground), ("m",)))
+    return TestClient(create_app(ServerConfig(models=build_catalog(["unused"]), playground=playground)))
 
 
 @pytest.mark.parametrize("path", ["/", "/playground"])
