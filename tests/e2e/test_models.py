@@ -114,6 +114,21 @@ def test_both_models_stream_at_once_and_alternating_requests_reload_neither(serv
     assert cards[SMOL]["max_model_len"] == cards[GEMMA]["max_model_len"] == 512
 
 
+def test_every_api_family_routes_by_model_and_a_stored_response_continues_on_another(server: ServerProcess,
+                                                                                   client: OpenAI) -> None:
+    first = client.responses.create(model=SMOL, input="Name a colour.", max_output_tokens=16)
+    second = client.responses.create(model=GEMMA, input="And another?", previous_response_id=first.id,
+                                     max_output_tokens=16)
+    assert (first.model, second.model) == (SMOL, GEMMA)
+    assert second.usage is not None and first.usage is not None
+    assert second.usage.input_tokens > first.usage.input_tokens  # the history came along, in Gemma's template
+    completion = client.completions.create(model=GEMMA, prompt="Once upon", max_tokens=3)
+    assert completion.model == GEMMA and completion.choices[0].text
+    message = httpx.post(server.base_url + "/messages", timeout=120, json={
+        "model": SMOL, "max_tokens": 3, "messages": [{"role": "user", "content": "Hi"}]}).json()
+    assert message["type"] == "message" and message["model"] == SMOL
+
+
 def test_a_model_that_fails_to_load_is_a_clear_error_and_the_others_keep_serving(server: ServerProcess,
                                                                                   client: OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as whole:
