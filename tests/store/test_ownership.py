@@ -162,6 +162,7 @@ def test_the_retention_sweep_runs_once_across_replicas(pg_cluster: Cluster) -> N
         first, second = await asyncio.gather(a.sweep(now + 2e12), b.sweep(now + 2e12))
         a.create(running("z"), [])
         a.update("z", status="completed", body=b"{}", done=True)
+        await a.flush()
         again = await b.sweep(now + 2e12)  # within the sweep interval: nobody sweeps
         assert again.responses == 0 and await b.get("z") is not None
         await a.close()
