@@ -34,7 +34,7 @@ FORBIDDEN = {
 }
 THIRD_PARTY_ONLY_IN = {"llama_cpp": {"llama"}, "llguidance": {"llama", "engine"}, "fastapi": {"api"},
                        "starlette": {"api"}, "prometheus_client": {"api"}, "regex": {"moderation"},
-                       "profanity_check": {"moderation"}}
+                       "profanity_check": {"moderation"}, "psycopg": {"store"}}
 
 
 def _imports(path: Path) -> set[str]:

@@ -108,6 +108,12 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     store = serve.add_argument_group("stored responses (/v1/responses)")
     store.add_argument("--data-dir", default=str(default_data_dir()),
                        help="directory of the response database (SQLite); one server per directory")
+    store.add_argument("--store", metavar="URL", default=None,
+                       help="a PostgreSQL database shared by several replicas (postgresql://USER@HOST:PORT/DB) "
+                            "instead of SQLite in --data-dir; see docs/scale-out.md")
+    store.add_argument("--store-lease", type=duration, default="15s",
+                       help="with --store: a replica that stops renewing its lease this long is taken as lost, "
+                            "and another fails its running responses (within 4/3 of it)")
     store.add_argument("--store-ttl", type=duration, default="30d",
                        help="how long stored responses are kept (90s, 10m, 12h, 30d)")
     store.add_argument("--store-events-ttl", type=duration, default="10m",
@@ -164,7 +170,7 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, tuple[str, ...]]:
         allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
         playground=args.playground, engine=engine, moderation=moderation,
         data_dir=Path(args.data_dir).expanduser(), store_ttl=args.store_ttl, store_events_ttl=args.store_events_ttl,
-        store_sweep_interval=args.store_sweep_interval,
+        store_sweep_interval=args.store_sweep_interval, store_url=args.store, store_lease=args.store_lease,
     )
     return config, config.served_model_names
 
@@ -187,12 +193,13 @@ def _check_moderation(config: ModerationConfig) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from streamserve.api.app import create_app
     from streamserve.server import Server
-    from streamserve.store import StoreError, check_data_dir
+    from streamserve.store import StoreError, check_data_dir, is_shared
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config, names = _config(args)
-        check_data_dir(config.data_dir)
+        if not is_shared(config.store_url):
+            check_data_dir(config.data_dir)
     except (ValueError, FileNotFoundError, StoreError) as exc:
         print(f"streamserve: {exc}", file=sys.stderr)
         return 2

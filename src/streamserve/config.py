@@ -73,7 +73,8 @@ class ServerConfig:
     ``max_n`` caps ``n``; ``max_request_sequences`` caps prompts x ``n``, so one request cannot fill the queue.
     Stored responses live under ``data_dir`` for ``store_ttl`` seconds; their event logs (for resuming
     streams) for ``store_events_ttl`` seconds after they end. Expired rows are swept every
-    ``store_sweep_interval`` seconds.
+    ``store_sweep_interval`` seconds. ``store_url`` names a shared PostgreSQL store instead (several
+    replicas); each replica then owns its running responses under a lease of ``store_lease`` seconds.
     """
 
     model: str
@@ -95,6 +96,8 @@ class ServerConfig:
     store_ttl: float = 30 * DAY
     store_events_ttl: float = 600.0
     store_sweep_interval: float = 60.0
+    store_url: str | None = None
+    store_lease: float = 15.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -105,7 +108,7 @@ class ServerConfig:
             raise ValueError("max_request_bytes must be at least 1024")
         if self.max_n < 1:
             raise ValueError("max_n must be at least 1")
-        for name in ("store_ttl", "store_events_ttl", "store_sweep_interval"):
+        for name in ("store_ttl", "store_events_ttl", "store_sweep_interval", "store_lease"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_request_sequences < 1:

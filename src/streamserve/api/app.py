@@ -31,7 +31,7 @@ from streamserve.engine import EngineClient, EngineStats
 from streamserve.models import resolve_model
 from streamserve.moderation import ModerationObserver
 from streamserve.prompting.templates import choose_template
-from streamserve.store import SQLiteStore, StoreError
+from streamserve.store import ResponseStore, StoreError, is_shared, make_store
 
 logger = logging.getLogger("streamserve")
 
@@ -85,8 +85,9 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await _open_store(config)
+        orphans = config.store_lease / 3 if is_shared(config.store_url) else None
         state.responses = ResponsesService(store, Retention(config.store_ttl, config.store_events_ttl,
-                                                            config.store_sweep_interval))
+                                                            config.store_sweep_interval, orphans))
         await state.responses.start()
         task = asyncio.create_task(_load_in_background(state))
         try:
@@ -139,15 +140,18 @@ class _App(FastAPI):
         return app
 
 
-async def _open_store(config: ServerConfig) -> SQLiteStore:
-    store = SQLiteStore(config.data_dir)
+async def _open_store(config: ServerConfig) -> ResponseStore:
     try:
+        store = make_store(config.store_url, config.data_dir, lease=config.store_lease,
+                           sweep_interval=config.store_sweep_interval)
         await store.open()
     except StoreError as exc:
         logger.error("cannot open the response store: %s", exc)
         raise
-    logger.info("stored responses in %s (kept %s; stream events %s after they end)", store.path,
-                _span(config.store_ttl), _span(config.store_events_ttl))
+    where = getattr(store, "path", config.store_url)
+    lease = f"; replica {store.replica}, lease {_span(config.store_lease)}" if is_shared(config.store_url) else ""
+    logger.info("stored responses in %s (kept %s; stream events %s after they end%s)", where,
+                _span(config.store_ttl), _span(config.store_events_ttl), lease)
     return store
 
 
