@@ -79,7 +79,7 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
         loaded = holder[0].loaded if holder else None
         return loaded.engine.stats() if loaded else None
 
-    state = ServerState(config=config, model_names=model_names, metrics=Metrics(stats))
+    state = ServerState(config=config, model_names=model_names, metrics=Metrics(stats, model_names[0]))
     holder.append(state)
 
     @asynccontextmanager

@@ -1,4 +1,7 @@
-"""Prometheus metrics: request latencies observed per response, engine gauges read at scrape time."""
+"""Prometheus metrics: request latencies observed per response, engine gauges read at scrape time.
+
+The engine's gauges are exported twice: as ``streamserve:*`` and under vLLM's names (``vllm_metrics.py``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from streamserve.api.vllm_metrics import VLLMCollector
 from streamserve.engine import EngineStats
 from streamserve.generation.events import Usage
 
@@ -55,11 +59,15 @@ class _EngineCollector(Collector):
 
 
 class Metrics:
-    """One registry per app: request histograms and counters, plus the engine collector."""
+    """One registry per app: request histograms and counters, plus the engine collectors (ours and vLLM's names).
 
-    def __init__(self, stats: Callable[[], EngineStats | None]) -> None:
+    ``model_name`` labels the vLLM-named metrics, as vLLM labels them.
+    """
+
+    def __init__(self, stats: Callable[[], EngineStats | None], model_name: str = "") -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_EngineCollector(stats))
+        self.registry.register(VLLMCollector(stats, model_name))
         self.ttft = Histogram("streamserve:time_to_first_token_seconds", "Time to the first text delta.",
                               buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.itl = Histogram("streamserve:inter_token_latency_seconds", "Time between text deltas of a response.",
