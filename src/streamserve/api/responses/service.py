@@ -121,6 +121,7 @@ class ResponsesService:
                   events_ttl=self.retention.events_ttl)
         if stored:
             self._save(run, body, items, chain)
+            await self.store.flush()  # committed before its id reaches the client: any replica can find it
         if background:
             self.runs.start(run)
             if body.stream:
