@@ -1,4 +1,4 @@
-"""A real headless Chromium (Debian's ``chromium`` + ``chromedriver``) driven by selenium, for the playground.
+"""A real headless Chromium (Debian's ``chromium`` + ``chromedriver``) driven by selenium, for the browser tests.
 
 The driver path is given explicitly, so selenium-manager never runs (it would try to download a
 browser). The flags and a new empty profile keep Chromium from opening background connections of its

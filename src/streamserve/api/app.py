@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
+from streamserve.api.docs import mount_docs
 from streamserve.api.errors import install_error_handlers
 from streamserve.api.limits import BodyLimitMiddleware
 from streamserve.api.metrics import Metrics
@@ -102,13 +103,16 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
             if state.loaded is not None:
                 await asyncio.to_thread(close, state.loaded)
 
-    app = _App(title="streamserve", version=_version(), lifespan=lifespan,
+    # FastAPI's own /docs and /redoc load their scripts from a CDN: /docs is served offline instead
+    # (api/docs.py) and /redoc not at all.
+    app = _App(title="streamserve", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                description="An OpenAI-compatible LLM inference server built for streaming.")
     app.state.streamserve = state
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(router)
     app.include_router(responses_router)
+    mount_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
     if config.playground:
         mount_playground(app)

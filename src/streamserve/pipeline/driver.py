@@ -79,8 +79,13 @@ NAMED = Framing(named=True)
 async def drive(generation: Generation, formatter: Formatter,
                 observer: Observer) -> AsyncGenerator[dict[str, Any], None]:
     """The generation's wire events, as the formatter renders them; a failure ends them with its error events."""
-    for opening in formatter.opening():
-        yield opening
+    try:
+        for opening in formatter.opening():
+            yield opening
+    except BaseException:  # the consumer left before the first token: observed() never began, so end it here
+        generation.close()
+        observer.on_end("disconnect", generation.usage())
+        raise
     try:
         async with aclosing(observed(generation, observer)) as events:
             async for event in events:
