@@ -8,6 +8,9 @@ round robin, shared by the module:
   and dropped is resumed on B from ``starting_after`` with every event exactly once;
 - requests through SMG reach both replicas, and a conversation continues through it whichever replica
   each turn lands on;
+- through SMG's ``cache_aware`` policy (spill thresholds sized to 2 lanes), 16 requests over two long
+  system prompts keep a prompt-cache hit share of at least 0.95x that of one replica alone, and 16
+  concurrent ones put at least 30% of the traffic on each replica;
 - SIGTERM to a replica under a steady load through SMG: no request fails; it restarts and rejoins;
 - ``kill -9`` of a replica mid-stream: the client's stream (through SMG) ends within 5 s, new requests through SMG
   succeed within 5 s, its background response is ``failed`` (replica lost, partial output kept) within
@@ -20,6 +23,7 @@ them, so those go to a replica directly, as docs/scale-out.md says.
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import json
 import signal
 import threading
@@ -163,6 +167,58 @@ def test_requests_through_smg_reach_both_replicas_and_a_conversation_continues_t
     assert all(later - earlier >= 2 for earlier, later in zip(before, after, strict=True)), (before, after)
     chain = client(replicas[0].base_url).responses.input_items.list(previous)
     assert chain.data  # stored once, readable from any replica
+
+
+PREFIXES = [f"You are assistant {k}. " + " ".join(f"Rule {k}.{i}: answer topic {k * 31 + i} briefly and politely."
+                                                   for i in range(12)) for k in range(2)]
+"""Two long system prompts (about 200 tokens each, one replica's two lanes hold both), distinct from the start."""
+
+
+def cache_counts(replica: Replica) -> tuple[float, float]:
+    """(prompt tokens looked up, found) in this replica's prompt cache, from vLLM's counters."""
+    text = httpx.get(replica.url + "/metrics", timeout=5).text
+    values = {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith(("vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total"))}
+    return values["vllm:prefix_cache_queries_total"], values["vllm:prefix_cache_hits_total"]
+
+
+def hit_share(replicas: tuple[Replica, ...], work: Any) -> float:
+    """The share of prompt tokens served from the prompt cache while ``work()`` runs, over these replicas."""
+    before = [cache_counts(r) for r in replicas]
+    work()
+    after = [cache_counts(r) for r in replicas]
+    queries = sum(b[0] - a[0] for a, b in zip(before, after, strict=True))
+    hits = sum(b[1] - a[1] for a, b in zip(before, after, strict=True))
+    return hits / queries
+
+
+def ask(base_url: str, prefix: str, question: int) -> None:
+    client(base_url).chat.completions.create(
+        model=MODEL, max_tokens=2, temperature=0,
+        messages=[{"role": "system", "content": prefix}, {"role": "user", "content": f"Question {question}?"}])
+
+
+def test_cache_aware_routing_keeps_the_prompt_cache_and_spreads_concurrent_load(
+        replicas: tuple[Replica, Replica], router: Router) -> None:
+    order = [(k, q) for q in range(8) for k in (0, 1)]  # 16 requests, the prefixes interleaved
+    marks = [time.monotonic()]
+    alone = hit_share(replicas, lambda: [ask(replicas[0].base_url, "Alone. " + PREFIXES[k], q) for k, q in order])
+    marks.append(time.monotonic())
+    smg = Router(list(replicas), "cache_aware", "--balance-abs-threshold", "1", "--balance-rel-threshold", "1.2")
+    try:
+        routed = hit_share(replicas, lambda: [ask(smg.base_url, PREFIXES[k], q) for k, q in order])
+        marks.append(time.monotonic())
+        before = [served(r) for r in replicas]
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda kq: ask(smg.base_url, PREFIXES[kq[0]], 100 + kq[1]), order))
+        shares = [(served(r) - b) / 16 for r, b in zip(replicas, before, strict=True)]
+        marks.append(time.monotonic())
+    finally:
+        smg.stop()
+    print(f"hit share alone {alone:.2f}, cache_aware {routed:.2f}; concurrent split {shares}; "
+          f"phases {[round(b - a, 1) for a, b in itertools.pairwise(marks)]} s")
+    assert routed >= 0.95 * alone, (routed, alone)
+    assert min(shares) >= 0.3, shares
 
 
 def load(base_url: str, stop: threading.Event, results: list[str]) -> None:
