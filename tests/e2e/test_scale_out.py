@@ -304,11 +304,12 @@ def test_kill_9_mid_stream_ends_the_stream_reroutes_and_fails_the_background_res
     killed = time.monotonic()
     assert ended.wait(5.0), "the client's stream did not end within 5 s of the kill"
     smg = client(router.base_url, timeout=10)
+    asked = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda _: smg.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4), range(4)))
     assert all(answer.choices[0].finish_reason for answer in answers)
-    assert time.monotonic() - killed < 5.0 + 4 * 2.0
+    assert time.monotonic() - asked < 5.0, "new requests through SMG did not all succeed within 5 s"
     wait_until(lambda: survivor.responses.retrieve(background.id).status == "failed",
                "the dead replica's background response failed", deadline_s=LEASE_S * 4 / 3 + 2.0)
     assert time.monotonic() - killed <= LEASE_S * 4 / 3 + 2.5
