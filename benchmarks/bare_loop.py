@@ -110,11 +110,11 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("--sizes", default="1,4,16")
     parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--ctx-size", type=int, default=2048)
+    parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(json.dumps(run(args.model, sizes, args.tokens, args.ctx_size, args.threads)))
+    print(json.dumps(run(args.model, sizes, args.tokens, args.max_model_len, args.threads)))
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--models", default="smollm2-135m-instruct,gemma-3-270m")
     parser.add_argument("--levels", default="1,16")
     parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--ctx-size", type=int, default=1024)
+    parser.add_argument("--max-model-len", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="docs/constrained.json", help="where the JSON goes ('' for nowhere)")
     args = parser.parse_args()
@@ -102,7 +102,7 @@ def main() -> None:
     results: dict[str, Any] = {"machine": machine(), "tokens": args.tokens, "schema": SCHEMA, "models": []}
     for name in args.models.split(","):
         _, path = resolve_model(name)
-        setup = Setup(path, parallel=16, ctx_per_seq=args.ctx_size, threads=args.threads)
+        setup = Setup(path, max_num_seqs=16, max_model_len=args.max_model_len, threads=args.threads)
         print(f"[{name}] streamserve", flush=True)
         with running("streamserve", setup, None, Path("benchmarks/out/logs") / name) as base_url:
             levels_out = asyncio.run(measure(base_url, levels, args.tokens, eog_bias(path)))

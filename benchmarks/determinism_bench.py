@@ -168,7 +168,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     for name in args.models.split(","):
         _, path = resolve_model(name)
-        setup = Setup(path, parallel=16, ctx_per_seq=2048, threads=args.threads)
+        setup = Setup(path, max_num_seqs=16, max_model_len=2048, threads=args.threads)
         for mode, extra in (("default", ()), ("deterministic", ("--deterministic",))):
             print(f"[{name} {mode}]", flush=True)
             with running("streamserve", setup, None, Path("benchmarks/out/logs") / name / mode,

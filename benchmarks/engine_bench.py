@@ -62,7 +62,7 @@ def bench_model(name: str, args: argparse.Namespace, out_dir: Path) -> dict[str,
     bias = eog_bias(path)
     if not args.mixed_only:
         bench_sweep(name, args, path, out_dir, result, bias)
-    mixed = Setup(path, parallel=MIXED_LANES, ctx_per_seq=MIXED_CTX, threads=args.threads)
+    mixed = Setup(path, max_num_seqs=MIXED_LANES, max_model_len=MIXED_CTX, threads=args.threads)
     result["mixed_load"] = {}
     for kind in (k for k in args.systems.split(",") if k in MIXED_SYSTEMS and not args.no_mixed):
         print(f"[{name}] {kind}: mixed load", flush=True)
@@ -74,10 +74,10 @@ def bench_model(name: str, args: argparse.Namespace, out_dir: Path) -> dict[str,
 def bench_sweep(name: str, args: argparse.Namespace, path: Path, out_dir: Path, result: dict[str, Any],
                 bias: dict[str, float]) -> None:
     """The bare loop, then every system's concurrency sweep and (ours and llama-server's) latency scenarios."""
-    setup = Setup(path, parallel=16, ctx_per_seq=args.ctx_size, threads=args.threads)
+    setup = Setup(path, max_num_seqs=16, max_model_len=args.max_model_len, threads=args.threads)
     levels = [int(x) for x in args.levels.split(",")]
     print(f"[{name}] bare loop", flush=True)
-    bare = bare_loop.run(str(path), levels, args.tokens, args.ctx_size, args.threads)
+    bare = bare_loop.run(str(path), levels, args.tokens, args.max_model_len, args.threads)
     result["bare_loop"] = {str(size): tps for size, tps in bare.items()}
     for kind in args.systems.split(","):
         print(f"[{name}] {kind}", flush=True)
@@ -108,7 +108,7 @@ def main() -> None:
                         help="path to a llama-server binary built from llama-cpp-python's vendored llama.cpp")
     parser.add_argument("--levels", default="1,4,16")
     parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--ctx-size", type=int, default=2048, help="per-sequence context, the same for all")
+    parser.add_argument("--max-model-len", type=int, default=2048, help="per-sequence context, the same for all")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="docs")
     parser.add_argument("--mixed-only", action="store_true",

@@ -8,7 +8,7 @@ The baseline commit is checked out into a temporary git worktree and served with
 at its ``src`` (the venv's compiled llama-cpp-python serves both). For each model and each of
 ``--rounds`` rounds, every system runs, in an order that rotates from round to round, three loads:
 
-- **16 streams**: 16 lanes of ``--ctx-size`` tokens; 16 clients each stream 2 completions of 128 tokens
+- **16 streams**: 16 lanes of ``--max-model-len`` tokens; 16 clients each stream 2 completions of 128 tokens
   from the prompt "1, 2, 3, 4, 5, 6, 7, 8," (the engine benchmark's uniform load, end of generation
   biased away); output tokens/s over the wall time, TTFT p50 and p99, inter-token latency p99;
 - **one stream**: one client, 4 completions in turn, on the same server: tokens/s;
@@ -60,12 +60,19 @@ def worktree(rev: str) -> Iterator[Path]:
         subprocess.run(["git", "worktree", "remove", "--force", str(path)], check=False, capture_output=True)
 
 
+def takes_vllm_names(src: Path) -> bool:
+    """Whether the checkout whose sources are ``src`` takes ``--max-num-seqs`` (older ones: ``--parallel``)."""
+    help_text = subprocess.run([sys.executable, "-m", "streamserve", "serve", "--help"], check=True,
+                               capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(src)}).stdout
+    return "--max-num-seqs" in help_text
+
+
 @contextmanager
 def serving(system: str, setup: Setup, args: argparse.Namespace, baseline_src: Path, log_dir: Path) -> Iterator[str]:
     """Start ``system`` (``streamserve``, ``baseline`` or ``llama-server``); yield its base URL."""
     port = free_port()
     kind = "llama-server" if system == "llama-server" else "streamserve"
-    cmd = command(kind, setup, port, args.llama_server)
+    cmd = command(kind, setup, port, args.llama_server, old_names=system == "baseline" and args.baseline_old_names)
     env = {**os.environ, "PYTHONPATH": str(baseline_src)} if system == "baseline" else None
     with spawned(system, cmd, port, log_dir, env=env) as server:
         yield server.base_url
@@ -103,10 +110,10 @@ def one_round(system: str, name: str, path: Path, args: argparse.Namespace, base
               bias: dict[str, float]) -> dict[str, Any]:
     """One system's three loads on one model."""
     logs = Path("benchmarks/out/compare") / name
-    uniform_setup = Setup(path, parallel=16, ctx_per_seq=args.ctx_size, threads=args.threads)
+    uniform_setup = Setup(path, max_num_seqs=16, max_model_len=args.max_model_len, threads=args.threads)
     with serving(system, uniform_setup, args, baseline_src, logs) as base_url:
         result = asyncio.run(uniform(base_url, bias, args.tokens))
-    long_setup = Setup(path, parallel=LONG_LANES, ctx_per_seq=LONG_CTX, threads=args.threads)
+    long_setup = Setup(path, max_num_seqs=LONG_LANES, max_model_len=LONG_CTX, threads=args.threads)
     with serving(system, long_setup, args, baseline_src, logs) as base_url:
         result["long prompt"] = asyncio.run(long_prompt(base_url, args.long_words))
     return result
@@ -150,7 +157,7 @@ def main() -> None:
     parser.add_argument("--llama-server", default=str(Path.home() / ".cache/streamserve-bench/llama-server"))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--ctx-size", type=int, default=512, help="per-sequence context of the 16-stream load")
+    parser.add_argument("--max-model-len", type=int, default=512, help="per-sequence context of the 16-stream load")
     parser.add_argument("--long-words", type=int, default=2600, help="words of the long prompt (~3,500 tokens)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/out/engine_compare.json")
@@ -167,6 +174,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with worktree(rev) as tree:
+        args.baseline_old_names = not takes_vllm_names(tree / "src")
         for name in args.models.split(","):
             _, path = resolve_model(name)
             bias = eog_bias(path)

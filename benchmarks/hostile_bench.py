@@ -214,7 +214,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability-hostile.json")
     args = parser.parse_args()
     _, path = resolve_model("smollm2-135m-instruct")
-    setup = Setup(path, parallel=8, ctx_per_seq=4096, threads=2)
+    setup = Setup(path, max_num_seqs=8, max_model_len=4096, threads=2)
     kinds = ["streamserve"] + (["llama-server"] if args.llama_server else [])
     with tempfile.TemporaryDirectory() as logs:
         results = {kind: run_server(kind, setup, args.llama_server, Path(logs)) for kind in kinds}

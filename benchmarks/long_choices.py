@@ -27,7 +27,7 @@ from engine_bench import machine
 from openai import OpenAI
 from servers import Setup, running
 
-from streamserve.bench.soak import parse_metrics
+from streamserve.bench.prometheus import parse_metrics
 from streamserve.models import resolve_model
 
 WORDS = "The harbour master counts the boats that come in before the tide turns. "
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--out", default="docs/long_choices.json")
     args = parser.parse_args()
     _, path = resolve_model(args.model)
-    setup = Setup(path, parallel=8, ctx_per_seq=4096, threads=args.threads)
+    setup = Setup(path, max_num_seqs=8, max_model_len=4096, threads=args.threads)
     results: dict[str, Any] = {"machine": machine(), "command": " ".join(sys.argv), "model": args.model,
                                "systems": {}}
     systems = [("streamserve", str(Path(__file__).resolve().parents[1] / "src"))]

@@ -111,7 +111,7 @@ def main() -> int:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--levels", default="1,16")
     parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--ctx-size", type=int, default=1024)
+    parser.add_argument("--max-model-len", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of: " + ", ".join(CONFIGS))
     parser.add_argument("--quick", action="store_true", help="levels 1,2 and 16 tokens: checks the script works")
@@ -124,7 +124,7 @@ def main() -> int:
     if "off" not in names:
         names.insert(0, "off")
     _, path = resolve_model(args.model)
-    setup = Setup(path, parallel=16, ctx_per_seq=args.ctx_size, threads=args.threads)
+    setup = Setup(path, max_num_seqs=16, max_model_len=args.max_model_len, threads=args.threads)
     bias = eog_bias(path)
     results: dict[str, Any] = {}
     for name in names:

@@ -120,7 +120,7 @@ def run_step(sched: Scheduler, budget: PrefillBudget,
 def simulate_prefill(shares: Shares, step_time: float) -> dict[str, Any]:
     """Run the workload through the real Scheduler and PrefillBudget; TTFTs in simulated seconds."""
     scheduler_module.prompt_shares = shares
-    sched = Scheduler(LanePool(8, GRID), max_batch_tokens=512, grid=GRID)
+    sched = Scheduler(LanePool(8, GRID), max_num_batched_tokens=512, grid=GRID)
     budget = PrefillBudget(2.0, step_time=step_time, ceiling=512)
     budget.observe(1, 0, 0.0075)  # the engine's warm-up decode
     rng = random.Random(1)
@@ -159,7 +159,7 @@ class SmallestJobFirst(Scheduler):
     """Admission by job size (uncached prompt plus ``max_tokens``), with aging: the policy compared with FIFO."""
 
     def __init__(self, lanes: LanePool, *, aging: float, clock: Callable[[], float]) -> None:
-        super().__init__(lanes, max_batch_tokens=512, grid=GRID)
+        super().__init__(lanes, max_num_batched_tokens=512, grid=GRID)
         self.aging, self.clock = aging, clock
 
     def admit(self) -> list[Sequence]:
@@ -185,7 +185,7 @@ def simulate_admission(aging: float | None, max_long_prefills: int = 0) -> dict[
     rng = random.Random(1)
     now = 0.0
     lanes = LanePool(8, GRID)
-    sched = (Scheduler(lanes, max_batch_tokens=512, grid=GRID, long_prefill=LONG_PREFILL,
+    sched = (Scheduler(lanes, max_num_batched_tokens=512, grid=GRID, long_prefill=LONG_PREFILL,
                        max_long_prefills=max_long_prefills)
              if aging is None
              else SmallestJobFirst(lanes, aging=aging, clock=lambda: now))

@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--levels", default="1,16")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--ctx-size", type=int, default=2048)
+    parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="docs")
     args = parser.parse_args()
@@ -117,7 +117,7 @@ def main() -> None:
     tables = []
     for name in args.models.split(","):
         _, path = resolve_model(name)
-        setup = Setup(path, parallel=16, ctx_per_seq=args.ctx_size, threads=args.threads)
+        setup = Setup(path, max_num_seqs=16, max_model_len=args.max_model_len, threads=args.threads)
         print(f"[{name}]", flush=True)
         with tempfile.TemporaryDirectory(prefix="responses-bench-") as data_dir, \
                 running("streamserve", setup, None, Path("benchmarks/out/logs") / name,

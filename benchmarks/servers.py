@@ -22,8 +22,8 @@ class Setup:
     """What every system gets: the model file, lanes, per-sequence context and CPU threads."""
 
     model_path: Path
-    parallel: int
-    ctx_per_seq: int
+    max_num_seqs: int
+    max_model_len: int
     threads: int
 
 
@@ -34,22 +34,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def command(kind: str, setup: Setup, port: int, llama_server: str | None, extra: Sequence[str] = ()) -> list[str]:
-    """The command line that starts ``kind`` on ``port``; ``extra`` arguments go to streamserve only."""
+def command(kind: str, setup: Setup, port: int, llama_server: str | None, extra: Sequence[str] = (), *,
+            old_names: bool = False) -> list[str]:
+    """The command line that starts ``kind`` on ``port``; ``extra`` arguments go to streamserve only.
+
+    ``old_names``: spell streamserve's flags as checkouts before the vLLM names did (``--parallel``,
+    ``--ctx-size``), for an older baseline.
+    """
     if kind == "streamserve":
+        seqs, length = ("--parallel", "--ctx-size") if old_names else ("--max-num-seqs", "--max-model-len")
         return [sys.executable, "-m", "streamserve", "serve", "--model", str(setup.model_path), "--port", str(port),
-                "--parallel", str(setup.parallel), "--ctx-size", str(setup.ctx_per_seq),
+                seqs, str(setup.max_num_seqs), length, str(setup.max_model_len),
                 "--threads", str(setup.threads), "--max-queue", "256", "--log-level", "warning",
                 "--data-dir", tempfile.mkdtemp(prefix="streamserve-bench-data-"), *extra]
     if kind == "llama-server":
         if not llama_server:
             raise ValueError("llama-server needs --llama-server PATH")
         return [llama_server, "-m", str(setup.model_path), "--host", "127.0.0.1", "--port", str(port),
-                "-np", str(setup.parallel), "-c", str(setup.parallel * setup.ctx_per_seq),
+                "-np", str(setup.max_num_seqs), "-c", str(setup.max_num_seqs * setup.max_model_len),
                 "-t", str(setup.threads), "-tb", str(setup.threads), "--no-webui"]
     if kind == "llama-cpp-python":
         return [sys.executable, "-m", "llama_cpp.server", "--model", str(setup.model_path), "--port", str(port),
-                "--host", "127.0.0.1", "--n_ctx", str(setup.ctx_per_seq), "--n_threads", str(setup.threads),
+                "--host", "127.0.0.1", "--n_ctx", str(setup.max_model_len), "--n_threads", str(setup.threads),
                 "--n_threads_batch", str(setup.threads), "--interrupt_requests", "False"]
     raise ValueError(f"unknown server kind {kind}")
 

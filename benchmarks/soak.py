@@ -13,8 +13,9 @@ every stream against OpenAI's wire rules and its token accounting; replays a sam
 temperature 0; checks the engine is idle with every lane free; and samples the server's RSS.
 It writes the JSON record (``--out``), the plot (``--plot``) and the soak section of
 ``docs/reliability.md`` (``--docs``). ``--from-json`` rewrites the plot and the section from a
-record without running anything. The logic lives in ``streamserve.bench`` (``soak*``, ``wire``,
-``accounting``); this script only starts the server and writes the files.
+record without running anything. The logic lives in ``soaklib`` beside this script (``run``, ``plan``,
+``wire``, ``accounting``, ...), sending through ``streamserve.bench``'s client; this script only starts
+the server and writes the files. It needs the ``bench`` extra (``pip install -e '.[bench]'``) for its plot.
 """
 
 from __future__ import annotations
@@ -37,13 +38,14 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 
 from servers import Spawned, free_port, spawned
+from soaklib.doc import render_section, write_section
+from soaklib.plan import plan_requests
+from soaklib.plot import plot_soak
+from soaklib.run import SoakConfig, run_soak, scrape
+from soaklib.summary import summarize
 
-from streamserve.bench.client import BenchClient, RequestOptions
-from streamserve.bench.plots import plot_soak
-from streamserve.bench.soak import SoakConfig, run_soak, scrape
-from streamserve.bench.soakdoc import render_section, write_section
-from streamserve.bench.soakplan import plan_requests
-from streamserve.bench.soaksummary import summarize
+from streamserve.bench.client import BenchClient
+from streamserve.bench.record import RequestOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,7 +62,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--replay-duration", type=float, default=900.0,
                         help="start no new replay this many s after the replays begin")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="model of the server this script starts")
-    parser.add_argument("--parallel", type=int, default=8, help="--parallel of the server this script starts")
+    parser.add_argument("--max-num-seqs", type=int, default=8, help="--max-num-seqs of the server this script starts")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra argument for the server this script starts (repeatable)")
     parser.add_argument("--base-url", help="soak a running server instead (its OpenAI base URL, ending in /v1)")
@@ -106,8 +108,9 @@ def server(args: argparse.Namespace) -> Iterator[tuple[str, int | None, dict[str
         yield args.base_url, args.pid, {"base_url": args.base_url, "pid": args.pid, "started_by_soak": False}
         return
     port = free_port()
-    serve = ["--model", args.model, "--host", "127.0.0.1", "--port", str(port), "--parallel", str(args.parallel),
-             "--max-queue", str(32 * 4), "--log-level", "info", *args.server_arg]
+    serve = ["--model", args.model, "--host", "127.0.0.1", "--port", str(port),
+             "--max-num-seqs", str(args.max_num_seqs), "--max-queue", str(32 * 4), "--log-level", "info",
+             *args.server_arg]
     cmd = [sys.executable, "-m", "streamserve", "serve", *serve]
     info: dict[str, Any] = {"started_by_soak": True, "args": ["streamserve", "serve", *serve]}
     running: Spawned

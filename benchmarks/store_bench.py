@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--levels", default="1,16")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--ctx-size", type=int, default=2048)
+    parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="docs")
     args = parser.parse_args()
@@ -118,7 +118,7 @@ def main() -> None:
     with running_cluster() as cluster:
         for name in args.models.split(","):
             _, path = resolve_model(name)
-            setup = Setup(path, parallel=16, ctx_per_seq=args.ctx_size, threads=args.threads)
+            setup = Setup(path, max_num_seqs=16, max_model_len=args.max_model_len, threads=args.threads)
             print(f"[{name}]", flush=True)
             result = measure(setup, name, cluster.new_database("bench"), levels, args.tokens, args.rounds)
             results["models"][name] = result

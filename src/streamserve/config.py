@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from streamserve.engine import EngineConfig
+from streamserve.models import DEFAULT_MODEL
 
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 """Request bodies above this get 413 (a 4,096-token chat is about 20 KB)."""
 
 DAY = 86400.0
 
-
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
-
-
-def duration(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``10m``, ``12h`` or ``30d``; raises ValueError otherwise."""
-    text = text.strip().lower()
-    unit = _UNITS.get(text[-1:])
-    number = float(text[:-1] if unit is not None else text)
-    if not number > 0 or number == float("inf"):
-        raise ValueError(f"a duration must be positive, got {text!r}")
-    return number * (unit or 1.0)
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 def default_data_dir() -> Path:
@@ -69,15 +60,18 @@ class ModerationConfig:
 class ServerConfig:
     """The HTTP server's settings, the model and the engine's configuration.
 
+    The defaults here are the ``streamserve serve`` defaults: the command line reads them from this class.
     ``served_model_names`` are aliases of the one model; ``/v1/models`` lists every one of them.
     ``max_n`` caps ``n``; ``max_request_sequences`` caps prompts x ``n``, so one request cannot fill the queue.
     Stored responses live under ``data_dir`` for ``store_ttl`` seconds; their event logs (for resuming
     streams) for ``store_events_ttl`` seconds after they end. Expired rows are swept every
     ``store_sweep_interval`` seconds. ``store_url`` names a shared PostgreSQL store instead (several
     replicas); each replica then owns its running responses under a lease of ``store_lease`` seconds.
+    On SIGTERM or Ctrl-C, running streams may take ``shutdown_timeout``
+    seconds to finish (0: they are ended at once).
     """
 
-    model: str
+    model: str = DEFAULT_MODEL
     host: str = "127.0.0.1"
     port: int = 8000
     served_model_names: tuple[str, ...] = ()
@@ -98,6 +92,8 @@ class ServerConfig:
     store_sweep_interval: float = 60.0
     store_url: str | None = None
     store_lease: float = 15.0
+    shutdown_timeout: float = 30.0
+    log_level: LogLevel = "info"
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -113,8 +109,12 @@ class ServerConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_request_sequences < 1:
             raise ValueError("max_request_sequences must be at least 1")
+        if not (math.isfinite(self.shutdown_timeout) and self.shutdown_timeout >= 0):
+            raise ValueError(f"shutdown_timeout must be at least 0 seconds, got {self.shutdown_timeout}")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
 
     @property
     def sequences_per_request(self) -> int:
         """The most sequences (prompts x n) one request may take: the cap, within lanes plus queue."""
-        return min(self.max_request_sequences, self.engine.parallel + self.engine.max_queue)
+        return min(self.max_request_sequences, self.engine.max_num_seqs + self.engine.max_queue)

@@ -11,7 +11,7 @@ from streamserve.api.params import Limits, chat_request, completion_request
 from streamserve.api.protocol import ChatCompletionRequest, CompletionRequest
 from streamserve.prompting.templates import TRANSCRIPT
 
-LIMITS = Limits(ctx_size=200, n_vocab=1000, max_n=4, max_stop_strings=4, max_tokens_default=None, max_sequences=6)
+LIMITS = Limits(max_model_len=200, n_vocab=1000, max_n=4, max_stop_strings=4, max_tokens_default=None, max_sequences=6)
 
 
 class CharTokenizer:
@@ -53,14 +53,14 @@ def error_of(call: Any) -> APIError:
 def test_chat_defaults_to_the_rest_of_the_context() -> None:
     spec = chat_request(chat(), TOK, TRANSCRIPT, LIMITS)
     (choice,) = spec.choices
-    assert choice.params.max_tokens == LIMITS.ctx_size - len(choice.prompt_ids)
+    assert choice.params.max_tokens == LIMITS.max_model_len - len(choice.prompt_ids)
     assert choice.params.temperature == 1.0
     assert spec.prompt_tokens == len(choice.prompt_ids)
     assert spec.stop == TRANSCRIPT.stop
 
 
 def test_max_tokens_default_caps_the_default_only() -> None:
-    limits = Limits(ctx_size=200, n_vocab=1000, max_n=4, max_stop_strings=4, max_tokens_default=10,
+    limits = Limits(max_model_len=200, n_vocab=1000, max_n=4, max_stop_strings=4, max_tokens_default=10,
                     max_sequences=6)
     assert chat_request(chat(), TOK, TRANSCRIPT, limits).choices[0].params.max_tokens == 10
     assert chat_request(chat(max_tokens=50), TOK, TRANSCRIPT, limits).choices[0].params.max_tokens == 50
@@ -105,7 +105,7 @@ def test_a_response_format_constrains_every_choice() -> None:
 
 def test_tools_go_into_the_prompt_and_a_required_call_opens_it() -> None:
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
-    limits = Limits(ctx_size=2000, n_vocab=1000, max_n=4, max_stop_strings=4, max_tokens_default=None,
+    limits = Limits(max_model_len=2000, n_vocab=1000, max_n=4, max_stop_strings=4, max_tokens_default=None,
                     max_sequences=6)
     plain = chat_request(chat(tools=tools, tool_choice="none"), TOK, TRANSCRIPT, limits)
     assert plain.choices[0].params.grammar is None and plain.tool_prefix is None
@@ -168,8 +168,8 @@ def test_prompts_times_n_has_a_per_request_cap(prompt: Any, n: int, param: str) 
 
 
 def test_n_above_the_per_request_cap_names_n() -> None:
-    limits = Limits(ctx_size=200, n_vocab=1000, max_n=8, max_stop_strings=4, max_tokens_default=None,
-                    max_sequences=2)  # e.g. --parallel 1 --max-queue 1: n=3 can never fit
+    limits = Limits(max_model_len=200, n_vocab=1000, max_n=8, max_stop_strings=4, max_tokens_default=None,
+                    max_sequences=2)  # e.g. --max-num-seqs 1 --max-queue 1: n=3 can never fit
     assert error_of(lambda: chat_request(chat(n=3), TOK, TRANSCRIPT, limits)).param == "n"
     assert error_of(lambda: completion_request(completion(prompt=["a", "b"], n=3), TOK, limits)).param == "n"
     assert len(chat_request(chat(n=2), TOK, TRANSCRIPT, limits).choices) == 2

@@ -19,8 +19,9 @@ from fastapi.testclient import TestClient
 
 from streamserve.api.app import create_app
 from streamserve.api.playground import STATIC_DIR
-from streamserve.cli import _config, build_parser
+from streamserve.cli import build_parser
 from streamserve.config import ServerConfig
+from streamserve.serve_args import server_config
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = sorted(p for p in STATIC_DIR.rglob("*") if p.is_file())
@@ -85,9 +86,9 @@ def test_no_playground_serves_nothing_at_those_paths() -> None:
 
 
 def test_the_flag_reaches_the_config() -> None:
-    config, _ = _config(build_parser().parse_args(["serve"]))
+    config = server_config(build_parser().parse_args(["serve"]))
     assert config.playground is True
-    config, _ = _config(build_parser().parse_args(["serve", "--no-playground"]))
+    config = server_config(build_parser().parse_args(["serve", "--no-playground"]))
     assert config.playground is False
 
 

@@ -34,7 +34,7 @@ class CharTokenizer:
         return False
 
 
-LIMITS = Limits(ctx_size=400, n_vocab=256, max_n=1, max_stop_strings=4, max_tokens_default=None, max_sequences=8)
+LIMITS = Limits(max_model_len=400, n_vocab=256, max_n=1, max_stop_strings=4, max_tokens_default=None, max_sequences=8)
 
 
 def param_of(call: Any) -> str | None:
@@ -105,7 +105,7 @@ def test_truncation_disabled_refuses_and_auto_drops_only_what_it_must() -> None:
     assert info.value.param == "input"
     prompt = inputs.build_prompt(TRANSCRIPT, CharTokenizer(), LIMITS, instructions="Be nice.", history=turns,
                                  max_output_tokens=50, truncation="auto")
-    assert len(prompt.ids) + 50 <= LIMITS.ctx_size and prompt.max_tokens == 50
+    assert len(prompt.ids) + 50 <= LIMITS.max_model_len and prompt.max_tokens == 50
     text = bytes(prompt.ids).decode()
     assert text.startswith("System: Be nice.") and "8:" in text and f"{prompt.dropped - 1}:" not in text
     with pytest.raises(ContextLengthExceededError):  # one fewer dropped item would not fit
@@ -116,8 +116,8 @@ def test_truncation_disabled_refuses_and_auto_drops_only_what_it_must() -> None:
 def test_auto_without_max_output_tokens_keeps_a_quarter_of_the_context_for_the_answer() -> None:
     prompt = inputs.build_prompt(TRANSCRIPT, CharTokenizer(), LIMITS, instructions=None, history=history(9, 40),
                                  max_output_tokens=None, truncation="auto")
-    assert prompt.dropped > 0 and LIMITS.ctx_size - len(prompt.ids) >= LIMITS.ctx_size // 4
-    assert prompt.max_tokens == LIMITS.ctx_size - len(prompt.ids)
+    assert prompt.dropped > 0 and LIMITS.max_model_len - len(prompt.ids) >= LIMITS.max_model_len // 4
+    assert prompt.max_tokens == LIMITS.max_model_len - len(prompt.ids)
 
 
 def test_auto_never_drops_the_last_item() -> None:
@@ -198,7 +198,7 @@ def test_tools_go_into_the_prompt_and_a_forced_call_ends_it() -> None:
     weather = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
     spec = request.check(body(tools=[weather], tool_choice="required"))
     assert [t.name for t in spec.tools] == ["get_weather"] and spec.tool_choice.mode == "required"
-    prompt = inputs.build_prompt(TRANSCRIPT, CharTokenizer(), dataclasses.replace(LIMITS, ctx_size=2000),
+    prompt = inputs.build_prompt(TRANSCRIPT, CharTokenizer(), dataclasses.replace(LIMITS, max_model_len=2000),
                                  instructions="Be brief.",
                                  history=[{"role": "user", "content": "Hi"}], max_output_tokens=16,
                                  truncation="disabled", spec=spec, suffix="<tool_call>\n")

@@ -13,6 +13,8 @@ from streamserve.bench.cli import add_bench_parser, build_parser, run_bench
 
 BENCH_DIR = Path(streamserve.bench.__file__).parent
 ALLOWED_THIRD_PARTY = {"httpx", "rich", "matplotlib", "orjson"}
+# The bench extra's packages, imported only by the modules that draw tables and plots.
+EXTRA_ONLY_IN = {"rich": {"commands.py", "report.py"}, "matplotlib": {"plots.py"}}
 
 
 def test_add_bench_parser_registers_both_subcommands() -> None:
@@ -62,6 +64,7 @@ def test_bench_imports_nothing_from_the_server() -> None:
                 assert top in ALLOWED_THIRD_PARTY or top == "__future__" or _is_stdlib(top), (
                     f"{path.name} imports {name}"
                 )
+                assert path.name in EXTRA_ONLY_IN.get(top, {path.name}), f"{path.name} imports {name}"
 
 
 def _is_stdlib(name: str) -> bool:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from streamserve.bench.client import BenchClient, ReadPlan, RequestOptions, RequestRecord
+from streamserve.bench.client import BenchClient
 from streamserve.bench.prompts import user_prompt
+from streamserve.bench.record import ReadPlan, RequestOptions, RequestRecord
 
 from .fakeserver import ANSWER_WORDS, MODEL
 

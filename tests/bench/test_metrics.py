@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from streamserve.bench.client import RequestRecord
 from streamserve.bench.metrics import (
     inter_token_latencies,
     median,
@@ -14,6 +13,7 @@ from streamserve.bench.metrics import (
     time_per_output_token,
     token_source,
 )
+from streamserve.bench.record import RequestRecord
 
 
 def rec(chunks: list[float], e2e: float, tokens: int, *, ok: bool = True, source: str = "usage") -> RequestRecord:

@@ -1,8 +1,8 @@
 """Session fixtures for the end-to-end tests: one real, keyless server on the default model.
 
 The server answers to ``gpt-4o-mini`` as an alias (``--served-model-name``), so the notebook's code runs
-unchanged against it with any API key. Modules that need other flags (``--api-key``, ``--ctx-size``,
-``--parallel 1``, ``--model gemma-3-270m``) start their own module-scoped server.
+unchanged against it with any API key. Modules that need other flags (``--api-key``, ``--max-model-len``,
+``--max-num-seqs 1``, ``--model gemma-3-270m``) start their own module-scoped server.
 """
 
 from __future__ import annotations

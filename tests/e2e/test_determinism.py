@@ -3,7 +3,7 @@
 Default mode: a greedy or seeded request gives the same text sent fresh, after a different prompt
 that shares its prefix, and as a second chat turn from the prompt cache; streamed equals
 non-streamed; ``n > 1`` with a seed and the legacy completions endpoint too. The default-mode
-server has one lane (``--parallel 1``), so every request first evicts the cache of the one before
+server has one lane (``--max-num-seqs 1``), so every request first evicts the cache of the one before
 and the order of the requests fixes what is cached. ``--deterministic``: a greedy request gives the
 same text alone and while 8 other streams run with long prompts arriving.
 
@@ -35,7 +35,7 @@ QUESTIONS = ("Where should I travel next summer, and why?", "What should I cook 
 @pytest.fixture(scope="module", params=MODELS)
 def one_lane(request: pytest.FixtureRequest) -> Iterator[tuple[str, OpenAI]]:
     """A default-mode server with one lane, per model."""
-    with running_server("--model", request.param, "--parallel", "1", "--ctx-size", "2048") as process, \
+    with running_server("--model", request.param, "--max-num-seqs", "1", "--max-model-len", "2048") as process, \
             OpenAI(base_url=process.base_url, api_key="sk-test", max_retries=0, timeout=TIMEOUT_S) as client:
         yield request.param, client
 
@@ -142,8 +142,8 @@ def test_legacy_completions_are_the_same_fresh_and_cached(one_lane: tuple[str, O
 @pytest.fixture(scope="module")
 def deterministic() -> Iterator[OpenAI]:
     """Gemma with --deterministic and room for 8 other streams beside the one under test."""
-    with running_server("--model", "gemma-3-270m", "--deterministic", "--parallel", "10",
-                        "--ctx-size", "1024") as process, \
+    with running_server("--model", "gemma-3-270m", "--deterministic", "--max-num-seqs", "10",
+                        "--max-model-len", "1024") as process, \
             OpenAI(base_url=process.base_url, api_key="sk-test", max_retries=0, timeout=TIMEOUT_S) as client:
         yield client
 

@@ -1,6 +1,6 @@
 """Client disconnects free their sequence; a full server says 429 with Retry-After.
 
-The server has one lane and no queue (``--parallel 1 --max-queue 0``): a leaked sequence would turn
+The server has one lane and no queue (``--max-num-seqs 1 --max-queue 0``): a leaked sequence would turn
 every later request into a 429 (or a long wait), so "the next request succeeds promptly" really
 proves the abort. The long request is legacy completions on "1, 2, 3, 4, 5," (the model keeps
 counting, so it would run the full max_tokens: 2000 tokens are over 15 s at this machine's best
@@ -34,7 +34,7 @@ PROMPT_DEADLINE_S = 5.0  # far below the >15 s the abandoned request would still
 
 @pytest.fixture(scope="module")
 def one_lane() -> Iterator[ServerProcess]:
-    with running_server("--parallel", "1", "--max-queue", "0") as process:
+    with running_server("--max-num-seqs", "1", "--max-queue", "0") as process:
         yield process
 
 

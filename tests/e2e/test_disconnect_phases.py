@@ -1,6 +1,6 @@
 """A client that leaves while its request waits for a lane or while its prompt is read frees everything.
 
-One lane and a queue of two (``--parallel 1 --max-queue 2``): a sequence leaked from the queue or from
+One lane and a queue of two (``--max-num-seqs 1 --max-queue 2``): a sequence leaked from the queue or from
 prefill would hold the only lane or a queue place, so the checks below would time out.
 """
 
@@ -24,7 +24,7 @@ NO_EOS = {"0": -100, "1": -100, "2": -100}
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    with running_server("--parallel", "1", "--max-queue", "2") as process:
+    with running_server("--max-num-seqs", "1", "--max-queue", "2") as process:
         yield process
 
 

@@ -22,7 +22,7 @@ from tests.serverproc import ServerProcess, running_server
 pytestmark = pytest.mark.e2e
 
 MODEL = "smollm2-135m-instruct"
-SERVER_ARGS = ("--parallel", "8", "--ctx-size", "1024", "--threads", "1")
+SERVER_ARGS = ("--max-num-seqs", "8", "--max-model-len", "1024", "--threads", "1")
 TIMEOUT_S = 120.0
 MAX_TOKENS = 32
 

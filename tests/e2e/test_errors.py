@@ -1,7 +1,7 @@
 """Errors before the first byte, as the official client sees them: typed exceptions, the OpenAI envelope.
 
 One server for the module, started with ``--api-key sk-test`` (so the auth tests have something to
-refuse) and ``--ctx-size 256`` (so the context-length check is cheap to reach). The client never
+refuse) and ``--max-model-len 256`` (so the context-length check is cheap to reach). The client never
 retries (``max_retries=0``): a 429 or 5xx must surface as sent. The last test checks the server is
 still alive and answering after all of this.
 """
@@ -29,7 +29,7 @@ ENVELOPE_KEYS = {"message", "type", "param", "code"}
 
 @pytest.fixture(scope="module")
 def keyed_server() -> Iterator[ServerProcess]:
-    with running_server("--api-key", KEY, "--ctx-size", str(CTX),
+    with running_server("--api-key", KEY, "--max-model-len", str(CTX),
                         "--served-model-name", f"smollm2-135m-instruct,{MODEL}") as process:
         yield process
 

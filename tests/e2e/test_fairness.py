@@ -29,7 +29,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from streamserve.bench.soak import parse_metrics
+from streamserve.bench.prometheus import parse_metrics
 from tests.serverproc import ServerProcess, running_server
 
 pytestmark = pytest.mark.e2e
@@ -50,7 +50,7 @@ SAY_HI = [{"role": "user", "content": "Say hi."}]
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
     """Eight lanes, room for the long prompt; the key comes from the environment."""
-    with running_server("--ctx-size", "4608", env={"STREAMSERVE_API_KEY": ENV_KEY}) as process:
+    with running_server("--max-model-len", "4608", env={"STREAMSERVE_API_KEY": ENV_KEY}) as process:
         yield process
 
 
@@ -63,7 +63,7 @@ def client(server: ServerProcess) -> Iterator[OpenAI]:
 @pytest.fixture(scope="module")
 def one_lane() -> Iterator[ServerProcess]:
     """One lane, no queue, the key from the flag."""
-    with running_server("--parallel", "1", "--max-queue", "0", "--api-key", FLAG_KEY) as process:
+    with running_server("--max-num-seqs", "1", "--max-queue", "0", "--api-key", FLAG_KEY) as process:
         yield process
 
 
@@ -122,7 +122,7 @@ def test_short_request_is_not_stuck_behind_a_long_prompt(client: OpenAI) -> None
 @pytest.fixture(scope="module")
 def two_lanes() -> Iterator[ServerProcess]:
     """Two lanes; a prompt of more than 128 tokens to read is long (one long read at a time, the default)."""
-    with running_server("--parallel", "2", "--long-prompt", "128") as process:
+    with running_server("--max-num-seqs", "2", "--long-prefill-token-threshold", "128") as process:
         yield process
 
 

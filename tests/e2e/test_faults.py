@@ -15,7 +15,7 @@ NO_EOS = {"0": -100, "1": -100, "2": -100}
 
 
 def test_an_injected_decode_failure_fails_only_its_step_and_the_engine_keeps_serving() -> None:
-    with running_server("--parallel", "2", env={"STREAMSERVE_FAULT_DECODE_STEP": "10"}) as server, httpx.Client(
+    with running_server("--max-num-seqs", "2", env={"STREAMSERVE_FAULT_DECODE_STEP": "10"}) as server, httpx.Client(
         base_url=server.base_url, timeout=120
     ) as http:
         body = {"model": MODEL, "prompt": "1, 2, 3,", "max_tokens": 50, "temperature": 0, "logit_bias": NO_EOS}

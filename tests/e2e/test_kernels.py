@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_a_crashing_probe_falls_back_to_plain_kernels_and_serves() -> None:
-    with running_server("--parallel", "2", env={"STREAMSERVE_PROBE_FAULT": "crash"}) as server:
+    with running_server("--max-num-seqs", "2", env={"STREAMSERVE_PROBE_FAULT": "crash"}) as server:
         health = httpx.get(server.url + "/health", timeout=10).json()
         kernels = health["cpu_kernels"]
         assert kernels["extra_buffer_types"], "this llama.cpp build has no extra buffer type to probe"

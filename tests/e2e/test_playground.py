@@ -51,7 +51,7 @@ return {
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
     """A keyed server: the page must ask for the key before the API answers it."""
-    with running_server("--api-key", KEY, "--parallel", "2") as process:
+    with running_server("--api-key", KEY, "--max-num-seqs", "2") as process:
         yield process
 
 

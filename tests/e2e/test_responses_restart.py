@@ -1,6 +1,6 @@
 """Stored responses across real server restarts over one data directory, admission limits and retention.
 
-Three servers in turn share one ``--data-dir``, each with one lane and no queue (``--parallel 1
+Three servers in turn share one ``--data-dir``, each with one lane and no queue (``--max-num-seqs 1
 --max-queue 0``), so a background response holds the only lane while it runs:
 
 1. a completed response; a long background one; a second background one is a 429; a second server
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 
 MODEL = "smollm2-135m-instruct"
 COUNT = "Count from 1 to 1000, separated by commas."
-ONE_LANE = ("--parallel", "1", "--max-queue", "0")
+ONE_LANE = ("--max-num-seqs", "1", "--max-queue", "0")
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_a_second_server_on_the_same_data_dir_refuses_to_start(first_life: dict[
 @pytest.fixture(scope="module")
 def second_life(first_life: dict[str, Any], data_dir: Path) -> Iterator[dict[str, Any]]:
     # A short grace: the long background response is still running when the drain ends.
-    args = (*ONE_LANE, "--data-dir", str(data_dir), "--shutdown-grace", "1")
+    args = (*ONE_LANE, "--data-dir", str(data_dir), "--shutdown-timeout", "1s")
     with running_server(*args) as server, client_for(server) as client:
         killed = client.responses.retrieve(first_life["running"])
         killed_log = list(client.responses.retrieve(first_life["running"], stream=True))

@@ -1,6 +1,6 @@
 """Two replicas sharing one PostgreSQL store behind SMG, on 127.0.0.1: the recipe of docs/scale-out.md, checked.
 
-One throwaway PostgreSQL cluster, two replicas (``--threads 1 --parallel 2``, a 3 s lease) and SMG in
+One throwaway PostgreSQL cluster, two replicas (``--threads 1 --max-num-seqs 2``, a 3 s lease) and SMG in
 round robin, shared by the module:
 
 - a response made on replica A is retrieved, listed, continued (its ``input_tokens`` include the history)
@@ -48,8 +48,8 @@ COUNT = "Count from 1 to 1000, separated by commas."
 @pytest.fixture(scope="module")
 def replicas(pg_cluster: Cluster) -> Iterator[tuple[Replica, Replica]]:
     url = pg_cluster.new_database("scaleout")
-    args = ("--store", url, "--store-lease", f"{LEASE_S:g}s", "--threads", "1", "--parallel", "2",
-            "--ctx-size", "1024", "--shutdown-grace", "20", "--no-playground")
+    args = ("--store", url, "--store-lease", f"{LEASE_S:g}s", "--threads", "1", "--max-num-seqs", "2",
+            "--max-model-len", "1024", "--shutdown-timeout", "20s", "--no-playground")
     pair = (Replica("a", args), Replica("b", args))
     try:
         for replica in pair:

@@ -1,6 +1,6 @@
 """Graceful restarts on a real server: SIGTERM drains (running streams finish, new requests get 503), then exits.
 
-Past ``--shutdown-grace``, streams still open end with an error event and [DONE], and a non-streamed
+Past ``--shutdown-timeout``, streams still open end with an error event and [DONE], and a non-streamed
 request cut by the shutdown gets 503.
 """
 
@@ -47,7 +47,7 @@ def first_text_then(server: ServerProcess, body: dict[str, Any], then: Any) -> l
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_past_the_grace_open_streams_end_cleanly_and_the_server_exits(sig: signal.Signals) -> None:
-    with running_server("--parallel", "2", "--shutdown-grace", "1") as server:
+    with running_server("--max-num-seqs", "2", "--shutdown-timeout", "1s") as server:
         body = {"model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 3000, "temperature": 0, "stream": True,
                 "logit_bias": NO_EOS}
         events = first_text_then(server, body, lambda: server.process.send_signal(sig))
@@ -63,7 +63,7 @@ def test_past_the_grace_open_streams_end_cleanly_and_the_server_exits(sig: signa
 
 
 def test_sigterm_lets_running_streams_finish_and_refuses_new_requests() -> None:
-    with running_server("--parallel", "4", "--shutdown-grace", "60") as server:
+    with running_server("--max-num-seqs", "4", "--shutdown-timeout", "60s") as server:
         body = {"model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 60, "temperature": 0, "stream": True,
                 "stream_options": {"include_usage": True}, "logit_bias": NO_EOS}
         results: list[list[bytes]] = []
@@ -103,7 +103,7 @@ def test_sigterm_lets_running_streams_finish_and_refuses_new_requests() -> None:
 
 
 def test_a_non_streamed_request_cut_by_shutdown_gets_503() -> None:
-    with running_server("--parallel", "1", "--shutdown-grace", "1") as server:
+    with running_server("--max-num-seqs", "1", "--shutdown-timeout", "1s") as server:
         body = {"model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 3000, "temperature": 0, "logit_bias": NO_EOS}
         outcome: dict[str, httpx.Response] = {}
         thread = threading.Thread(

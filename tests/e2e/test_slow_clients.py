@@ -23,7 +23,7 @@ BACKLOG = 32
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    with running_server("--parallel", "2", "--max-backlog", str(BACKLOG)) as process:
+    with running_server("--max-num-seqs", "2", "--max-backlog", str(BACKLOG)) as process:
         yield process
 
 

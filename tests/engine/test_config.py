@@ -10,16 +10,16 @@ import pytest
 from streamserve.engine import EngineConfig
 from streamserve.engine.budget import PrefillBudget
 
-SIZES = ["parallel", "ctx_size", "n_threads", "max_batch_tokens"]
+SIZES = ["max_num_seqs", "max_model_len", "n_threads", "max_num_batched_tokens"]
 
 
 def test_defaults_are_valid_and_consistent() -> None:
     config = EngineConfig()
-    assert config.parallel >= 1
-    assert config.ctx_size >= 1
+    assert config.max_num_seqs >= 1
+    assert config.max_model_len >= 1
     assert config.n_threads >= 1
     assert config.max_queue >= 0
-    assert config.max_batch_tokens >= config.parallel
+    assert config.max_num_batched_tokens >= config.max_num_seqs
     assert config.prefill_stall > 1.0
 
 
@@ -33,8 +33,8 @@ def test_sizes_below_one_raise(name: str, value: int) -> None:
 @pytest.mark.parametrize("name", SIZES)
 def test_size_of_one_is_accepted(name: str) -> None:
     kwargs = {name: 1}
-    if name == "max_batch_tokens":
-        kwargs.update(parallel=1, prompt_grid=1)
+    if name == "max_num_batched_tokens":
+        kwargs.update(max_num_seqs=1, prompt_grid=1)
     assert getattr(EngineConfig(**kwargs), name) == 1
 
 
@@ -44,16 +44,16 @@ def test_max_queue_zero_is_accepted_negative_raises() -> None:
         EngineConfig(max_queue=-1)
 
 
-def test_max_batch_tokens_must_hold_one_decode_token_per_lane() -> None:
-    assert EngineConfig(parallel=8, max_batch_tokens=8, prompt_grid=1).max_batch_tokens == 8
-    with pytest.raises(ValueError, match="max_batch_tokens"):
-        EngineConfig(parallel=8, max_batch_tokens=7, prompt_grid=1)
+def test_max_num_batched_tokens_must_hold_one_decode_token_per_lane() -> None:
+    assert EngineConfig(max_num_seqs=8, max_num_batched_tokens=8, prompt_grid=1).max_num_batched_tokens == 8
+    with pytest.raises(ValueError, match="max_num_batched_tokens"):
+        EngineConfig(max_num_seqs=8, max_num_batched_tokens=7, prompt_grid=1)
 
 
-def test_max_batch_tokens_must_hold_a_grid_chunk_beside_the_decode_tokens() -> None:
-    assert EngineConfig(parallel=8, max_batch_tokens=71).prompt_grid == 64
+def test_max_num_batched_tokens_must_hold_a_grid_chunk_beside_the_decode_tokens() -> None:
+    assert EngineConfig(max_num_seqs=8, max_num_batched_tokens=71).prompt_grid == 64
     with pytest.raises(ValueError, match="prompt_grid"):
-        EngineConfig(parallel=8, max_batch_tokens=70)
+        EngineConfig(max_num_seqs=8, max_num_batched_tokens=70)
     with pytest.raises(ValueError, match="prompt_grid"):
         EngineConfig(prompt_grid=0)
 
@@ -83,10 +83,10 @@ def test_nan_prefill_stall_is_rejected() -> None:
 def test_infinite_prefill_stall_is_rejected_or_means_unlimited() -> None:
     """``--prefill-stall inf`` must either be refused up front or give prompts the whole batch."""
     try:
-        config = EngineConfig(prefill_stall=math.inf, max_batch_tokens=64)
+        config = EngineConfig(prefill_stall=math.inf, max_num_batched_tokens=64)
     except ValueError:
         return
-    budget = PrefillBudget(config.prefill_stall, ceiling=config.max_batch_tokens)
+    budget = PrefillBudget(config.prefill_stall, ceiling=config.max_num_batched_tokens)
     for _ in range(3):
         budget.observe(4, 0, 0.02)
         budget.observe(4, 10, 0.05)
@@ -102,11 +102,11 @@ def test_prefill_step_time_must_be_a_positive_finite_number(value: float) -> Non
 def test_config_is_frozen() -> None:
     config = EngineConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.parallel = 2  # type: ignore[misc]
+        config.max_num_seqs = 2  # type: ignore[misc]
 
 
 def test_replace_revalidates() -> None:
-    config = EngineConfig(parallel=2, max_batch_tokens=16, prompt_grid=8)
-    assert dataclasses.replace(config, parallel=4).parallel == 4
+    config = EngineConfig(max_num_seqs=2, max_num_batched_tokens=16, prompt_grid=8)
+    assert dataclasses.replace(config, max_num_seqs=4).max_num_seqs == 4
     with pytest.raises(ValueError):
-        dataclasses.replace(config, parallel=32)
+        dataclasses.replace(config, max_num_seqs=32)

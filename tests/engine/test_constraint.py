@@ -79,7 +79,8 @@ def test_check_grammar_accepts_a_schema_and_names_an_unsupported_keyword() -> No
 
 @pytest.fixture(scope="module")
 def engine(model: Model) -> Iterator[EngineClient]:
-    eng = EngineClient(model, EngineConfig(parallel=4, ctx_size=512, max_queue=4, n_threads=1, max_batch_tokens=256))
+    eng = EngineClient(model, EngineConfig(max_num_seqs=4, max_model_len=512, max_queue=4, n_threads=1,
+                                           max_num_batched_tokens=256))
     eng.start()
     yield eng
     eng.stop()

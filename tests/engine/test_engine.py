@@ -45,7 +45,8 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = TIMEOUT_S) -> T:
 
 
 def _config(**overrides: Any) -> EngineConfig:
-    values: dict[str, Any] = dict(parallel=8, ctx_size=512, max_queue=8, n_threads=1, max_batch_tokens=256)
+    values: dict[str, Any] = dict(max_num_seqs=8, max_model_len=512, max_queue=8, n_threads=1,
+                                  max_num_batched_tokens=256)
     values.update(overrides)
     return EngineConfig(**values)
 
@@ -186,7 +187,7 @@ def test_concurrent_sequences_complete_and_interleave(engine: EngineClient, mode
 
 def test_waiting_sequence_is_admitted_when_a_lane_frees_mid_batch(make_engine: EngineFactory, model: Model) -> None:
     """Continuous batching: a queued sequence starts as soon as one lane is free, while the other still runs."""
-    eng = make_engine(parallel=2, max_queue=1)
+    eng = make_engine(max_num_seqs=2, max_queue=1)
     order: list[str] = []
 
     async def main() -> list[list[TokenEvent]]:
@@ -210,7 +211,7 @@ def test_waiting_sequence_is_admitted_when_a_lane_frees_mid_batch(make_engine: E
 
 
 def test_abort_frees_the_lane(make_engine: EngineFactory, model: Model) -> None:
-    eng = make_engine(parallel=1, max_queue=1)
+    eng = make_engine(max_num_seqs=1, max_queue=1)
 
     async def main() -> tuple[int, list[TokenEvent]]:
         long = eng.generate(chat(model, "Write a very long essay about history."),
@@ -237,7 +238,7 @@ def test_abort_frees_the_lane(make_engine: EngineFactory, model: Model) -> None:
 
 def test_abort_during_prefill_frees_the_lane(make_engine: EngineFactory, model: Model) -> None:
     """A prompt read 16 tokens a step is aborted while it is read: counted as such, its lane freed."""
-    eng = make_engine(parallel=1, max_batch_tokens=16, prompt_grid=16)
+    eng = make_engine(max_num_seqs=1, max_num_batched_tokens=16, prompt_grid=16)
     prompt = chat(model, "Summarise: " + "the lane is read in chunks, " * 60)
 
     async def main() -> list[TokenEvent]:
@@ -259,8 +260,8 @@ def test_aborted_sequence_leaves_its_tokens_cached_at_the_right_positions(make_e
                                                                         model: Model) -> None:
     """An aborted lane keeps what it computed: a request resuming from the tokens received reuses its
     prompt's whole grid chunks and continues exactly as a fresh engine does from the same tokens."""
-    fresh_engine = make_engine(parallel=1)
-    eng = make_engine(parallel=1)
+    fresh_engine = make_engine(max_num_seqs=1)
+    eng = make_engine(max_num_seqs=1)
     prompt = chat(model, "Write a very long essay about history, its wars, its kings and its peoples. " * 4)
     params = SamplingParams(max_tokens=10, temperature=0.0, ignore_eos=True)
 
@@ -280,7 +281,7 @@ def test_aborted_sequence_leaves_its_tokens_cached_at_the_right_positions(make_e
 
 
 def test_abort_of_a_waiting_sequence_frees_its_queue_slot(make_engine: EngineFactory, model: Model) -> None:
-    eng = make_engine(parallel=1, max_queue=1)
+    eng = make_engine(max_num_seqs=1, max_queue=1)
 
     async def main() -> list[TokenEvent]:
         prompt = chat(model, "Tell me a long story.")
@@ -302,7 +303,7 @@ def test_abort_of_a_waiting_sequence_frees_its_queue_slot(make_engine: EngineFac
 
 
 def test_queue_full_raises(make_engine: EngineFactory, model: Model) -> None:
-    eng = make_engine(parallel=1, max_queue=0)
+    eng = make_engine(max_num_seqs=1, max_queue=0)
     prompt = chat(model, "Hello!")
     params = SamplingParams(max_tokens=4, temperature=0.0, ignore_eos=True)
 
@@ -324,7 +325,7 @@ def test_queue_full_raises(make_engine: EngineFactory, model: Model) -> None:
 def test_an_aborted_sequence_stops_counting_for_admission_at_once(make_engine: EngineFactory, model: Model) -> None:
     """A stream ended by the streaming layer (a stop string) aborts its sequence; the next request,
     sent before the engine's next step boundary, is admitted rather than refused (one lane, no queue)."""
-    eng = make_engine(parallel=1, max_queue=0)
+    eng = make_engine(max_num_seqs=1, max_queue=0)
     prompt = chat(model, "Write a long story about a dragon.")
     params = SamplingParams(max_tokens=200, temperature=0.0, ignore_eos=True)
 
@@ -365,8 +366,8 @@ def test_submit_validates_prompts(engine: EngineClient) -> None:
 
 
 def test_prompt_plus_max_tokens_may_fill_the_context(make_engine: EngineFactory, model: Model) -> None:
-    """Every lane can hold a full ``ctx_size`` sequence at the same time."""
-    eng = make_engine(parallel=2, ctx_size=128, max_batch_tokens=128)
+    """Every lane can hold a full ``max_model_len`` sequence at the same time."""
+    eng = make_engine(max_num_seqs=2, max_model_len=128, max_num_batched_tokens=128)
     text = model.tokenize("The quick brown fox jumps over the lazy dog. " * 20, add_special=False, parse_special=False)
     prompts = [text[:108], text[1:109]]
     params = SamplingParams(max_tokens=20, temperature=0.0, ignore_eos=True)
@@ -385,7 +386,7 @@ def test_prompt_plus_max_tokens_may_fill_the_context(make_engine: EngineFactory,
 def test_short_prompt_is_read_before_a_long_one_in_flight_finishes(make_engine: EngineFactory, model: Model) -> None:
     """A short prompt arriving while a long one is read gets its first token long before the long one:
     shortest-first prompt shares, and steps bounded in time even though no stream decodes."""
-    eng = make_engine(parallel=4, ctx_size=2048, max_batch_tokens=512, prefill_step_time=0.05)
+    eng = make_engine(max_num_seqs=4, max_model_len=2048, max_num_batched_tokens=512, prefill_step_time=0.05)
     text = model.tokenize("The quick brown fox jumps over the lazy dog. " * 120, add_special=False,
                           parse_special=False)[:1200]
     order: list[str] = []
@@ -414,7 +415,7 @@ def test_prompt_cache_reuses_the_previous_turn_and_changes_nothing(make_engine: 
     for bit. Wrong positions, a stale or missing KV entry, or an off-by-one in the kept prefix would
     all show up here, as would a prefix cut off the grid.
     """
-    cached_engine = make_engine(parallel=1)
+    cached_engine = make_engine(max_num_seqs=1)
     first_prompt = chat(model, "What is the capital of France? " * 8, system=True)
     params = SamplingParams(max_tokens=16, temperature=0.0, logprobs=1)
 
@@ -432,7 +433,7 @@ def test_prompt_cache_reuses_the_previous_turn_and_changes_nothing(make_engine: 
     assert stats.cached_prompt_tokens_total == cached
     assert stats.prompt_tokens_total == len(first_prompt) + len(second_prompt)
 
-    fresh_engine = make_engine(parallel=1)
+    fresh_engine = make_engine(max_num_seqs=1)
     without_cache, fresh_cached = run(generate(fresh_engine, second_prompt, params))
     assert fresh_cached == 0
     assert [e.token_id for e in with_cache] == [e.token_id for e in without_cache]
@@ -450,7 +451,7 @@ def test_prompt_cache_full_hit_reads_nothing_and_draws_what_a_fresh_read_draws(m
     Tokens and logprobs equal the first request's bit for bit: the saved logits are the ones the first
     read computed, and drawing from them is the same draw as from the batch row.
     """
-    eng = make_engine(parallel=1)
+    eng = make_engine(max_num_seqs=1)
     prompt = chat(model, "Give me one word.")
     assert len(prompt) % eng.config.prompt_grid  # a tail, which only a whole-prompt hit reuses
 
@@ -465,7 +466,7 @@ def test_prompt_cache_full_hit_reads_nothing_and_draws_what_a_fresh_read_draws(m
 
 
 def test_longest_cached_prefix_lane_is_chosen(make_engine: EngineFactory, model: Model) -> None:
-    eng = make_engine(parallel=3)
+    eng = make_engine(max_num_seqs=3)
     prompts = [chat(model, q * 16) for q in ("What is two plus two? ", "Name a fruit. ", "Name an animal. ")]
 
     async def main() -> list[tuple[list[TokenEvent], int]]:
@@ -489,7 +490,7 @@ def test_interleaved_conversations_keep_their_cache(make_engine: EngineFactory, 
     with B; taking it keeps the system prompt for B but discards all of A's turn, and A's next turn
     recomputes it, although three of the four lanes were never used.
     """
-    eng = make_engine(parallel=4)
+    eng = make_engine(max_num_seqs=4)
     a1 = chat(model, "What is the capital of France? Tell me about its history and its rivers, please. " * 3,
               system=True)
     b1 = chat(model, "List three fruits.", system=True)
@@ -518,7 +519,7 @@ def test_shared_prefix_is_copied_from_another_lane_and_changes_nothing(make_engi
     A's history stays cached in its own lane; B reuses the shared prefix's whole grid chunks without
     reading them again, and generates exactly what a fresh engine generates.
     """
-    eng = make_engine(parallel=3)
+    eng = make_engine(max_num_seqs=3)
     system = ("<|im_start|>system\n" + "You are a careful assistant. Answer briefly, in plain words, and never "
               "invent facts you are unsure about; say so instead. " * 3 + "<|im_end|>\n")
     a1 = model.tokenize(system + "<|im_start|>user\n" + "Tell me a story about a dragon. " * 12 + "<|im_end|>\n"
@@ -538,7 +539,7 @@ def test_shared_prefix_is_copied_from_another_lane_and_changes_nothing(make_engi
     b_out, cached, lanes_before = run(main())
     assert cached == shared // grid * grid
     assert max(len(c) for c in eng.core.scheduler.lanes.contents) >= max(lanes_before)  # A's history was not evicted
-    fresh = make_engine(parallel=1)
+    fresh = make_engine(max_num_seqs=1)
     fresh_out, fresh_cached = run(generate(fresh, b1, GREEDY))
     assert fresh_cached == 0
     assert [e.token_id for e in b_out] == [e.token_id for e in fresh_out]
@@ -655,7 +656,7 @@ def test_stats_counters_grow(engine: EngineClient, model: Model) -> None:
 
 
 def test_shutdown_fails_open_sequences_and_nothing_hangs(make_engine: EngineFactory, model: Model) -> None:
-    eng = make_engine(parallel=1, max_queue=2)
+    eng = make_engine(max_num_seqs=1, max_queue=2)
     params = SamplingParams(max_tokens=300, temperature=0.0, ignore_eos=True)
 
     async def outcome(stream: SequenceStream) -> tuple[int, BaseException | None]:
@@ -689,7 +690,7 @@ def test_shutdown_fails_open_sequences_and_nothing_hangs(make_engine: EngineFact
 
 
 def test_shutdown_of_an_idle_engine_is_quick(make_engine: EngineFactory) -> None:
-    eng = make_engine(parallel=1)
+    eng = make_engine(max_num_seqs=1)
     start = time.monotonic()
     eng.shutdown()
     assert time.monotonic() - start < 5
@@ -700,13 +701,13 @@ def test_shutdown_of_an_idle_engine_is_quick(make_engine: EngineFactory) -> None
 
 def test_a_reader_max_backlog_steps_behind_is_aborted_after_its_queued_events(make_engine: EngineFactory,
                                                                                 model: Model) -> None:
-    engine = make_engine(parallel=1, max_backlog=4)
+    engine = make_engine(max_num_seqs=1, max_backlog=4)
     prompt = chat(model, "Count from one to one hundred.")
     params = SamplingParams(max_tokens=200, temperature=0.0, ignore_eos=True)
 
     async def scenario() -> tuple[list[TokenEvent], BaseException | None]:
         stream = engine.generate(prompt, params)
-        while stream._seq.queue.qsize() < 4:  # nobody reads: the queue fills
+        while stream.queue.qsize() < 4:  # nobody reads: the queue fills
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)
         events: list[TokenEvent] = []

@@ -31,8 +31,8 @@ def _seq(prompt_len: int, first_token: int = 100) -> Sequence:
 ANY = 10_000  # a prompt budget that does not limit anything
 
 
-def _scheduler(lanes: int = 4, *, max_batch_tokens: int = 64, grid: int = 1) -> Scheduler:
-    return Scheduler(LanePool(lanes, grid), max_batch_tokens=max_batch_tokens, grid=grid)
+def _scheduler(lanes: int = 4, *, max_num_batched_tokens: int = 64, grid: int = 1) -> Scheduler:
+    return Scheduler(LanePool(lanes, grid), max_num_batched_tokens=max_num_batched_tokens, grid=grid)
 
 
 def _run(chunks: list[Work], next_token: int = 7) -> None:
@@ -117,7 +117,7 @@ def test_has_work() -> None:
 
 def _gated(lanes: int = 3, grid: int = 1) -> Scheduler:
     """Long means more than 10 tokens to read; one long read at a time."""
-    return Scheduler(LanePool(lanes, grid), max_batch_tokens=64, grid=grid, long_prefill=10, max_long_prefills=1)
+    return Scheduler(LanePool(lanes, grid), max_num_batched_tokens=64, grid=grid, long_prefill=10, max_long_prefills=1)
 
 
 def test_a_second_long_prompt_waits_without_a_lane_and_shorter_ones_pass_it() -> None:
@@ -198,7 +198,7 @@ def test_only_a_read_that_would_give_a_whole_grid_chunk_more_is_waited_for() -> 
 
 
 def test_without_a_limit_long_prompts_are_admitted_in_arrival_order() -> None:
-    sched = Scheduler(LanePool(3), max_batch_tokens=64, grid=1, long_prefill=10, max_long_prefills=0)
+    sched = Scheduler(LanePool(3), max_num_batched_tokens=64, grid=1, long_prefill=10, max_long_prefills=0)
     seqs = [_seq(40, 100), _seq(40, 200), _seq(5, 300)]
     for seq in seqs:
         sched.add(seq)
@@ -206,7 +206,7 @@ def test_without_a_limit_long_prompts_are_admitted_in_arrival_order() -> None:
 
 
 def test_two_long_reads_at_a_time_when_asked() -> None:
-    sched = Scheduler(LanePool(4), max_batch_tokens=64, grid=1, long_prefill=10, max_long_prefills=2)
+    sched = Scheduler(LanePool(4), max_num_batched_tokens=64, grid=1, long_prefill=10, max_long_prefills=2)
     seqs = [_seq(40, 100), _seq(40, 200), _seq(40, 300), _seq(5, 400)]
     for seq in seqs:
         sched.add(seq)
@@ -242,8 +242,8 @@ def test_num_decoding_counts_sequences_past_their_prompt() -> None:
     assert sched.num_decoding() == 2
 
 
-def test_prefill_is_capped_by_max_batch_tokens() -> None:
-    sched = _scheduler(max_batch_tokens=16)
+def test_prefill_is_capped_by_max_num_batched_tokens() -> None:
+    sched = _scheduler(max_num_batched_tokens=16)
     seq = _seq(40)
     sched.add(seq)
     sched.admit()
@@ -252,7 +252,7 @@ def test_prefill_is_capped_by_max_batch_tokens() -> None:
 
 
 def test_prefill_gives_each_a_floor_then_the_rest_to_the_shortest_in_arrival_order() -> None:
-    sched = _scheduler(max_batch_tokens=16)
+    sched = _scheduler(max_num_batched_tokens=16)
     a, b, c = _seq(10), _seq(10, first_token=200), _seq(10, first_token=300)
     for seq in (a, b, c):
         sched.add(seq)
@@ -265,7 +265,7 @@ def test_prefill_gives_each_a_floor_then_the_rest_to_the_shortest_in_arrival_ord
 
 
 def test_prefill_while_decoding_is_capped_by_the_prompt_budget() -> None:
-    sched = _scheduler(lanes=4, max_batch_tokens=64)
+    sched = _scheduler(lanes=4, max_num_batched_tokens=64)
     decoders = [_decoding(sched), _decoding(sched)]
     new = _seq(10, first_token=500)
     sched.add(new)
@@ -287,8 +287,8 @@ def test_prefill_while_decoding_is_capped_by_the_prompt_budget() -> None:
     assert [len(c.tokens) for c in sched.schedule(4)] == [1, 1, 1]
 
 
-def test_prefill_while_decoding_is_capped_by_max_batch_tokens() -> None:
-    sched = _scheduler(lanes=4, max_batch_tokens=5)
+def test_prefill_while_decoding_is_capped_by_max_num_batched_tokens() -> None:
+    sched = _scheduler(lanes=4, max_num_batched_tokens=5)
     for _ in range(3):
         _decoding(sched)
     new = _seq(10, first_token=500)
@@ -311,7 +311,7 @@ def test_zero_prompt_budget_decodes_every_running_sequence_and_moves_every_promp
 
 
 def test_prompt_budget_is_shared_by_prefilling_sequences() -> None:
-    sched = _scheduler(lanes=4, max_batch_tokens=64)
+    sched = _scheduler(lanes=4, max_num_batched_tokens=64)
     _decoding(sched)
     a, b = _seq(3, first_token=300), _seq(3, first_token=400)
     sched.add(a)
@@ -322,7 +322,7 @@ def test_prompt_budget_is_shared_by_prefilling_sequences() -> None:
 
 
 def test_sample_flag_only_on_the_chunk_that_completes_the_prompt() -> None:
-    sched = _scheduler(lanes=1, max_batch_tokens=8)
+    sched = _scheduler(lanes=1, max_num_batched_tokens=8)
     seq = _seq(20)
     sched.add(seq)
     sched.admit()
@@ -338,7 +338,7 @@ def test_budget_invariants_in_a_random_simulation() -> None:
     """Random arrivals, lengths and prompt budgets: every step stays in budget, every sequence finishes."""
     rng = random.Random(1234)
     max_batch, lanes = 12, 3
-    sched = _scheduler(lanes=lanes, max_batch_tokens=max_batch)
+    sched = _scheduler(lanes=lanes, max_num_batched_tokens=max_batch)
     pending = [(_seq(rng.randint(1, 30), first_token=1000 * i), rng.randint(1, 6)) for i in range(20)]
     limits = {id(seq): limit for seq, limit in pending}
     finished: list[Sequence] = []
@@ -390,7 +390,7 @@ def _prefill_steps(sched: Scheduler, budget: int, until: Sequence) -> int:
 
 
 def test_short_prompt_arriving_behind_a_long_one_is_read_in_its_first_step() -> None:
-    sched = _scheduler(lanes=4, max_batch_tokens=512)
+    sched = _scheduler(lanes=4, max_num_batched_tokens=512)
     long = _seq(4000)
     sched.add(long)
     sched.admit()
@@ -406,7 +406,7 @@ def test_short_prompt_arriving_behind_a_long_one_is_read_in_its_first_step() -> 
 @pytest.mark.parametrize("n_long", [1, 3, 7])
 def test_short_prompt_steps_to_first_token_do_not_grow_with_the_long_prompts_in_flight(n_long: int) -> None:
     """At least half the budget goes to the shortest prompt, whatever else is being read."""
-    sched = _scheduler(lanes=8, max_batch_tokens=512)
+    sched = _scheduler(lanes=8, max_num_batched_tokens=512)
     for i in range(n_long):
         sched.add(_seq(4000, first_token=10_000 * (i + 1)))
     sched.admit()
@@ -419,7 +419,7 @@ def test_short_prompt_steps_to_first_token_do_not_grow_with_the_long_prompts_in_
 
 def test_a_long_prompt_is_not_starved_by_a_stream_of_short_ones() -> None:
     """Short prompts arrive every step; the long one still gets its floor, so it ends in ceil(P / floor) steps."""
-    sched = _scheduler(lanes=3, max_batch_tokens=64)
+    sched = _scheduler(lanes=3, max_num_batched_tokens=64)
     long = _seq(300)
     sched.add(long)
     sched.admit()
@@ -443,7 +443,7 @@ def test_a_long_prompt_is_not_starved_by_a_stream_of_short_ones() -> None:
 
 def test_nearly_done_long_prompt_counts_as_short() -> None:
     """Shortest *remaining* first: a long prompt with 10 tokens left goes before a new 50-token one."""
-    sched = _scheduler(lanes=2, max_batch_tokens=512)
+    sched = _scheduler(lanes=2, max_num_batched_tokens=512)
     long = _seq(1000)
     sched.add(long)
     sched.admit()
@@ -526,7 +526,7 @@ def _read(sched: Scheduler, seq: Sequence, budget: int) -> list[tuple[str, int, 
 
 @pytest.mark.parametrize("budget", [5, 40, 64, 100, 200, 512])
 def test_a_prompt_is_cut_at_the_grid_whatever_the_budget(budget: int) -> None:
-    sched = _scheduler(lanes=2, max_batch_tokens=512, grid=GRID)
+    sched = _scheduler(lanes=2, max_num_batched_tokens=512, grid=GRID)
     seq = _seq(200)
     sched.add(seq)
     sched.admit()
@@ -539,7 +539,7 @@ def test_a_prompt_is_cut_at_the_grid_whatever_the_budget(budget: int) -> None:
 
 
 def test_a_prompt_of_whole_chunks_samples_its_last_grid_chunk() -> None:
-    sched = _scheduler(lanes=1, max_batch_tokens=512, grid=GRID)
+    sched = _scheduler(lanes=1, max_num_batched_tokens=512, grid=GRID)
     seq = _seq(128)
     sched.add(seq)
     sched.admit()
@@ -548,7 +548,7 @@ def test_a_prompt_of_whole_chunks_samples_its_last_grid_chunk() -> None:
 
 
 def test_a_step_reaching_the_tail_reads_it_as_a_chunk_of_its_own() -> None:
-    sched = _scheduler(lanes=1, max_batch_tokens=512, grid=GRID)
+    sched = _scheduler(lanes=1, max_num_batched_tokens=512, grid=GRID)
     seq = _seq(150)
     sched.add(seq)
     sched.admit()
@@ -559,7 +559,7 @@ def test_a_step_reaching_the_tail_reads_it_as_a_chunk_of_its_own() -> None:
 
 def test_grants_smaller_than_a_chunk_are_banked_until_one_is_covered() -> None:
     """A budget of 20 a step beside decoding streams: a grid chunk every fourth step, none lost."""
-    sched = _scheduler(lanes=2, max_batch_tokens=512, grid=GRID)
+    sched = _scheduler(lanes=2, max_num_batched_tokens=512, grid=GRID)
     _decoding(sched)
     seq = _seq(300)
     sched.add(seq)
@@ -575,7 +575,7 @@ def test_grants_smaller_than_a_chunk_are_banked_until_one_is_covered() -> None:
 
 def test_a_cached_prefix_continues_on_the_grid() -> None:
     """A lane reused up to a grid boundary: the rest is read in the chunks a fresh read uses."""
-    sched = _scheduler(lanes=1, max_batch_tokens=512, grid=GRID)
+    sched = _scheduler(lanes=1, max_num_batched_tokens=512, grid=GRID)
     prompt = list(range(1000, 1200))
     lane, _, _ = sched.lanes.acquire([1])
     sched.lanes.release(lane, prompt[:170], 128)  # 128 tokens of full chunks, then a tail and output
@@ -587,7 +587,7 @@ def test_a_cached_prefix_continues_on_the_grid() -> None:
 
 
 def test_grid_short_prompt_arriving_behind_a_long_one_is_read_in_its_first_step() -> None:
-    sched = _scheduler(lanes=4, max_batch_tokens=512, grid=GRID)
+    sched = _scheduler(lanes=4, max_num_batched_tokens=512, grid=GRID)
     long = _seq(4000)
     sched.add(long)
     sched.admit()
@@ -603,7 +603,7 @@ def test_grid_short_prompt_arriving_behind_a_long_one_is_read_in_its_first_step(
 
 def test_grid_long_prompt_is_not_starved_by_a_stream_of_short_ones() -> None:
     """Short prompts arrive every step; the long one's floor still adds up to a chunk every few steps."""
-    sched = _scheduler(lanes=3, max_batch_tokens=512, grid=GRID)
+    sched = _scheduler(lanes=3, max_num_batched_tokens=512, grid=GRID)
     long = _seq(640)
     sched.add(long)
     sched.admit()
@@ -629,7 +629,7 @@ def test_grid_budget_invariants_in_a_random_simulation() -> None:
     """Random arrivals, lengths, cached prefixes and budgets: whole units only, within the batch, all finish."""
     rng = random.Random(99)
     max_batch, lanes = 200, 3
-    sched = _scheduler(lanes=lanes, max_batch_tokens=max_batch, grid=GRID)
+    sched = _scheduler(lanes=lanes, max_num_batched_tokens=max_batch, grid=GRID)
     pending = [(_seq(rng.randint(1, 400), first_token=1000 * i), rng.randint(1, 4)) for i in range(20)]
     limits = {id(seq): limit for seq, limit in pending}
     finished = 0
@@ -659,7 +659,7 @@ def test_grid_budget_invariants_in_a_random_simulation() -> None:
 
 def test_grid_banked_credit_of_many_prompts_is_read_within_the_step_budget() -> None:
     """Eight prompts granted a few tokens a step: their credits cover a chunk together, yet no step reads them all."""
-    sched = _scheduler(lanes=8, max_batch_tokens=512, grid=GRID)
+    sched = _scheduler(lanes=8, max_num_batched_tokens=512, grid=GRID)
     prompts = [_seq(10 * GRID + 5, first_token=1000 * i) for i in range(8)]
     for seq in prompts:
         sched.add(seq)
@@ -678,7 +678,7 @@ def test_grid_banked_credit_of_many_prompts_is_read_within_the_step_budget() -> 
 
 def test_grid_a_unit_left_out_for_lack_of_room_goes_first_next_step() -> None:
     """Shortest-first reads would starve a long prompt behind short ones; a skipped unit is read the next step."""
-    sched = _scheduler(lanes=2, max_batch_tokens=512, grid=GRID)
+    sched = _scheduler(lanes=2, max_num_batched_tokens=512, grid=GRID)
     long = _seq(4 * GRID)
     sched.add(long)
     sched.admit()
@@ -700,7 +700,7 @@ def test_grid_a_unit_left_out_for_lack_of_room_goes_first_next_step() -> None:
 
 
 def test_the_same_short_prompt_waits_for_the_read_under_way_then_draws_from_its_logits() -> None:
-    sched = _scheduler(lanes=3, max_batch_tokens=64, grid=GRID)
+    sched = _scheduler(lanes=3, max_num_batched_tokens=64, grid=GRID)
     first, again, other = _seq(20, 100), _seq(20, 100), _seq(20, 300)
     for seq in (first, again, other):
         sched.add(seq)
@@ -720,7 +720,7 @@ def test_the_same_short_prompt_waits_for_the_read_under_way_then_draws_from_its_
 
 def test_padded_tails_stay_within_the_batch() -> None:
     """Tails of 61 tokens take a whole chunk of rows each: a 190-row batch holds two, not three."""
-    sched = _scheduler(lanes=3, max_batch_tokens=190, grid=GRID)
+    sched = _scheduler(lanes=3, max_num_batched_tokens=190, grid=GRID)
     seqs = [_seq(61, 1000 * i) for i in range(1, 4)]
     for seq in seqs:
         sched.add(seq)
@@ -733,7 +733,7 @@ def test_padded_tails_stay_within_the_batch() -> None:
 
 
 def test_a_prompt_prefills_alone_only_while_nothing_else_runs_or_waits() -> None:
-    sched = _scheduler(lanes=2, max_batch_tokens=512, grid=GRID)
+    sched = _scheduler(lanes=2, max_num_batched_tokens=512, grid=GRID)
     long = _seq(600, 100)
     sched.add(long)
     sched.admit()
@@ -747,7 +747,7 @@ def test_a_prompt_prefills_alone_only_while_nothing_else_runs_or_waits() -> None
 
 
 def test_beside_other_work_grid_chunks_are_prefilled_prefill_chunks_at_a_time() -> None:
-    sched = Scheduler(LanePool(3, GRID), max_batch_tokens=512, grid=GRID, prefill_chunks=2)
+    sched = Scheduler(LanePool(3, GRID), max_num_batched_tokens=512, grid=GRID, prefill_chunks=2)
     stream = _decoding(sched)
     long = _seq(3 * GRID + 10, 500)
     sched.add(long)
@@ -759,7 +759,7 @@ def test_beside_other_work_grid_chunks_are_prefilled_prefill_chunks_at_a_time() 
         _run(chunks)
     assert reads == [("grid", 2 * GRID), ("grid", GRID), ("tail", 10)]  # the last chunk alone: all there is left
     assert stream.is_decoding
-    small = Scheduler(LanePool(2, GRID), max_batch_tokens=GRID + 1, grid=GRID, prefill_chunks=2)
+    small = Scheduler(LanePool(2, GRID), max_num_batched_tokens=GRID + 1, grid=GRID, prefill_chunks=2)
     _decoding(small)
     seq = _seq(2 * GRID, 900)
     small.add(seq)

@@ -191,7 +191,7 @@ def test_stop_strings_apply_to_content_not_to_arguments() -> None:
     events = run_calls("Rome is " + CALL, stop=(" is",))
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Rome"
     assert not any(isinstance(e, ToolCallStart) for e in events)
-    assert events[-1] == Finish(0, "stop")
+    assert events[-1] == Finish(0, "stop", " is")  # the finish names the stop string that matched
 
 
 def test_a_call_cut_by_the_limit_finishes_with_length() -> None:

@@ -44,6 +44,12 @@ def expected(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return (text[: min(starts)], True) if starts else (text, False)
 
 
+def expected_stop(text: str, stops: Sequence[str]) -> str | None:
+    """The stop string that starts earliest in ``text`` (the shortest on a tie), if any occurs."""
+    found = [(text.find(stop), len(stop), stop) for stop in stops if stop and stop in text]
+    return min(found)[2] if found else None
+
+
 def check(text: str, stops: Sequence[str], pieces: Sequence[str]) -> None:
     """Feed ``pieces``; every intermediate output must be a prefix of the expected result."""
     want, want_match = expected(text, stops)
@@ -60,6 +66,7 @@ def check(text: str, stops: Sequence[str], pieces: Sequence[str]) -> None:
     emitted += matcher.flush()
     assert emitted == want, (text, stops, pieces)
     assert matcher.matched == want_match, (text, stops, pieces)
+    assert matcher.stop == expected_stop(text, stops), (text, stops, pieces)
     assert matcher.held == 0
 
 

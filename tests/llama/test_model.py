@@ -102,6 +102,12 @@ def test_chat_template_is_chatml(model: Model) -> None:
     assert "add_generation_prompt" in model.chat_template
 
 
+@pytest.mark.parametrize("token_id", [-1, -479001599, 49152, 2**31 - 1])
+def test_ids_outside_the_vocabulary_have_no_bytes_and_do_not_end_generation(model: Model, token_id: int) -> None:
+    # llama.cpp aborts the whole process on such an id (the fuzz test found one reaching it).
+    assert model.token_bytes(token_id) == b"" and not model.is_eog(token_id)
+
+
 def test_bad_file_raises_model_load_error(tmp_path: Path) -> None:
     bogus = tmp_path / "not-a-model.gguf"
     bogus.write_bytes(b"GGUF but not really")

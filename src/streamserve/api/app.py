@@ -15,6 +15,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
+from streamserve.api.anthropic import MESSAGES_PREFIX, anthropic_envelope
+from streamserve.api.anthropic import router as messages_router
 from streamserve.api.docs import mount_docs
 from streamserve.api.errors import install_error_handlers
 from streamserve.api.limits import BodyLimitMiddleware
@@ -60,7 +62,7 @@ def load(config: ServerConfig, loop: asyncio.AbstractEventLoop | None = None,
         engine.close()
         raise
     limits = Limits(
-        ctx_size=config.engine.ctx_size,
+        max_model_len=config.engine.max_model_len,
         n_vocab=model.n_vocab,
         max_token_bytes=model.max_token_bytes,
         max_n=config.max_n,
@@ -108,10 +110,11 @@ def create_app(config: ServerConfig, model_names: tuple[str, ...]) -> FastAPI:
     app = _App(title="streamserve", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                description="An OpenAI-compatible LLM inference server built for streaming.")
     app.state.streamserve = state
-    install_error_handlers(app)
+    install_error_handlers(app, {MESSAGES_PREFIX: anthropic_envelope})
     app.include_router(health_router)
     app.include_router(router)
     app.include_router(responses_router)
+    app.include_router(messages_router)
     mount_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
     if config.playground:
@@ -194,9 +197,10 @@ def _banner(state: ServerState) -> None:
     if model.kernels is not None:
         logger.info("%s", model.kernels.describe())
     logger.info(
-        "chat template: %s; context %d tokens per sequence x %d parallel; queue %d; threads %d; "
+        "chat template: %s; context %d tokens per sequence x %d sequences; queue %d; threads %d; "
         "limits: n<=%d, sequences (prompts x n) per request<=%d, stop strings<=%d; API key %s",
-        loaded.template.name, cfg.engine.ctx_size, cfg.engine.parallel, cfg.engine.max_queue, cfg.engine.n_threads,
+        loaded.template.name, cfg.engine.max_model_len, cfg.engine.max_num_seqs, cfg.engine.max_queue,
+        cfg.engine.n_threads,
         cfg.max_n, cfg.sequences_per_request, cfg.max_stop_strings, "required" if cfg.api_key else "not required",
     )
     logger.info("serving %s on %s/v1 (names: %s)", state.model_names[0], url, ", ".join(state.model_names))

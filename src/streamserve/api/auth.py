@@ -10,10 +10,16 @@ from streamserve.api.errors import AuthenticationError
 
 
 async def require_api_key(request: Request) -> None:
-    """401 unless the request carries ``Authorization: Bearer <key>`` when a key is configured."""
+    """401 unless the request carries ``Authorization: Bearer <key>`` or ``x-api-key: <key>`` (what Anthropic's
+    clients send) when a key is configured."""
     expected = request.app.state.streamserve.config.api_key
     if not expected:
         return
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(key.strip().encode(), expected.encode()):
-        raise AuthenticationError("Incorrect API key provided. Pass it as 'Authorization: Bearer <key>'.")
+    if scheme.lower() == "bearer" and secrets.compare_digest(key.strip().encode(), expected.encode()):
+        return
+    header = request.headers.get("x-api-key")
+    if header is not None and secrets.compare_digest(header.strip().encode(), expected.encode()):
+        return
+    raise AuthenticationError("Incorrect API key provided. Pass it as 'Authorization: Bearer <key>' or "
+                              "'x-api-key: <key>'.")

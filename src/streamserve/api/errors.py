@@ -1,21 +1,24 @@
 """Errors are raised, not returned: the ``APIError`` hierarchy and the handlers that write OpenAI's envelope.
 
 Every error response is ``{"error": {"message", "type", "param", "code"}}`` with all four keys, so the
-official client raises its typed exception (``BadRequestError``, ``NotFoundError``…).
+official client raises its typed exception (``BadRequestError``, ``NotFoundError``…). An API family with
+its own envelope (Anthropic's, under ``/v1/messages``) registers an ``Envelope`` for its path prefix with
+``install_error_handlers``; every error on its paths, raised anywhere, is then written in that envelope.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
+from starlette.types import Scope
 
 from streamserve.engine import EngineError, EngineStoppedError, QueueFullError
 from streamserve.moderation import ModerationError
@@ -36,8 +39,8 @@ class APIError(Exception):
     instance.
     """
 
-    status_code: ClassVar[int] = 500
-    type: ClassVar[str] = "server_error"
+    status_code: int = 500
+    type: str = "server_error"
     code: str | None = None
     param: str | None = None
     retry_after: int | None = None
@@ -62,6 +65,21 @@ class APIError(Exception):
     def to_dict(self) -> dict[str, Any]:
         """The envelope ``{"error": {...}}``, also usable as a mid-stream error event."""
         return error_body(self.message, self.type, self.param, self.code)
+
+
+class HTTPStatusError(APIError):
+    """Any other status Starlette raises (404 for an unknown path, 405…): 5xx are server errors."""
+
+    def __init__(self, status_code: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.type = "server_error" if status_code >= 500 else "invalid_request_error"
+        self._headers = dict(headers or {})
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers Starlette's exception carried (``Allow`` on a 405)."""
+        return self._headers
 
 
 class InvalidRequestError(APIError):
@@ -187,13 +205,35 @@ class _ORJSONResponse(JSONResponse):
         return orjson.dumps(content)
 
 
-def error_response(exc: APIError) -> JSONResponse:
-    """The JSON response for ``exc``: its status, its headers and the envelope."""
-    return _ORJSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
+Envelope = Callable[[APIError, str | None], tuple[int, dict[str, Any]]]
+"""An API family's error envelope: (error, request id) -> its status and body."""
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers that turn every error, expected or not, into OpenAI's envelope."""
+def error_response(exc: APIError, scope: Scope | None = None) -> JSONResponse:
+    """The JSON response for ``exc``: its status, its headers and the envelope of the path in ``scope``."""
+    envelope = _envelope(scope)
+    if envelope is None:
+        return _ORJSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
+    assert scope is not None
+    status, body = envelope(exc, scope.get("state", {}).get("request_id"))
+    return _ORJSONResponse(body, status_code=status, headers=exc.headers)
+
+
+def _envelope(scope: Scope | None) -> Envelope | None:
+    """The envelope registered for the request's path (the longest matching prefix), if any."""
+    app = None if scope is None else scope.get("app")
+    envelopes: Mapping[str, Envelope] = getattr(getattr(app, "state", None), "error_envelopes", None) or {}
+    path = "" if scope is None else str(scope.get("path", ""))
+    for prefix in sorted(envelopes, key=len, reverse=True):
+        if path == prefix or path.startswith(prefix + "/"):
+            return envelopes[prefix]
+    return None
+
+
+def install_error_handlers(app: FastAPI, envelopes: Mapping[str, Envelope] | None = None) -> None:
+    """Register the handlers that turn every error, expected or not, into OpenAI's envelope, or into the
+    envelope ``envelopes`` names for the request's path prefix."""
+    app.state.error_envelopes = dict(envelopes or {})
     app.add_exception_handler(BodyError, _handle_body_error)
     app.add_exception_handler(APIError, _handle_api_error)
     app.add_exception_handler(RequestError, _handle_request_error)
@@ -206,50 +246,50 @@ def install_error_handlers(app: FastAPI) -> None:
 
 async def _handle_api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, APIError)
-    return error_response(exc)
+    return error_response(exc, request.scope)
 
 
 async def _handle_body_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BodyError)
-    return error_response(exc.error)
+    return error_response(exc.error, request.scope)
 
 
 async def _handle_request_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestError)
-    return error_response(InvalidRequestError(exc.message, param=exc.param, code=exc.code))
+    return error_response(InvalidRequestError(exc.message, param=exc.param, code=exc.code), request.scope)
 
 
 async def _handle_engine_error(request: Request, exc: Exception) -> JSONResponse:
     """The one mapping of the engine's errors before a stream began (admission) or in a whole response."""
     if isinstance(exc, QueueFullError):
-        return error_response(RateLimitError(f"{exc}; retry shortly.", retry_after=1))
+        return error_response(RateLimitError(f"{exc}; retry shortly.", retry_after=1), request.scope)
     if isinstance(exc, EngineStoppedError):
-        return error_response(ServiceUnavailableError(str(exc)))
-    return error_response(InternalServerError(str(exc)))
+        return error_response(ServiceUnavailableError(str(exc)), request.scope)
+    return error_response(InternalServerError(str(exc)), request.scope)
 
 
 async def _handle_moderation_error(request: Request, exc: Exception) -> JSONResponse:
-    return error_response(ModerationFailedError(f"moderation failed: {exc}"))
+    return error_response(ModerationFailedError(f"moderation failed: {exc}"), request.scope)
 
 
 async def _handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return error_response(validation_error(exc.errors()))
+    return error_response(validation_error(exc.errors()), request.scope)
 
 
 async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 413:
-        return error_response(PayloadTooLargeError(str(exc.detail)))
+        return error_response(PayloadTooLargeError(str(exc.detail)), request.scope)
     message = f"{exc.detail} ({request.method} {request.url.path})"
-    type_ = "server_error" if exc.status_code >= 500 else "invalid_request_error"
-    return _ORJSONResponse(error_body(message, type_), status_code=exc.status_code, headers=exc.headers)
+    return error_response(HTTPStatusError(exc.status_code, message, exc.headers), request.scope)
 
 
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises after this handler so the server logs the traceback; log the request here.
     logger.error("unhandled %s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
-    return error_response(InternalServerError("The server had an error while processing your request."))
+    return error_response(InternalServerError("The server had an error while processing your request."),
+                          request.scope)
 
 
 # Validation errors → one readable 400

@@ -38,7 +38,7 @@ class BodyLimitMiddleware:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await error_response(PayloadTooLargeError(too_large_message(self.max_bytes)))(scope, receive, send)
+            await error_response(PayloadTooLargeError(too_large_message(self.max_bytes)), scope)(scope, receive, send)
             return
         received = 0
 

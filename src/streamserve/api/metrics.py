@@ -43,7 +43,7 @@ class _EngineCollector(Collector):
                                 value=stats.kv_used_tokens / max(1, stats.kv_capacity_tokens))
         yield GaugeMetricFamily("streamserve:lanes_free", "KV lanes holding no sequence (all of them when idle).",
                                 value=stats.lanes_free)
-        yield GaugeMetricFamily("streamserve:lanes", "KV lanes (--parallel).", value=stats.lanes_total)
+        yield GaugeMetricFamily("streamserve:lanes", "KV lanes (--max-num-seqs).", value=stats.lanes_total)
         aborted = CounterMetricFamily("streamserve:aborted_sequences",
                                       "Sequences stopped early by phase: client gone or behind, or a stop string.",
                                       labels=["phase"])

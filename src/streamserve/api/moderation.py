@@ -42,7 +42,7 @@ logger = logging.getLogger("streamserve.moderation")
 
 MAX_INPUTS = 256
 CHECKED_ROLES = frozenset({"user", "tool"})
-GUARD_ENGINE = EngineConfig(parallel=4, ctx_size=2048, max_queue=256, max_batch_tokens=512)
+GUARD_ENGINE = EngineConfig(max_num_seqs=4, max_model_len=2048, max_queue=256, max_num_batched_tokens=512)
 """The guard model's own engine, when it is not the served model."""
 
 

@@ -29,7 +29,7 @@ class Limits:
     served once the server has room (a 429 then only ever means "full now, retry later").
     """
 
-    ctx_size: int
+    max_model_len: int
     n_vocab: int
     max_n: int
     max_stop_strings: int
@@ -122,9 +122,9 @@ def check_length(chars: int, limits: Limits, param: str) -> None:
     if limits.max_token_bytes is None:
         return
     least = -(-chars // limits.max_token_bytes)
-    if least > limits.ctx_size:
+    if least > limits.max_model_len:
         raise ContextLengthExceededError(
-            f"This model's maximum context length is {limits.ctx_size} tokens; the {param} text ({chars} "
+            f"This model's maximum context length is {limits.max_model_len} tokens; the {param} text ({chars} "
             f"characters) has at least {least} tokens.", param=param)
 
 
@@ -230,10 +230,10 @@ def output_budget(prompt_len: int, max_tokens: int | None, default: int | None, 
     Without ``max_tokens``: ``default`` or the rest of the context, capped by ``--max-tokens-default``.
     ``param`` names the prompt field in the 400 and ``name`` the request's limit field.
     """
-    room = limits.ctx_size - prompt_len
+    room = limits.max_model_len - prompt_len
     if room < 1:
         raise ContextLengthExceededError(
-            f"This model's maximum context length is {limits.ctx_size} tokens; "
+            f"This model's maximum context length is {limits.max_model_len} tokens; "
             f"the prompt has {prompt_len} tokens.", param=param)
     if max_tokens is None:
         max_tokens = min(default or room, room)
@@ -241,7 +241,7 @@ def output_budget(prompt_len: int, max_tokens: int | None, default: int | None, 
             max_tokens = min(max_tokens, limits.max_tokens_default)
     elif max_tokens > room:
         raise ContextLengthExceededError(
-            f"This model's maximum context length is {limits.ctx_size} tokens. However, you requested "
+            f"This model's maximum context length is {limits.max_model_len} tokens. However, you requested "
             f"{prompt_len + max_tokens} tokens ({prompt_len} in the prompt, {max_tokens} for the "
             f"completion). Please reduce the prompt or {name}.", param=param)
     return max_tokens

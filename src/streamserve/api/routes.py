@@ -133,4 +133,4 @@ async def _respond(request: Request, state: ServerState, loaded: LoadedModel, sh
 
 def _card(state: ServerState, name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": state.created, "owned_by": "streamserve",
-            "max_model_len": state.config.engine.ctx_size, "deterministic": state.config.engine.deterministic}
+            "max_model_len": state.config.engine.max_model_len, "deterministic": state.config.engine.deterministic}

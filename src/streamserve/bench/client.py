@@ -11,96 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict, dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import orjson
 
+from .payloads import finish_stream, json_or_none, status_message, take_body, take_chunk, take_response
 from .prompts import Endpoint, Prompt
-from .sse import MalformedEventError, SSEEvent, SSEReader, StreamError, error_message
-
-TokenSource = Literal["usage", "chunks", "none"]
-
-
-class RequestFailedError(Exception):
-    """A request failed in a way the server or the wire made plain (HTTP status, early end)."""
-
-
-@dataclass
-class RequestRecord:
-    """Everything measured about one request. Times are seconds.
-
-    ``start`` is relative to the caller's epoch; ``ttft``, ``last_token``, ``e2e`` and every entry of
-    ``chunk_times`` are relative to ``start``. ``chunk_times`` has one entry per chunk that carried
-    content (role-only and finish chunks are not counted). ``e2e`` is when the answer was complete
-    (``[DONE]`` for a stream, the full body otherwise), or when the request failed.
-    ``cached_tokens`` is the usage's ``prompt_tokens_details.cached_tokens`` (prompt tokens the server
-    took from its prompt cache), None when the server did not say.
-    ``output_tokens`` comes from the server's usage when it sent one (``token_source="usage"``),
-    otherwise from the counted content chunks (``"chunks"``); ``"none"`` means no count was possible.
-    """
-
-    stream: bool
-    prompt: str = ""
-    ok: bool = False
-    error: str | None = None
-    status: int | None = None
-    start: float = 0.0
-    ttft: float | None = None
-    last_token: float | None = None
-    e2e: float | None = None
-    chunk_times: list[float] = field(default_factory=list)
-    text: str = ""
-    output_tokens: int = 0
-    token_source: TokenSource = "none"
-    content_chunks: int = 0
-    prompt_tokens: int | None = None
-    cached_tokens: int | None = None
-    usage_completion_tokens: int | None = None
-    finish_reason: str | None = None
-    saw_done: bool = False
-    request_id: str | None = None
-    content_type: str | None = None
-    error_body: Any = None
-    """The parsed JSON body of a failed (non-2xx) response, when it was JSON."""
-    events: list[SSEEvent] = field(default_factory=list)
-    """Every event of the stream, ``[DONE]`` and anything after it included (``ReadPlan.keep_events``)."""
-    comments: int = 0
-    hung_up: bool = False
-    """The client closed the connection on purpose (``ReadPlan``); such a record is not ``ok``."""
-    hung_up_at: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field, raw timings included."""
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class RequestOptions:
-    """How requests are sent: endpoint, sampling defaults, usage chunk, and the per-request timeout."""
-
-    endpoint: Endpoint = "chat"
-    max_tokens: int | None = 128
-    temperature: float | None = 0.0
-    include_usage: bool = True
-    timeout: float = 120.0
-
-
-@dataclass(frozen=True)
-class ReadPlan:
-    """How one stream is read: keep its events, pause after each event, or hang up on purpose.
-
-    ``hangup_after_events`` closes the connection once that many events have arrived (0: as soon
-    as the response headers are in); ``hangup_after_s`` closes it that many seconds after sending,
-    whatever has arrived by then. A stream that ends first is simply complete.
-    """
-
-    keep_events: bool = False
-    pause_s: float = 0.0
-    hangup_after_events: int | None = None
-    hangup_after_s: float | None = None
+from .record import ReadPlan, RequestFailedError, RequestOptions, RequestRecord
+from .sse import MalformedEventError, SSEReader, StreamError
 
 
 class _HungUp(Exception):
@@ -157,7 +77,7 @@ class BenchClient:
         except httpx.HTTPError as exc:
             raise RequestFailedError(f"GET {self.base_url}/models: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 400:
-            raise RequestFailedError(f"GET {self.base_url}/models: {_status_message(response)}")
+            raise RequestFailedError(f"GET {self.base_url}/models: {status_message(response)}")
         try:
             payload = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
@@ -229,29 +149,10 @@ class BenchClient:
     async def _complete(self, url: str, body: bytes, record: RequestRecord, t0: float) -> None:
         response = await self._http.post(url, content=body)
         record.e2e = time.perf_counter() - t0  # the whole body is in
-        _take_response(response, record)
+        take_response(response, record)
         if response.status_code >= 400:
-            raise RequestFailedError(_status_message(response))
-        payload = orjson.loads(response.content)
-        if not isinstance(payload, dict):
-            raise RequestFailedError("response is not a JSON object")
-        if payload.get("error") is not None:
-            raise RequestFailedError(f"error body: {error_message(payload['error'])}")
-        if payload.get("object") == "response":
-            _take_response_object(payload, record)
-            record.text = "".join(part.get("text", "") for item in payload.get("output") or []
-                                  for part in item.get("content") or [] if isinstance(part, dict))
-            return
-        for choice in payload.get("choices") or []:
-            if choice.get("index", 0) == 0:
-                message = choice.get("message")
-                text = message.get("content") if isinstance(message, dict) else choice.get("text")
-                record.text = text or ""
-                record.finish_reason = choice.get("finish_reason")
-        _take_usage(payload, record)
-        if record.usage_completion_tokens is not None:
-            record.output_tokens = record.usage_completion_tokens
-            record.token_source = "usage"
+            raise RequestFailedError(status_message(response))
+        take_body(orjson.loads(response.content), record)
 
     async def _stream_until(self, url: str, body: bytes, record: RequestRecord, t0: float, plan: ReadPlan) -> None:
         """``_stream``, hung up ``plan.hangup_after_s`` seconds after ``t0`` if it has not ended by then."""
@@ -270,11 +171,11 @@ class BenchClient:
         reader: SSEReader | None = None
         try:
             async with self._http.stream("POST", url, content=body, headers=headers) as response:
-                _take_response(response, record)
+                take_response(response, record)
                 if response.status_code >= 400:
                     await response.aread()
-                    record.error_body = _json_or_none(response)
-                    raise RequestFailedError(_status_message(response))
+                    record.error_body = json_or_none(response)
+                    raise RequestFailedError(status_message(response))
                 reader = SSEReader(response.aiter_lines(), keep=plan.keep_events)
                 try:
                     await self._read(reader, record, pieces, t0, plan)
@@ -296,7 +197,7 @@ class BenchClient:
             if reader is not None:
                 record.events = reader.events
                 record.comments = reader.comments
-            _finish_stream(record, pieces)
+            finish_stream(record, pieces)
         if record.finish_reason is None:  # an answer that never finished is not an answer
             how = "[DONE] came" if record.saw_done else "the body ended"
             raise RequestFailedError(
@@ -313,7 +214,7 @@ class BenchClient:
         chunks = reader.chunks()
         try:
             async for chunk in chunks:
-                piece = _take_chunk(chunk.payload, record)
+                piece = take_chunk(chunk.payload, record)
                 if piece:
                     record.chunk_times.append(chunk.time - t0)
                     pieces.append(piece)
@@ -324,101 +225,3 @@ class BenchClient:
                     await asyncio.sleep(plan.pause_s)
         finally:
             await chunks.aclose()
-
-
-def _take_response(response: httpx.Response, record: RequestRecord) -> None:
-    record.status = response.status_code
-    record.content_type = response.headers.get("content-type")
-    record.request_id = response.headers.get("x-request-id")
-    if response.status_code >= 400 and not record.stream:
-        record.error_body = _json_or_none(response)
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _finish_stream(record: RequestRecord, pieces: list[str]) -> None:
-    """Fill in text, chunk totals, TTFT and the token count from what the stream delivered."""
-    record.text = "".join(pieces)
-    record.content_chunks = len(record.chunk_times)
-    if record.chunk_times:
-        record.ttft = record.chunk_times[0]
-        record.last_token = record.chunk_times[-1]
-    if record.usage_completion_tokens is not None:
-        record.output_tokens = record.usage_completion_tokens
-        record.token_source = "usage"
-    else:
-        record.output_tokens = record.content_chunks
-        record.token_source = "chunks"
-
-
-_RESPONSE_FINISH = {"completed": "stop", "incomplete": "length"}
-
-
-def _take_chunk(payload: dict[str, Any], record: RequestRecord) -> str:
-    """Fold one stream chunk into ``record``; return the content it carried for choice 0.
-
-    A Responses API event (it has a ``type``) carries text in ``response.output_text.delta`` and the
-    finish and usage in its terminal event.
-    """
-    kind = payload.get("type")
-    if isinstance(kind, str):
-        if kind == "response.output_text.delta":
-            return str(payload.get("delta") or "")
-        if kind in ("response.failed", "error"):
-            error = payload.get("response", {}).get("error") if kind == "response.failed" else payload
-            raise StreamError(error_message(error))
-        if isinstance(payload.get("response"), dict) and kind in ("response.completed", "response.incomplete"):
-            _take_response_object(payload["response"], record)
-        return ""
-    _take_usage(payload, record)
-    piece = ""
-    for choice in payload.get("choices") or []:
-        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-            continue
-        delta = choice.get("delta")
-        text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-        if isinstance(text, str):
-            piece += text
-        if choice.get("finish_reason"):
-            record.finish_reason = str(choice["finish_reason"])
-    return piece
-
-
-def _take_usage(payload: dict[str, Any], record: RequestRecord) -> None:
-    usage = payload.get("usage")
-    if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-        record.usage_completion_tokens = usage["completion_tokens"]
-        if isinstance(usage.get("prompt_tokens"), int):
-            record.prompt_tokens = usage["prompt_tokens"]
-        details = usage.get("prompt_tokens_details")
-        if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
-            record.cached_tokens = details["cached_tokens"]
-
-
-def _take_response_object(response: dict[str, Any], record: RequestRecord) -> None:
-    """A Responses API object's finish (``completed`` -> stop, ``incomplete`` -> length) and usage."""
-    record.finish_reason = _RESPONSE_FINISH.get(str(response.get("status")), str(response.get("status")))
-    usage = response.get("usage")
-    if isinstance(usage, dict) and isinstance(usage.get("output_tokens"), int):
-        record.usage_completion_tokens = usage["output_tokens"]
-        if isinstance(usage.get("input_tokens"), int):
-            record.prompt_tokens = usage["input_tokens"]
-
-
-def _status_message(response: httpx.Response) -> str:
-    """``HTTP 500: <the error envelope's message>`` for a failed response."""
-    detail = response.text[:200]
-    try:
-        payload = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        payload = None
-    if isinstance(payload, dict) and payload.get("error") is not None:
-        detail = error_message(payload["error"])
-    elif isinstance(payload, dict) and "detail" in payload:
-        detail = str(payload["detail"])
-    return f"HTTP {response.status_code}: {detail}".rstrip(": ")

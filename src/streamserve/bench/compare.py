@@ -11,9 +11,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import BenchClient, RequestRecord
+from .client import BenchClient
 from .metrics import CompareSummary, summarize_compare
 from .prompts import Prompt
+from .record import RequestRecord
 
 
 @dataclass

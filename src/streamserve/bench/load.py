@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .client import BenchClient, RequestRecord
+from .client import BenchClient
 from .metrics import LevelSummary, summarize
 from .prompts import Prompt
+from .record import RequestRecord
 
 
 class ProgressSink(Protocol):

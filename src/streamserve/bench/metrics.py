@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .client import RequestRecord
+from .record import RequestRecord
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

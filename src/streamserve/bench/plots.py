@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .client import RequestRecord
 from .compare import CompareResult
 from .load import LoadResult
+from .record import RequestRecord
 
 STREAM_COLOR = "tab:blue"
 PLAIN_COLOR = "tab:orange"
 
 
-def _save(figure: Figure, path: Path) -> None:
+def save_png(figure: Figure, path: Path) -> None:
+    """Draw ``figure`` on an Agg canvas and write it to ``path`` as a PNG, making its directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)
     figure.savefig(path, dpi=120)
@@ -89,7 +89,7 @@ def plot_compare(result: CompareResult, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize="small")
     figure.tight_layout()
-    _save(figure, path)
+    save_png(figure, path)
 
 
 def plot_load(result: LoadResult, path: Path) -> None:
@@ -118,41 +118,4 @@ def plot_load(result: LoadResult, path: Path) -> None:
         ax.legend(fontsize="small")
     figure.suptitle(f"{result.model}: load sweep, max_tokens={result.max_tokens}")
     figure.tight_layout()
-    _save(figure, path)
-
-
-def plot_soak(record: dict[str, Any], path: Path) -> None:
-    """A soak run from its JSON record: server RSS over time above, concurrency and progress below."""
-    rss = record["rss"]
-    samples = rss["samples"]
-    figure = Figure(figsize=(10, 6.5))
-    top: Axes = figure.add_subplot(2, 1, 1)
-    bottom: Axes = figure.add_subplot(2, 1, 2, sharex=top)
-    growth = rss["growth"]
-    if samples:
-        top.plot([s[0] for s in samples], [s[1] for s in samples], color=STREAM_COLOR, label="server RSS")
-        warm = next((s[0] for s in samples if s[2] >= rss["warmup_requests"]), None)
-        if warm is not None:
-            top.axvline(warm, color="grey", linestyle=":", label=f"warm-up end ({rss['warmup_requests']} requests)")
-        if growth["baseline_mb"] is not None:
-            top.axhline(growth["baseline_mb"] * (1 + rss["target_pct"] / 100), color="tab:red", linestyle="--",
-                        linewidth=1, label=f"baseline +{rss['target_pct']:.0f}% (target)")
-            top.set_title(f"RSS growth after warm-up: {growth['growth_pct']:+.1f}% "
-                          f"(peak {growth['peak_growth_pct']:+.1f}%)", fontsize="medium")
-        top.legend(loc="lower right", fontsize="small")
-    top.set_ylabel("RSS (MB)")
-    top.grid(alpha=0.3)
-    for phase in record["phases"]:
-        bottom.hlines(phase["level"], phase["start"], phase["end"], color=PLAIN_COLOR, linewidth=3)
-    bottom.set_ylabel("concurrent clients", color=PLAIN_COLOR)
-    bottom.set_xlabel("seconds since the run started")
-    bottom.grid(alpha=0.3)
-    if samples:
-        done: Axes = bottom.twinx()
-        done.plot([s[0] for s in samples], [s[2] for s in samples], color="tab:green")
-        done.set_ylabel("requests done", color="tab:green")
-    requests = record["requests"]
-    figure.suptitle(f"soak: {requests['sent']} streamed requests, {requests['hung_up']} hung up, "
-                    f"{record['errors']['total']} errors, {record['wire']['streams_with_violations']} rule breaks")
-    figure.tight_layout()
-    _save(figure, path)
+    save_png(figure, path)

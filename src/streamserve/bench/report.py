@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .client import RequestRecord
 from .compare import CompareResult
 from .load import LoadResult
 from .metrics import LevelSummary, inter_token_latencies
+from .record import RequestRecord
 
 SOURCE_NOTE = {
     "usage": "from the server's usage (include_usage)",

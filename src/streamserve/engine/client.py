@@ -46,7 +46,7 @@ class EngineClient:
     @classmethod
     def load(cls, path: Path, config: EngineConfig) -> EngineClient:
         """Load the GGUF at ``path`` with CPU kernels proven safe here, and build an engine (not started yet)."""
-        model = load_model(path, config.extra_bufts, ProbeSettings(config.max_batch_tokens, config.n_threads))
+        model = load_model(path, config.extra_bufts, ProbeSettings(config.max_num_batched_tokens, config.n_threads))
         try:
             return cls(model, config)
         except Exception:
@@ -84,20 +84,20 @@ class EngineClient:
         """Queue one sequence per (prompt ids, parameters) pair, all or none.
 
         Raises QueueFullError when lanes plus queue cannot take them all now, ValueError when they never
-        could (more than ``parallel + max_queue``), EngineStoppedError when stopping, and ``GrammarError``
+        could (more than ``max_num_seqs + max_queue``), EngineStoppedError when stopping, and ``GrammarError``
         for a grammar llguidance refuses (compiled here, before anything is queued). A sequence stops
         counting when it finishes, fails or is aborted, before its stream's end reaches the client, so
         a client that sends its next request at once is never refused for its own last one.
         """
-        capacity = self.config.parallel + self.config.max_queue
+        capacity = self.config.max_num_seqs + self.config.max_queue
         if len(requests) > capacity:
-            raise ValueError(f"{len(requests)} sequences can never fit {capacity} (parallel plus max_queue)")
+            raise ValueError(f"{len(requests)} sequences can never fit {capacity} (max_num_seqs plus max_queue)")
         for prompt_ids, params in requests:
             if not prompt_ids:
                 raise ValueError("a prompt must have at least one token")
             if params.max_tokens < 1:
                 raise ValueError("max_tokens must be at least 1")
-            if len(prompt_ids) + params.max_tokens > self.config.ctx_size:
+            if len(prompt_ids) + params.max_tokens > self.config.max_model_len:
                 raise ValueError("prompt plus max_tokens exceeds the context size")
             if not all(0 <= t < self.model.n_vocab for t in prompt_ids):
                 raise ValueError("prompt token id out of the vocabulary's range")

@@ -16,18 +16,21 @@ def _default_threads() -> int:
 class EngineConfig:
     """How many sequences run at once and how much each may hold.
 
-    ``ctx_size`` is one sequence's context (prompt plus output); the KV cache holds
-    ``ctx_size * parallel`` tokens. ``max_batch_tokens`` caps one step's batch. While sequences
-    decode, a step adds only as many prompt tokens as keep it within ``prefill_stall`` times a
-    decode-only step, so running streams keep flowing while a long prompt is read; and any step that
-    reads prompt tokens takes about ``prefill_step_time`` seconds at most, so a request arriving while
-    another's long prompt is read gets its own prompt scheduled within about one step. ``extra_bufts``
-    says whether llama.cpp may use its extra CPU buffer types (AMX, repacked weights): ``auto`` lets a
-    probe decide (``llama.kernels``). A sequence whose reader leaves ``max_backlog`` steps unread (a
-    client that stopped reading) is aborted, freeing its lane.
+    The field names are the ``streamserve serve`` flags' (``max_num_seqs`` is ``--max-num-seqs``), named as
+    vLLM names them where vLLM has the setting, and the defaults here are the command line's.
+    ``max_num_seqs`` sequences run at once (continuous batching lanes); ``max_model_len`` is one
+    sequence's context (prompt plus output), so the KV cache holds ``max_model_len * max_num_seqs``
+    tokens. ``max_num_batched_tokens`` caps one step's batch. While sequences decode, a step adds only
+    as many prompt tokens as keep it within ``prefill_stall`` times a decode-only step, so running
+    streams keep flowing while a long prompt is prefilled; and any step that prefills takes about
+    ``prefill_step_time`` seconds at most, so a request arriving while another's long prompt is prefilled
+    gets its own prompt scheduled within about one step. ``extra_bufts`` says whether llama.cpp may use
+    its extra CPU buffer types (AMX, repacked weights): ``auto`` lets a probe decide (``llama.kernels``).
+    A sequence whose reader leaves ``max_backlog`` steps unread (a client that stopped reading) is
+    aborted, freeing its lane.
 
-    Prompts are read in grid-aligned chunks of ``prompt_grid`` tokens plus one tail, so a cached prefix
-    gives the logits a fresh read gives (docs/determinism.md); ``prompt_grid`` must be at least the
+    Prompts are prefilled in grid-aligned chunks of ``prompt_grid`` tokens plus one tail, so a cached prefix
+    gives the logits a fresh prefill gives (docs/determinism.md); ``prompt_grid`` must be at least the
     row count from which llama.cpp's matmuls take their large-batch path (64 on the CPUs measured).
     Beside other work a prompt is prefilled ``prefill_chunks`` grid chunks at least at a time while it has
     them (64-token chunks cost more a token than 128-token ones past position 1,000:
@@ -39,11 +42,11 @@ class EngineConfig:
     does not depend on other traffic whatever the kernels do, at a throughput cost.
     """
 
-    parallel: int = 8
-    ctx_size: int = 4096
+    max_num_seqs: int = 8
+    max_model_len: int = 4096
     max_queue: int = 64
     n_threads: int = field(default_factory=_default_threads)
-    max_batch_tokens: int = 512
+    max_num_batched_tokens: int = 512
     prefill_stall: float = 3.0
     prefill_step_time: float = 0.5
     extra_bufts: Literal["auto", "on", "off"] = "auto"
@@ -59,8 +62,8 @@ class EngineConfig:
             raise ValueError(f"prefill_stall must be above 1, got {self.prefill_stall}")
         if not math.isfinite(self.prefill_step_time) or self.prefill_step_time <= 0:
             raise ValueError(f"prefill_step_time must be a positive number of seconds, got {self.prefill_step_time}")
-        for name in ("parallel", "ctx_size", "n_threads", "max_batch_tokens", "max_backlog", "prompt_grid",
-                     "prefill_chunks"):
+        for name in ("max_num_seqs", "max_model_len", "n_threads", "max_num_batched_tokens", "max_backlog",
+                     "prompt_grid", "prefill_chunks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.extra_bufts not in ("auto", "on", "off"):
@@ -68,8 +71,11 @@ class EngineConfig:
         for name in ("max_queue", "long_prefill_token_threshold", "max_long_partial_prefills"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be at least 0, got {getattr(self, name)}")
-        if self.max_batch_tokens < self.parallel:
-            raise ValueError("max_batch_tokens must be at least parallel (one decode token per sequence)")
-        if self.max_batch_tokens < self.parallel - 1 + self.prompt_grid:
-            raise ValueError(f"max_batch_tokens must be at least parallel - 1 + prompt_grid ({self.prompt_grid}): "
-                             "a step reads a prompt in whole grid chunks beside the other sequences' decode tokens")
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError(f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be at least max_num_seqs "
+                             f"({self.max_num_seqs}): one decode token per sequence")
+        least = self.max_num_seqs - 1 + self.prompt_grid
+        if self.max_num_batched_tokens < least:
+            raise ValueError(f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be at least "
+                             f"max_num_seqs - 1 + prompt_grid ({least}): a step prefills a prompt in whole grid "
+                             "chunks beside the other sequences' decode tokens")

@@ -65,21 +65,21 @@ class EngineCore:
     def __init__(self, model: Model, config: EngineConfig, tokenizer: llguidance.LLTokenizer, deliver: Deliver) -> None:
         self.model = model
         self.config = config
-        self.context = Context(model, n_ctx_seq=config.ctx_size, n_seq_max=config.parallel,
-                               n_batch=config.max_batch_tokens, n_threads=config.n_threads)
+        self.context = Context(model, n_ctx_seq=config.max_model_len, n_seq_max=config.max_num_seqs,
+                               n_batch=config.max_num_batched_tokens, n_threads=config.n_threads)
         self.scheduler = Scheduler(
-            LanePool(config.parallel, config.prompt_grid), max_batch_tokens=config.max_batch_tokens,
+            LanePool(config.max_num_seqs, config.prompt_grid), max_num_batched_tokens=config.max_num_batched_tokens,
             grid=config.prompt_grid, long_prefill=config.long_prefill_token_threshold,
             max_long_prefills=config.max_long_partial_prefills,
-            prefill_chunks=config.prefill_chunks, max_model_len=config.ctx_size, is_eog=model.is_eog)
+            prefill_chunks=config.prefill_chunks, max_model_len=config.max_model_len, is_eog=model.is_eog)
         self.budget = PrefillBudget(config.prefill_stall, step_time=config.prefill_step_time,
-                                    ceiling=config.max_batch_tokens)
-        self.runner = runner_class()(self.context, config.max_batch_tokens, Masks(tokenizer, config.parallel),
+                                    ceiling=config.max_num_batched_tokens)
+        self.runner = runner_class()(self.context, config.max_num_batched_tokens, Masks(tokenizer, config.max_num_seqs),
                                      grid=config.prompt_grid, deterministic=config.deterministic)
         self.inbox = Inbox()
         self.ready = threading.Event()
-        self.stats = EngineStats(kv_capacity_tokens=config.ctx_size * config.parallel, lanes_free=config.parallel,
-                                 lanes_total=config.parallel)
+        self.stats = EngineStats(kv_capacity_tokens=config.max_model_len * config.max_num_seqs,
+                                 lanes_free=config.max_num_seqs, lanes_total=config.max_num_seqs)
         self._deliver = deliver
         self._sequences: dict[int, Sequence] = {}
         self._prompt_tokens = 0
@@ -107,9 +107,11 @@ class EngineCore:
                 except Exception as exc:
                     logger.exception("engine step failed")
                     outputs = self._fail(list(self._sequences.values()), EngineError(f"internal engine error: {exc}"))
+                self._publish()  # before the outputs: a reader that sees its sequence end sees the stats after it
                 if outputs:
                     self._deliver(outputs)
-            self._publish()
+            else:
+                self._publish()
 
     def step(self) -> list[tuple[Sequence, SequenceOutput]]:
         """One step: admit and schedule, decode and draw, then record what it produced."""
@@ -199,12 +201,12 @@ class EngineCore:
             running=len(running),
             waiting=len(self.scheduler.waiting),
             kv_used_tokens=lanes.cached_tokens() + sum(s.num_computed for s in running),
-            kv_capacity_tokens=self.config.ctx_size * self.config.parallel,
+            kv_capacity_tokens=self.config.max_model_len * self.config.max_num_seqs,
             prompt_tokens_total=self._prompt_tokens,
             cached_prompt_tokens_total=self._cached_tokens,
             generation_tokens_total=self._generated_tokens,
             lanes_free=lanes.num_free,
-            lanes_total=self.config.parallel,
+            lanes_total=self.config.max_num_seqs,
             aborted_total=tuple(self._aborted.items()),
         )
 

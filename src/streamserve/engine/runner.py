@@ -45,10 +45,10 @@ class ModelRunner:
     The runner also owns the lanes' KV memory operations (``prepare``, ``release``) and the samplers.
     """
 
-    def __init__(self, context: Context, max_batch_tokens: int, masks: Masks, *, grid: int,
+    def __init__(self, context: Context, max_num_batched_tokens: int, masks: Masks, *, grid: int,
                  deterministic: bool = False) -> None:
         self.context = context
-        self.batch = Batch(max_batch_tokens)
+        self.batch = Batch(max_num_batched_tokens)
         self.masks = masks
         self.grid = grid
         self.deterministic = deterministic

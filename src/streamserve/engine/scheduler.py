@@ -22,13 +22,13 @@ class Scheduler:
     at admission, records what each prefill and each finished sequence leaves in it, and gives it back.
     """
 
-    def __init__(self, lanes: LanePool, *, max_batch_tokens: int, grid: int, long_prefill: int = 0,
+    def __init__(self, lanes: LanePool, *, max_num_batched_tokens: int, grid: int, long_prefill: int = 0,
                  max_long_prefills: int = 0, prefill_chunks: int = 1, max_model_len: int = 0,
                  is_eog: Callable[[int], bool] = lambda token: False) -> None:
         self.lanes = lanes
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
-        self.max_batch_tokens = max_batch_tokens
+        self.max_num_batched_tokens = max_num_batched_tokens
         self.grid = grid
         self.long_prefill = long_prefill
         self.max_long_prefills = max_long_prefills
@@ -118,7 +118,7 @@ class Scheduler:
         ]
         prefilling = [seq for seq in self.running if seq.is_prefilling]
         granting = [seq for seq in prefilling if unfilled(seq) > seq.prompt_credit]
-        capacity = self.max_batch_tokens - sum(len(w.tokens) for w in works)
+        capacity = self.max_num_batched_tokens - sum(len(w.tokens) for w in works)
         budget = min(capacity, max(prompt_budget, len(granting)))
         for seq, take in prompt_shares(granting, budget):
             seq.prompt_credit += take

@@ -27,15 +27,31 @@ class SequenceStream:
         self._abort = abort
         self._buffer: deque[TokenEvent] = deque()
         self._done = False
+        self._first: SequenceOutput | BaseException | None = None  # taken by ready(), not yet read
 
     def __aiter__(self) -> SequenceStream:
         return self
+
+    async def ready(self) -> None:
+        """Wait for the sequence's first output (its prompt read, or an error) without consuming it.
+
+        From then on ``cached_tokens`` and ``queue_time`` are known. Cancelling the wait loses nothing.
+        """
+        if self._buffer or self._done or self._first is not None:
+            return
+        self._first = await self.queue.get()
+        if isinstance(self._first, SequenceOutput):
+            self.cached_tokens = self._first.cached_tokens
+            self.queue_time = self._first.queue_time
 
     async def __anext__(self) -> TokenEvent:
         if not self._buffer:
             if self._done:
                 raise StopAsyncIteration
-            item = await self.queue.get()
+            if self._first is not None:
+                item, self._first = self._first, None
+            else:
+                item = await self.queue.get()
             if isinstance(item, BaseException):
                 self._done = True
                 raise item

@@ -83,10 +83,14 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """Choice ``index`` is complete; always its last event. ``tool_calls``: it ended after calling tools."""
+    """Choice ``index`` is complete; always its last event. ``tool_calls``: it ended after calling tools.
+
+    ``stop`` is the stop string that ended it (a request's own or the template's), when one did.
+    """
 
     index: int
     reason: FinishReason
+    stop: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ Each choice runs one pipeline: detokenizer -> stop matcher (``ChoiceDecoder``) -
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ class ChoiceDecoder:
             self._entries.append((end, self._entry(event, data, start)))
         events = self._split(text)
         if self.stops.matched:
-            return [*events, *self._delta(self._take()), Finish(self.index, "stop")]
+            return [*events, *self._delta(self._take()), Finish(self.index, "stop", self.stops.stop)]
         if event.finish is FinishReason.LENGTH:
             return [*events, *self._end("length")]
         return [*events, *self._delta(self._take())]
@@ -139,7 +140,7 @@ class ChoiceDecoder:
         final: FinishReasonName = "stop" if self.stops.matched or reason == "stop" else "length"
         if final == "stop" and self.calls is not None and self.calls.calls:
             final = "tool_calls"
-        return [*self._delta(self._take()), Finish(self.index, final)]
+        return [*self._delta(self._take()), Finish(self.index, final, self.stops.stop)]
 
     def _take(self) -> str:
         text, self._unsent = self._unsent, ""
@@ -209,6 +210,19 @@ class Generation:
             output = tuple(g.result or ModerationResult() for g in gates if g is not None)
             yield ModerationScores(plan.checker.model, plan.input, output)
         yield self.usage()
+
+    async def waiting(self, interval: float) -> AsyncIterator[None]:
+        """Yields once every ``interval`` seconds until the first choice's prompt is read (its first output came).
+
+        A stream that must not look idle while a long prompt is read sends a keep-alive for each.
+        """
+        while True:
+            try:
+                await asyncio.wait_for(self.streams[0].ready(), interval)
+            except TimeoutError:
+                yield None
+            else:
+                return
 
     def usage(self) -> Usage:
         """Token counts so far: final once every choice has finished, partial after a disconnect."""

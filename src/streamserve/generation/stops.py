@@ -19,7 +19,7 @@ class StopMatcher:
     ``flush()`` settles such a pending match, so check ``matched`` after it too.
     """
 
-    __slots__ = ("_first_chars", "_longest", "_matched", "_pending", "_stops")
+    __slots__ = ("_first_chars", "_longest", "_matched", "_pending", "_stop", "_stops")
 
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = tuple(dict.fromkeys(stop for stop in stops if stop))
@@ -27,11 +27,18 @@ class StopMatcher:
         self._longest = max(map(len, self._stops), default=0)
         self._pending = ""
         self._matched = False
+        self._stop: str | None = None
 
     @property
     def matched(self) -> bool:
         """Whether a stop string was found; the stream must then end with finish reason ``stop``."""
         return self._matched
+
+    @property
+    def stop(self) -> str | None:
+        """The stop string that matched, or None: the earliest in the text; of several starting there, the
+        shortest (it completes first, so the answer does not depend on how the text was split)."""
+        return self._stop
 
     @property
     def held(self) -> int:
@@ -54,24 +61,27 @@ class StopMatcher:
 
     def _settle(self, text: str, *, final: bool) -> str:
         """Send what is certain in the unsent ``text`` and keep the rest pending."""
-        match = self._earliest_match(text)
+        match, stop = self._earliest_match(text)
         limit = len(text) if match is None else match
         safe = limit if final else self._earliest_partial(text, limit)
         if match is not None and match <= safe:
             self._matched = True
+            self._stop = stop
             self._pending = ""
             return text[:match]
         self._pending = text[safe:]
         return text[:safe]
 
-    def _earliest_match(self, text: str) -> int | None:
-        """The start of the earliest complete stop string in ``text``, if any."""
+    def _earliest_match(self, text: str) -> tuple[int | None, str | None]:
+        """The start of the earliest complete stop string in ``text`` and that string, if any."""
         earliest: int | None = None
+        found: str | None = None
         for stop in self._stops:
             start = text.find(stop)
-            if start != -1 and (earliest is None or start < earliest):
-                earliest = start
-        return earliest
+            if start != -1 and (earliest is None or start < earliest
+                                or (start == earliest and found is not None and len(stop) < len(found))):
+                earliest, found = start, stop
+        return earliest, found
 
     def _earliest_partial(self, text: str, limit: int) -> int:
         """The first start before ``limit`` of a suffix of ``text`` that begins a stop, else ``limit``.

@@ -129,7 +129,11 @@ class Model:
         return list(buf[:n])
 
     def token_bytes(self, token_id: int) -> bytes:
-        """The raw bytes of one token's piece; control tokens give b"" (they are never text)."""
+        """The raw bytes of one token's piece; control tokens give b"" (they are never text), and so do ids
+        outside the vocabulary (llama.cpp would abort the process on them; requests are refused for them
+        where they are validated)."""
+        if not 0 <= token_id < self.n_vocab:
+            return b""
         piece = self._pieces.get(token_id)
         if piece is None:
             piece = self._piece(token_id, special=False)
@@ -138,8 +142,8 @@ class Model:
         return piece
 
     def is_eog(self, token_id: int) -> bool:
-        """Whether the token ends generation: EOS, end-of-turn and the like."""
-        return bool(gilfree.vocab_is_eog(self.vocab, token_id))
+        """Whether the token ends generation: EOS, end-of-turn and the like (never an id outside the vocabulary)."""
+        return 0 <= token_id < self.n_vocab and bool(gilfree.vocab_is_eog(self.vocab, token_id))
 
     def _special_text(self, token_id: int) -> str:
         if token_id < 0:

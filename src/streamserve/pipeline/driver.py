@@ -16,8 +16,7 @@ from typing import Any, Protocol
 import orjson
 
 from streamserve.engine import EngineError, EngineStoppedError
-from streamserve.formats import sse
-from streamserve.formats.completions import CompletionBuilder
+from streamserve.formats import anthropic, sse
 from streamserve.generation.events import Event, Finish, TextDelta, ToolCallDelta, ToolCallStart, Usage
 from streamserve.generation.generation import Generation
 from streamserve.moderation import ModerationError
@@ -51,11 +50,27 @@ class Formatter(Protocol):
         """The wire events that end a stream the generation of which failed."""
 
 
+class Builder(Protocol):
+    """A whole (non-streamed) response, built from the same events a stream sends."""
+
+    def add(self, event: Event) -> None:
+        """Record one neutral event."""
+
+    def build(self) -> dict[str, Any]:
+        """The response object, once the generation has ended."""
+
+
 @dataclass(frozen=True, slots=True)
 class Framing:
-    """How wire events go on an SSE stream: data-only (``[DONE]`` last) or named by their ``type``."""
+    """How wire events go on an SSE stream: data-only (``[DONE]`` last) or named by their ``type``.
+
+    ``heartbeat``, when set, is the event sent every ``heartbeat_s`` seconds while the prompt is read,
+    before the formatter's opening (Anthropic's ``ping``), so the stream never looks idle.
+    """
 
     named: bool
+    heartbeat: Mapping[str, Any] | None = None
+    heartbeat_s: float = 5.0
 
     def frame(self, event: Mapping[str, Any]) -> bytes:
         """One event's bytes."""
@@ -74,6 +89,9 @@ DATA_ONLY = Framing(named=False)
 
 NAMED = Framing(named=True)
 """Named events: the Responses API."""
+
+PINGED = Framing(named=True, heartbeat=anthropic.PING)
+"""Named events with ``ping`` while the prompt is read: Anthropic's Messages API."""
 
 
 async def drive(generation: Generation, formatter: Formatter,
@@ -100,7 +118,19 @@ async def drive(generation: Generation, formatter: Formatter,
 
 async def stream(generation: Generation, formatter: Formatter, observer: Observer,
                  framing: Framing) -> AsyncIterator[bytes]:
-    """``drive``, framed: each event flushed as soon as it exists, then the framing's end."""
+    """``drive``, framed: each event flushed as soon as it exists, then the framing's end.
+
+    With a heartbeat the opening waits until the prompt is read (so it can report the prompt cache's
+    part), sending the heartbeat meanwhile; a client that leaves then aborts the generation.
+    """
+    if framing.heartbeat is not None:
+        try:
+            async for _ in generation.waiting(framing.heartbeat_s):
+                yield framing.frame(framing.heartbeat)
+        except BaseException:
+            generation.close()
+            observer.on_end("disconnect", generation.usage())
+            raise
     async with aclosing(drive(generation, formatter, observer)) as events:
         async for event in events:
             yield framing.frame(event)
@@ -108,7 +138,7 @@ async def stream(generation: Generation, formatter: Formatter, observer: Observe
         yield framing.end
 
 
-async def collect(generation: Generation, builder: CompletionBuilder, observer: Observer) -> dict[str, Any]:
+async def collect(generation: Generation, builder: Builder, observer: Observer) -> dict[str, Any]:
     """The whole response as one object, built from the same events as the stream (joined deltas = the text)."""
     async with aclosing(observed(generation, observer)) as events:
         async for event in events:

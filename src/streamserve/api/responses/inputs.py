@@ -236,14 +236,14 @@ def build_prompt(template: ChatTemplate, tokenizer: Tokenizer, limits: Limits, *
         return ids
     ids, dropped = encode(0), 0
     if truncation == "auto":
-        reserve = max_output_tokens or max(16, limits.ctx_size // AUTO_TRUNCATION_RESERVE)
-        if len(ids) + reserve > limits.ctx_size:
+        reserve = max_output_tokens or max(16, limits.max_model_len // AUTO_TRUNCATION_RESERVE)
+        if len(ids) + reserve > limits.max_model_len:
             low, high = 1, len(history) - 1  # the smallest count of dropped items that fits, if any
             best: tuple[list[int], int] | None = None
             while low <= high:
                 middle = (low + high) // 2
                 candidate = encode(middle)
-                if len(candidate) + reserve <= limits.ctx_size:
+                if len(candidate) + reserve <= limits.max_model_len:
                     best, high = (candidate, middle), middle - 1
                 else:
                     low = middle + 1

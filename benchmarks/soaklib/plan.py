@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .client import ReadPlan
-from .prompts import Endpoint, Prompt, builtin_prompts, user_prompt
+from streamserve.bench.prompts import Endpoint, Prompt, builtin_prompts, user_prompt
+from streamserve.bench.record import ReadPlan
 
 Behaviour = Literal["normal", "slow", "hangup"]
 

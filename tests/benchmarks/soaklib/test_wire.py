@@ -1,4 +1,4 @@
-"""bench/wire.py: a well-formed stream passes, each broken rule is reported, the server's own chunks pass."""
+"""soaklib/wire.py: a well-formed stream passes, each broken rule is reported, the server's own chunks pass."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from soaklib.wire import StreamSpec, check_stream
 
 from streamserve.bench.sse import SSEEvent, aiter_events
-from streamserve.bench.wire import StreamSpec, check_stream
 from streamserve.formats import sse
 from streamserve.formats.completions import ChunkFormatter, CompletionMeta, Shape
 from streamserve.generation.events import Event, Finish, LogprobEntry, TextDelta, TopLogprob, Usage

@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from streamserve.bench.record import RequestRecord
+
 from .accounting import account
-from .client import RequestRecord
-from .soakplan import PlannedRequest
+from .plan import PlannedRequest
 from .wire import StreamCheck, StreamSpec, Violation, check_stream
 
 Status = Literal["complete", "hung_up", "error"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,14 +20,16 @@ from typing import Any
 
 import httpx
 
+from streamserve.bench.client import BenchClient
+from streamserve.bench.prometheus import parse_metrics
+from streamserve.bench.record import ReadPlan
+
 from .accounting import first_difference
-from .client import BenchClient, ReadPlan
-from .rss import RssSampler
-from .soakplan import PlannedRequest, phases
+from .memory import RssSampler
+from .plan import PlannedRequest, phases
 from .verdict import Outcome, evaluate
 
 DEFAULT_LEVELS = (1, 4, 16, 32, 8, 2, 24, 12, 32, 6)
-_METRIC_LINE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*(?:\{[^}]*\})?) (\S+)")
 _IDLE_NAMES = {"running": "streamserve:num_requests_running", "waiting": "streamserve:num_requests_waiting",
                "lanes_free": "streamserve:lanes_free", "lanes": "streamserve:lanes"}
 _ABORTED = 'streamserve:aborted_sequences_total{phase="%s"}'
@@ -37,7 +38,7 @@ _SNIPPET = 24
 
 @dataclass(frozen=True)
 class SoakConfig:
-    """The run's sizes, rates and time budgets. ``lanes`` is the server's ``--parallel``, to estimate queueing.
+    """The run's sizes, rates and time budgets. ``lanes`` is the server's ``--max-num-seqs``, to estimate queueing.
 
     ``duration`` bounds the load (no request starts after it); ``replay_duration`` bounds the replays,
     counted from when they start, so a load that runs to its cap still leaves the replays their time.
@@ -80,7 +81,7 @@ class Replay:
 
 @dataclass
 class SoakRun:
-    """Everything a run produced; ``soaksummary.summarize`` turns it into the JSON record."""
+    """Everything a run produced; ``summary.summarize`` turns it into the JSON record."""
 
     config: SoakConfig
     outcomes: list[Outcome] = field(default_factory=list)
@@ -192,19 +193,6 @@ def compare(original: Outcome, again: Outcome) -> Replay:
 
 def _at(values: list[str | None], index: int) -> str | None:
     return values[index] if index < len(values) else None
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    """Every sample of a Prometheus text exposition, keyed by name plus labels as written."""
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        match = _METRIC_LINE.match(line)
-        if match and not line.startswith("#"):
-            try:
-                values[match.group(1)] = float(match.group(2))
-            except ValueError:
-                continue
-    return values
 
 
 async def scrape(http: httpx.AsyncClient, url: str | None) -> dict[str, float] | None:

@@ -11,8 +11,8 @@ import collections
 from collections.abc import Sequence
 from typing import Any
 
-from .rss import rss_growth
-from .soak import SoakRun
+from .memory import rss_growth
+from .run import SoakRun
 from .verdict import Outcome
 
 RSS_TARGET_PCT = 5.0

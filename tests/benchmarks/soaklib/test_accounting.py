@@ -1,11 +1,11 @@
-"""bench/accounting.py: a lost or duplicated chunk is found; stop strings and cut characters are not losses."""
+"""soaklib/accounting.py: a lost or duplicated chunk is found; stop strings and cut characters are not losses."""
 
 from __future__ import annotations
 
 import copy
 
-from streamserve.bench.accounting import account, first_difference
-from streamserve.bench.wire import StreamSpec, check_stream
+from soaklib.accounting import account, first_difference
+from soaklib.wire import StreamSpec, check_stream
 
 from .wirestreams import events, stream
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import orjson
 
+from streamserve.bench.prompts import Endpoint
+from streamserve.bench.sse import DONE_SENTINEL, SSEEvent
+
 from .logprobs import LogprobsTrail
-from .prompts import Endpoint
-from .sse import DONE_SENTINEL, SSEEvent
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
 _OBJECT = {"chat": "chat.completion.chunk", "completions": "text_completion"}

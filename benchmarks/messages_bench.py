@@ -1,0 +1,190 @@
+"""Anthropic's Messages stream against chat's: TTFT and inter-token latency on the same prompt, 1 and 16 streams.
+
+Run it alone on the machine (nothing else busy), from the repository root:
+
+    .venv/bin/python benchmarks/messages_bench.py
+
+One streamserve (16 lanes, a temporary --data-dir) serves two variants of the same request, the same user
+message at temperature 0 with 128 output tokens: ``chat`` (``/v1/chat/completions``, counting ``content``
+deltas) and ``messages`` (``/v1/messages``, counting ``text_delta`` events). TTFT is the time from sending
+the request to the first delta with text; ITL is the time between consecutive text deltas (per chunk, as
+vLLM defines it). Each variant gets a discarded warm-up request; rounds alternate the variants' order so a
+shared machine's drift spreads evenly; N clients send ``--requests`` requests each per level in turn.
+
+It writes ``docs/messages-bench.json`` and prints the markdown table for ``docs/performance.md``.
+Target (issue #27): the Messages stream within 5% of chat in TTFT p50 and ITL p50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from servers import Setup, running
+
+from streamserve.models import resolve_model
+
+PROMPT = "Count from 1 to 500, separated by commas."
+VARIANTS = ("chat", "messages")
+
+
+def _body(variant: str, model: str, tokens: int) -> tuple[str, dict[str, Any]]:
+    messages = [{"role": "user", "content": PROMPT}]
+    if variant == "chat":
+        return "/chat/completions", {"model": model, "messages": messages, "max_tokens": tokens, "temperature": 0,
+                                     "stream": True, "stream_options": {"include_usage": True}}
+    return "/messages", {"model": model, "messages": messages, "max_tokens": tokens, "temperature": 0,
+                         "stream": True}
+
+
+def _text_of(variant: str, data: dict[str, Any]) -> str:
+    """The text a chat chunk or a Messages event carries ("" for any other event)."""
+    if variant == "chat":
+        return "".join(c["delta"].get("content") or "" for c in data.get("choices") or ())
+    if data.get("type") == "content_block_delta" and data["delta"].get("type") == "text_delta":
+        return str(data["delta"]["text"])
+    return ""
+
+
+def _output_tokens(variant: str, data: dict[str, Any]) -> int | None:
+    if variant == "chat":
+        return (data.get("usage") or {}).get("completion_tokens")
+    return (data.get("usage") or {}).get("output_tokens") if data.get("type") == "message_delta" else None
+
+
+async def one(http: httpx.AsyncClient, variant: str, model: str, tokens: int) -> dict[str, Any]:
+    """One streamed request: its TTFT, its inter-delta gaps and the output tokens the server reported."""
+    path, body = _body(variant, model, tokens)
+    sent = time.perf_counter()
+    stamps: list[float] = []
+    produced = 0
+    async with http.stream("POST", path, json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            data = json.loads(line[len("data: "):])
+            if _text_of(variant, data):
+                stamps.append(time.perf_counter())
+            produced = _output_tokens(variant, data) or produced
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    return {"ttft": stamps[0] - sent if stamps else None, "gaps": gaps, "tokens": produced}
+
+
+async def level(base_url: str, variant: str, model: str, tokens: int, clients: int, requests: int) -> list[dict]:
+    """``clients`` concurrent clients, each sending ``requests`` requests one after another."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=600) as http:
+        async def client() -> list[dict[str, Any]]:
+            return [await one(http, variant, model, tokens) for _ in range(requests)]
+        return [r for rs in await asyncio.gather(*(client() for _ in range(clients))) for r in rs]
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summarize(records: list[dict[str, Any]], tokens: int) -> dict[str, Any]:
+    """TTFT and ITL percentiles pooled over the records, and how many came back short of ``tokens``."""
+    ttfts = [r["ttft"] for r in records if r["ttft"] is not None]
+    gaps = [g for r in records for g in r["gaps"]]
+    return {"requests": len(records), "ttft_p50": _pct(ttfts, 0.5), "ttft_p99": _pct(ttfts, 0.99),
+            "itl_p50": _pct(gaps, 0.5), "itl_p99": _pct(gaps, 0.99),
+            "itl_mean": statistics.fmean(gaps) if gaps else None,
+            "short": sum(1 for r in records if r["tokens"] != tokens)}
+
+
+async def measure(base_url: str, levels: list[int], tokens: int, rounds: int, requests: int,
+                  warmup: bool) -> dict[str, Any]:
+    """Every variant at every level, ``rounds`` times in alternating order; pooled summaries."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+        model = (await http.get("/models")).json()["data"][0]["id"]
+    records: dict[tuple[str, int], list[dict[str, Any]]] = {(v, n): [] for v in VARIANTS for n in levels}
+    if warmup:
+        for variant in VARIANTS:
+            await level(base_url, variant, model, tokens, 1, 1)
+    for round_ in range(rounds):
+        order = VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]
+        for clients in levels:
+            for variant in order:
+                records[variant, clients] += await level(base_url, variant, model, tokens, clients, requests)
+                print(f"  round {round_ + 1} {variant:>8} x{clients}: {len(records[variant, clients])} requests",
+                      flush=True)
+    out: dict[str, Any] = {}
+    for (variant, clients), recs in records.items():
+        out.setdefault(variant, {})[str(clients)] = summarize(recs, tokens)
+    return out
+
+
+def table(model: str, result: dict[str, Any], levels: list[int]) -> str:
+    """Markdown rows: each variant at each level, with the ratios to chat."""
+    lines = [f"### {model}", "",
+             "| variant | streams | TTFT p50 (ms) | TTFT p99 (ms) | ITL p50 (ms) | ITL p99 (ms) | TTFT p50 / chat | "
+             "ITL p50 / chat | short |", "|---|---|---|---|---|---|---|---|---|"]
+
+    def ms(value: float | None) -> str:
+        return "–" if value is None else f"{value * 1000:.1f}"
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return "–" if not a or not b else f"{a / b:.3f}"
+
+    for clients in levels:
+        chat = result["chat"][str(clients)]
+        for variant in VARIANTS:
+            s = result[variant][str(clients)]
+            lines.append(f"| {variant} | {clients} | {ms(s['ttft_p50'])} | {ms(s['ttft_p99'])} | {ms(s['itl_p50'])} | "
+                         f"{ms(s['itl_p99'])} | {ratio(s['ttft_p50'], chat['ttft_p50'])} | "
+                         f"{ratio(s['itl_p50'], chat['itl_p50'])} | {s['short']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Run every model, write the JSON, print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="smollm2-135m-instruct,gemma-3-270m")
+    parser.add_argument("--levels", default="1,16")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=2, help="requests per client per level and round")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the discarded warm-up requests")
+    parser.add_argument("--max-model-len", type=int, default=2048)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="docs", help="directory for messages-bench.json ('' to write nothing)")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results: dict[str, Any] = {"command": " ".join(sys.argv), "date": date, "prompt": PROMPT, "tokens": args.tokens,
+                               "rounds": args.rounds, "models": {}}
+    tables = []
+    for name in args.models.split(","):
+        _, path = resolve_model(name)
+        setup = Setup(path, max_num_seqs=16, max_model_len=args.max_model_len, threads=args.threads)
+        print(f"[{name}]", flush=True)
+        with tempfile.TemporaryDirectory(prefix="messages-bench-") as data_dir, \
+                running("streamserve", setup, None, Path("benchmarks/out/logs") / name,
+                        extra=("--data-dir", data_dir)) as base_url:
+            result = asyncio.run(measure(base_url, levels, args.tokens, args.rounds, args.requests,
+                                         not args.no_warmup))
+        results["models"][name] = result
+        tables.append(table(name, result, levels))
+    if args.out:
+        (Path(args.out) / "messages-bench.json").write_text(json.dumps(results, indent=2))
+    print("\n" + "\n".join(tables))
+
+
+if __name__ == "__main__":
+    main()
