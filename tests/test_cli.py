@@ -76,6 +76,8 @@ CASES: list[tuple[list[str], dict[str, Any], str | None]] = [
     (["--store-ttl", "2h"], {"store_ttl": 7200.0}, None),
     (["--store-events-ttl", "90"], {"store_events_ttl": 90.0}, None),
     (["--store-sweep-interval", "500ms"], {"store_sweep_interval": 0.5}, None),
+    (["--store", "postgresql://ss@127.0.0.1:5432/ss"], {"store_url": "postgresql://ss@127.0.0.1:5432/ss"}, None),
+    (["--store-lease", "3s"], {"store_lease": 3.0}, None),
 ]
 
 

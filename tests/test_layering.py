@@ -39,7 +39,8 @@ FORBIDDEN = {
 COMMAND_LINE = {"cli", "cli_flags", "serve_args"}
 THIRD_PARTY_ONLY_IN = {"llama_cpp": {"llama"}, "llguidance": {"llama", "engine"}, "fastapi": {"api"},
                        "starlette": {"api"}, "prometheus_client": {"api"}, "regex": {"moderation"},
-                       "profanity_check": {"moderation"}, "rich": {"bench"}, "matplotlib": {"bench"}}
+                       "profanity_check": {"moderation"}, "rich": {"bench"}, "matplotlib": {"bench"},
+                       "psycopg": {"store"}}
 
 
 def _imports(path: Path) -> set[str]:

@@ -49,7 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
     """Run the server a parsed ``serve`` command line asks for; 2 if its settings are invalid."""
     from streamserve.api.app import create_app
     from streamserve.server import Server
-    from streamserve.store import StoreError, check_data_dir
+    from streamserve.store import StoreError, check_data_dir, is_shared
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for warning in deprecation_warnings(args):
@@ -57,7 +57,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         config = server_config(args)
         _check_moderation(config.moderation)
-        check_data_dir(config.data_dir)
+        if not is_shared(config.store_url):
+            check_data_dir(config.data_dir)
     except (ValueError, FileNotFoundError, StoreError) as exc:
         print(f"streamserve: {exc}", file=sys.stderr)
         return 2

@@ -68,7 +68,9 @@ class ServerConfig:
     ``max_n`` caps ``n``; ``max_request_sequences`` caps prompts x ``n``, so one request cannot fill the queue.
     Stored responses live under ``data_dir`` for ``store_ttl`` seconds; their event logs (for resuming
     streams) for ``store_events_ttl`` seconds after they end. Expired rows are swept every
-    ``store_sweep_interval`` seconds. On SIGTERM or Ctrl-C, running streams may take ``shutdown_timeout``
+    ``store_sweep_interval`` seconds. ``store_url`` names a shared PostgreSQL store instead (several
+    replicas); each replica then owns its running responses under a lease of ``store_lease`` seconds.
+    On SIGTERM or Ctrl-C, running streams may take ``shutdown_timeout``
     seconds to finish (0: they are ended at once).
     """
 
@@ -91,6 +93,8 @@ class ServerConfig:
     store_ttl: float = 30 * DAY
     store_events_ttl: float = 600.0
     store_sweep_interval: float = 60.0
+    store_url: str | None = None
+    store_lease: float = 15.0
     shutdown_timeout: float = 30.0
     log_level: LogLevel = "info"
 
@@ -103,7 +107,7 @@ class ServerConfig:
             raise ValueError("max_request_bytes must be at least 1024")
         if self.max_n < 1:
             raise ValueError("max_n must be at least 1")
-        for name in ("store_ttl", "store_events_ttl", "store_sweep_interval"):
+        for name in ("store_ttl", "store_events_ttl", "store_sweep_interval", "store_lease"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_request_sequences < 1:

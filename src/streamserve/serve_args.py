@@ -186,6 +186,13 @@ def _add_store_arguments(serve: argparse.ArgumentParser, defaults: ServerConfig)
     store = serve.add_argument_group("stored responses (/v1/responses)")
     store.add_argument("--data-dir", default=str(defaults.data_dir),
                        help="directory of the response database (SQLite); one server per directory")
+    store.add_argument("--store", metavar="URL", default=defaults.store_url,
+                       help="a PostgreSQL database shared by several replicas (postgresql://USER@HOST:PORT/DB) "
+                            "instead of SQLite in --data-dir; see docs/scale-out.md")
+    store.add_argument("--store-lease", type=duration, default=format_duration(defaults.store_lease),
+                       metavar="DURATION",
+                       help="with --store: a replica that stops renewing its lease this long is taken as lost, "
+                            "and another fails its running responses (within 4/3 of it)")
     store.add_argument("--store-ttl", type=duration, default=format_duration(defaults.store_ttl),
                        metavar="DURATION", help="how long stored responses are kept")
     store.add_argument("--store-events-ttl", type=duration, default=format_duration(defaults.store_events_ttl),
@@ -229,6 +236,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
         playground=args.playground, engine=engine, moderation=moderation,
         data_dir=Path(args.data_dir).expanduser(), store_ttl=args.store_ttl, store_events_ttl=args.store_events_ttl,
-        store_sweep_interval=args.store_sweep_interval, shutdown_timeout=args.shutdown_timeout,
+        store_sweep_interval=args.store_sweep_interval, store_url=args.store, store_lease=args.store_lease,
+        shutdown_timeout=args.shutdown_timeout,
         log_level=args.log_level,
     )

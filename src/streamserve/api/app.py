@@ -30,7 +30,7 @@ from streamserve.api.state import ServerState
 from streamserve.config import ServerConfig
 from streamserve.engine import EngineStats
 from streamserve.models import ModelRegistry, default_budget, format_size
-from streamserve.store import SQLiteStore, StoreError
+from streamserve.store import ResponseStore, StoreError, is_shared, make_store
 
 logger = logging.getLogger("streamserve")
 
@@ -55,8 +55,9 @@ def create_app(config: ServerConfig) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await _open_store(config)
+        orphans = config.store_lease / 3 if is_shared(config.store_url) else None
         state.responses = ResponsesService(store, Retention(config.store_ttl, config.store_events_ttl,
-                                                            config.store_sweep_interval))
+                                                            config.store_sweep_interval, orphans))
         await state.responses.start()
         loader = ModelLoader(config, asyncio.get_running_loop(), state.metrics)
         budget = config.max_memory if config.max_memory is not None else default_budget()
@@ -117,15 +118,18 @@ class _App(FastAPI):
         return app
 
 
-async def _open_store(config: ServerConfig) -> SQLiteStore:
-    store = SQLiteStore(config.data_dir)
+async def _open_store(config: ServerConfig) -> ResponseStore:
     try:
+        store = make_store(config.store_url, config.data_dir, lease=config.store_lease,
+                           sweep_interval=config.store_sweep_interval)
         await store.open()
     except StoreError as exc:
         logger.error("cannot open the response store: %s", exc)
         raise
-    logger.info("stored responses in %s (kept %s; stream events %s after they end)", store.path,
-                _span(config.store_ttl), _span(config.store_events_ttl))
+    where = getattr(store, "path", config.store_url)
+    lease = f"; replica {store.replica}, lease {_span(config.store_lease)}" if is_shared(config.store_url) else ""
+    logger.info("stored responses in %s (kept %s; stream events %s after they end%s)", where,
+                _span(config.store_ttl), _span(config.store_events_ttl), lease)
     return store
 
 

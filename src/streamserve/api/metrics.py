@@ -1,4 +1,7 @@
-"""Prometheus metrics: request latencies observed per response, engine gauges read at scrape time."""
+"""Prometheus metrics: request latencies observed per response, engine gauges read at scrape time.
+
+The engine's gauges are exported twice: as ``streamserve:*`` and under vLLM's names (``vllm_metrics.py``).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from streamserve.api.vllm_metrics import VLLMCollector
 from streamserve.engine import EngineStats
 from streamserve.generation.events import Usage
 
@@ -100,12 +104,14 @@ class _ModelsCollector(Collector):
 
 
 class Metrics:
-    """One registry per app: request histograms and counters, plus the engine collector."""
+    """One registry per app: request histograms and counters, the engine collectors (ours and vLLM's names, every
+    loaded model labelled ``model_name`` as vLLM labels it) and the models' states and memory."""
 
     def __init__(self, stats: Callable[[], list[tuple[str, EngineStats]]],
                  models: Callable[[], tuple[int, list[ModelReport]]] = lambda: (0, [])) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_EngineCollector(stats))
+        self.registry.register(VLLMCollector(stats))
         self.registry.register(_ModelsCollector(models))
         self.ttft = Histogram("streamserve:time_to_first_token_seconds", "Time to the first text delta.",
                               buckets=_LATENCY_BUCKETS, registry=self.registry)

@@ -1,4 +1,4 @@
-"""Stored responses: a small storage interface and its SQLite implementation.
+"""Stored responses: a small storage interface, its SQLite and PostgreSQL implementations.
 
 It imports nothing from the rest of the server: bodies are JSON bytes the API layer writes.
 """
@@ -6,6 +6,8 @@ It imports nothing from the rest of the server: bodies are JSON bytes the API la
 from streamserve.store.base import (
     BrokenChainError,
     ChainLink,
+    Ending,
+    EndOrphan,
     ItemPage,
     ResponseStore,
     StoredEvent,
@@ -16,11 +18,15 @@ from streamserve.store.base import (
     SweepResult,
     UnknownItemError,
 )
+from streamserve.store.choose import is_shared, make_store
 from streamserve.store.sqlite import SQLiteStore, check_data_dir
+from streamserve.store.watch import Watch
 
 __all__ = [
     "BrokenChainError",
     "ChainLink",
+    "EndOrphan",
+    "Ending",
     "ItemPage",
     "ResponseStore",
     "SQLiteStore",
@@ -31,5 +37,8 @@ __all__ = [
     "StoredResponse",
     "SweepResult",
     "UnknownItemError",
+    "Watch",
     "check_data_dir",
+    "is_shared",
+    "make_store",
 ]

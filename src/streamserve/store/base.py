@@ -11,9 +11,12 @@ from the stored log to live events without losing or repeating one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
+
+from streamserve.store.watch import Watch
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,20 @@ class SweepResult:
     event_logs: int
 
 
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How an orphaned response ends: its final status and body, and the event followers read last (if logged)."""
+
+    status: str
+    body: bytes
+    event: StoredEvent | None
+    events_expire_at: float | None
+
+
+EndOrphan = Callable[[StoredResponse, list[StoredEvent]], Ending]
+"""Makes an orphan's ``Ending`` from its row and its logged events (the layer above knows the shapes)."""
+
+
 class StoreError(Exception):
     """The store cannot do what was asked (a broken database, a locked data directory...)."""
 
@@ -98,11 +115,19 @@ class UnknownItemError(StoreError):
 
 
 class ResponseStore(Protocol):
-    """Where stored responses live; one implementation per database (SQLite here).
+    """Where stored responses live; one implementation per database (SQLite, PostgreSQL).
 
     Write methods return at once and apply in submission order; a failed write is logged, never
     raised to the caller. Read methods see every write submitted before them.
+
+    Every response this store creates is owned by ``replica`` (this process) until it is done. A shared
+    store (PostgreSQL) renews this replica's lease while it runs; ``end_orphans`` ends the unfinished
+    responses of replicas whose lease has expired, and once ended that way they no longer take writes
+    from their old owner.
     """
+
+    replica: str
+    """This process's owner id, new at every start: a restarted server owns nothing it owned before."""
 
     async def open(self) -> None:
         """Create or migrate the schema and take ownership of the data; raises ``StoreError``."""
@@ -170,5 +195,27 @@ class ResponseStore(Protocol):
         ...
 
     async def sweep(self, now: float) -> SweepResult:
-        """Delete finished responses past ``expires_at`` and event logs past ``events_expire_at``."""
+        """Delete finished responses past ``expires_at`` and event logs past ``events_expire_at``.
+
+        A shared store runs it once per sweep interval across all its replicas (the others return zeros).
+        """
+        ...
+
+    def watch(self, response_id: str) -> contextlib.AbstractContextManager[Watch]:
+        """A ``Watch`` woken when the response's row or event log changes, in this process or another."""
+        ...
+
+    def request_cancel(self, response_id: str) -> None:
+        """Ask the replica that owns this unfinished response to cancel it (the cancel handler runs there)."""
+        ...
+
+    def on_cancel(self, handler: Callable[[str], None]) -> None:
+        """Call ``handler(response_id)`` (on the event loop) when a cancel is asked for a response of this replica."""
+        ...
+
+    async def end_orphans(self, end: EndOrphan) -> list[str]:
+        """End every unfinished response whose owner is gone (``end`` says how), once; returns their ids.
+
+        SQLite: the ones a previous process left running. PostgreSQL: those of replicas whose lease expired.
+        """
         ...

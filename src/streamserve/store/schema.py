@@ -43,6 +43,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (response_id, sequence_number)
     ) WITHOUT ROWID;
     """,
+    # 2: the replica owning an unfinished response, and a cancel asked of it.
+    """
+    ALTER TABLE responses ADD COLUMN owner TEXT;
+    ALTER TABLE responses ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``."""
 

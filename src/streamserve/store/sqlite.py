@@ -2,9 +2,9 @@
 
 WAL journal with ``synchronous=NORMAL``: a commit survives a crash of the process (not of the
 machine's power) and readers never wait for the writer. Every operation runs on one
-``DatabaseThread``, so the event loop never waits on the disk. One process owns a data directory
-(an exclusive ``flock`` on ``streamserve.lock``): a restart marks the responses that were running
-as failed, which is only right if no other live server is running them.
+``SQLiteThread``, so the event loop never waits on the disk. One process owns a data directory
+(an exclusive ``flock`` on ``streamserve.lock``): that lock is its lease, so at start every
+unfinished response of an earlier owner is an orphan, and none are later.
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from streamserve.store.base import (
     BrokenChainError,
     ChainLink,
+    EndOrphan,
     ItemPage,
     StoredEvent,
     StoredItem,
@@ -30,7 +32,8 @@ from streamserve.store.base import (
     UnknownItemError,
 )
 from streamserve.store.schema import migrate
-from streamserve.store.worker import DatabaseThread
+from streamserve.store.watch import Watch, Watchers
+from streamserve.store.worker import SQLiteThread
 
 try:
     import fcntl
@@ -51,8 +54,11 @@ class SQLiteStore:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.path = data_dir / DATABASE_NAME
-        self._db = DatabaseThread(self._connect)
+        self._db = SQLiteThread(self._connect)
         self._lock: IO[str] | None = None
+        self._watchers = Watchers()
+        self._cancel_handler: Callable[[str], None] | None = None
+        self.replica = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.migrated_from: int | None = None
 
     async def open(self) -> None:
@@ -80,12 +86,13 @@ class SQLiteStore:
 
     def create(self, response: StoredResponse, items: Sequence[StoredItem]) -> None:
         """Insert a response row and its input items, all or nothing."""
-        row = _row(response)
+        row = (*_row(response), self.replica)
         item_rows = [(response.id, position, item.id, item.body) for position, item in enumerate(items)]
 
         def run(conn: sqlite3.Connection) -> None:
             with _savepoint(conn):
-                conn.execute(f"INSERT INTO responses ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                conn.execute(f"INSERT INTO responses ({_COLUMNS}, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             row)
                 conn.executemany("INSERT INTO input_items (response_id, position, id, body) VALUES (?, ?, ?, ?)",
                                  item_rows)
 
@@ -97,12 +104,14 @@ class SQLiteStore:
         self._db.submit(lambda conn: conn.execute(
             "UPDATE responses SET status = ?, body = ?, done = ?, events_expire_at = ? WHERE id = ?",
             (status, body, int(done), events_expire_at, response_id)))
+        self._watchers.wake(response_id)
 
     def append_event(self, response_id: str, event: StoredEvent) -> None:
         """Append one event to the log."""
         self._db.submit(lambda conn: conn.execute(
             "INSERT INTO events (response_id, sequence_number, type, data) VALUES (?, ?, ?, ?)",
             (response_id, event.sequence_number, event.type, event.data)))
+        self._watchers.wake(response_id)
 
     def extend(self, response_ids: Sequence[str], expires_at: float) -> None:
         """Push these responses' expiry to at least ``expires_at``."""
@@ -118,8 +127,10 @@ class SQLiteStore:
 
     async def delete(self, response_id: str) -> bool:
         """Remove a response with its items and events (foreign keys cascade)."""
-        return await self._db.call(
+        deleted = await self._db.call(
             lambda conn: conn.execute("DELETE FROM responses WHERE id = ?", (response_id,)).rowcount > 0)
+        self._watchers.wake(response_id)
+        return deleted
 
     async def items(self, response_id: str, *, after: str | None, limit: int,
                     order: Literal["asc", "desc"]) -> ItemPage | None:
@@ -186,6 +197,48 @@ class SQLiteStore:
             if dropped < SWEEP_BATCH:
                 break
         return SweepResult(responses, logs)
+
+    # One process: cancels and watches stay in it.
+
+    def watch(self, response_id: str) -> contextlib.AbstractContextManager[Watch]:
+        """A watch woken by this process's writes to the response."""
+        return self._watchers.watch(response_id)
+
+    def request_cancel(self, response_id: str) -> None:
+        """Flag the response and hand the cancel to this process's handler (it owns every running response)."""
+        self._db.submit(lambda conn: conn.execute(
+            "UPDATE responses SET cancel_requested = 1 WHERE id = ? AND done = 0", (response_id,)))
+        if self._cancel_handler is not None:
+            self._cancel_handler(response_id)
+
+    def on_cancel(self, handler: Callable[[str], None]) -> None:
+        """Where cancels go."""
+        self._cancel_handler = handler
+
+    async def end_orphans(self, end: EndOrphan) -> list[str]:
+        """End the unfinished responses of earlier processes (this one holds the directory's lock)."""
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM responses WHERE done = 0 AND owner IS NOT ?",
+                                (self.replica,)).fetchall()
+            ended = []
+            for row in rows:
+                record = _response(row)
+                logged = [StoredEvent(int(q), str(t), bytes(d)) for q, t, d in conn.execute(
+                    "SELECT sequence_number, type, data FROM events WHERE response_id = ? ORDER BY sequence_number",
+                    (record.id,))]
+                ending = end(record, logged)
+                if ending.event is not None:
+                    conn.execute("INSERT INTO events (response_id, sequence_number, type, data) VALUES (?, ?, ?, ?)",
+                                 (record.id, ending.event.sequence_number, ending.event.type, ending.event.data))
+                conn.execute("UPDATE responses SET status = ?, body = ?, done = 1, events_expire_at = ?, owner = NULL "
+                             "WHERE id = ?", (ending.status, ending.body, ending.events_expire_at, record.id))
+                ended.append(record.id)
+            return ended
+
+        ended = await self._db.call(run)
+        for response_id in ended:
+            self._watchers.wake(response_id)
+        return ended
 
     # Connection and lock, on the store's own thread.
 

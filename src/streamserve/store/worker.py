@@ -1,7 +1,7 @@
-"""DatabaseThread: one thread owns one SQLite connection and runs every operation on it, in order.
+"""DatabaseThread: one thread owns one database connection and runs every operation on it, in order.
 
-The connection must be in autocommit mode (``isolation_level=None``): the thread opens and commits
-each batch's transaction itself.
+``SQLiteThread`` runs batches on an SQLite connection in autocommit mode (``isolation_level=None``): it
+opens and commits each batch's transaction itself. The PostgreSQL store brings its own subclass.
 
 The event loop only puts operations on a queue (microseconds). The thread takes whatever has
 queued up and runs it as one transaction, so a burst of streamed events costs one commit, and
@@ -18,20 +18,24 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 logger = logging.getLogger("streamserve.store")
 
 MAX_BATCH = 1024
 """Operations run in one transaction at most; a long backlog still commits regularly."""
 
-Operation = Callable[[sqlite3.Connection], Any]
+Operation = Callable[[Any], Any]
+Outcome = tuple["Job", Any, BaseException | None]
 
 
 @dataclass(slots=True)
-class _Job:
+class Job:
+    """One queued operation; ``future`` is None for a write (fire and forget)."""
+
     run: Operation
     future: asyncio.Future[Any] | None
     loop: asyncio.AbstractEventLoop | None
@@ -40,12 +44,15 @@ class _Job:
 _STOP = object()
 
 
-class DatabaseThread:
-    """Runs operations on ``connect()``'s connection in a dedicated thread; see the module docstring."""
+class DatabaseThread(Generic[C]):
+    """Runs operations on ``connect()``'s connection in a dedicated thread; see the module docstring.
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str = "streamserve-store") -> None:
+    Subclasses say how one batch runs as a transaction (``transact``) and how the connection closes.
+    """
+
+    def __init__(self, connect: Callable[[], C], name: str = "streamserve-store") -> None:
         self._connect = connect
-        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
@@ -66,15 +73,15 @@ class DatabaseThread:
         if self._closed:
             logger.error("store write after close dropped")
             return
-        self._queue.put(_Job(run, None, None))
+        self._queue.put(Job(run, None, None))
 
-    async def call(self, run: Callable[[sqlite3.Connection], T]) -> T:
+    async def call(self, run: Callable[[C], T]) -> T:
         """Queue an operation and wait for its result (it runs after every operation queued before it)."""
         if self._closed:
             raise RuntimeError("the store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(run, future, loop))
+        self._queue.put(Job(run, future, loop))
         return await future
 
     def stop(self) -> None:
@@ -97,9 +104,17 @@ class DatabaseThread:
             while self._run_batch(conn):
                 pass
         finally:
-            conn.close()
+            self.close_connection(conn)
 
-    def _run_batch(self, conn: sqlite3.Connection) -> bool:
+    def transact(self, conn: C, jobs: list[Job]) -> list[Outcome]:
+        """Run ``jobs`` in order as one transaction; one failing job must not undo the others."""
+        raise NotImplementedError
+
+    def close_connection(self, conn: C) -> None:
+        """Close the connection (on the thread, after the last batch)."""
+        raise NotImplementedError
+
+    def _run_batch(self, conn: C) -> bool:
         """Run one batch as one transaction; False once the stop marker was seen."""
         batch = [self._queue.get()]
         while len(batch) < MAX_BATCH:
@@ -107,8 +122,18 @@ class DatabaseThread:
                 batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-        jobs = [job for job in batch if isinstance(job, _Job)]
-        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        jobs = [job for job in batch if isinstance(job, Job)]
+        if jobs:
+            _resolve(self.transact(conn, jobs))
+        return len(jobs) == len(batch)
+
+
+class SQLiteThread(DatabaseThread[sqlite3.Connection]):
+    """A ``DatabaseThread`` over an SQLite connection in autocommit mode."""
+
+    def transact(self, conn: sqlite3.Connection, jobs: list[Job]) -> list[Outcome]:
+        """One ``BEGIN``/``COMMIT``; a failed statement rolls back only itself (SQLite's statement rollback)."""
+        outcomes: list[Outcome] = []
         try:
             conn.execute("BEGIN")
             for job in jobs:
@@ -123,11 +148,14 @@ class DatabaseThread:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             outcomes = [(job, None, exc) for job in jobs]
-        _resolve(outcomes)
-        return len(jobs) == len(batch)
+        return outcomes
+
+    def close_connection(self, conn: sqlite3.Connection) -> None:
+        """Close the SQLite connection."""
+        conn.close()
 
 
-def _resolve(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+def _resolve(outcomes: list[Outcome]) -> None:
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
     for job, value, exc in outcomes:
         if job.future is None or job.loop is None:

@@ -4,6 +4,11 @@ Why nothing is lost or repeated: a run appends each event to the store *before* 
 a store read sees every write queued before it. So a follower that wakes because event N exists can
 always read events up to N, from the run's in-memory buffer if it still holds them, otherwise from
 the store. The cursor only moves forward, one sequence number at a time.
+
+A response running on another replica (a shared store) is tailed from the store: a watch is set
+before each read, so an event committed after the read wakes the follower, and one committed before
+it is in the read. The row is read before the events, so once it says done, the events read after
+it are the last.
 """
 
 from __future__ import annotations
@@ -48,12 +53,35 @@ async def follow(store: ResponseStore, runs: RunRegistry, response_id: str, afte
                 except TimeoutError:
                     yield None
                 continue
+        if run is None:
+            async for stored in _tail(store, response_id, cursor, keepalive_s):
+                yield stored
+            return
         page = await store.events(response_id, after=cursor, limit=PAGE_EVENTS)
         for event in page:
             yield event
         if page:
             cursor = page[-1].sequence_number
             continue
-        if run is not None and not run.finished:
+        if not run.finished:
             logger.error("response %s: events after %d are neither stored nor buffered", response_id, cursor)
         return
+
+
+async def _tail(store: ResponseStore, response_id: str, after: int,
+                keepalive_s: float) -> AsyncGenerator[StoredEvent | None, None]:
+    """The stored events after ``after`` until the response is done (or deleted), waiting for new ones."""
+    cursor = after
+    with store.watch(response_id) as watch:
+        while True:
+            record = await store.get(response_id)
+            page = await store.events(response_id, after=cursor, limit=PAGE_EVENTS)
+            for event in page:
+                yield event
+            if page:
+                cursor = page[-1].sequence_number
+                continue
+            if record is None or record.done:
+                return
+            if not await watch.wait(keepalive_s):
+                yield None

@@ -67,7 +67,13 @@ class Run:
         try:
             async with aclosing(drive(self.generation, self.formatter, self._observer)) as events:
                 async for event in events:
-                    yield self._record(event)
+                    stored = self._record(event)
+                    if self.formatter.done and self._store is not None:
+                        # The final object is committed before the client sees the last event, so a follow-up
+                        # sent at once (to any replica of a shared store) finds the response ended.
+                        self.end()
+                        await self._store.flush()
+                    yield stored
         finally:
             self.end()
 

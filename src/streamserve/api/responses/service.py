@@ -5,6 +5,10 @@ is sent, then streams, collects, or hands the run to a background task. It knows
 it returns objects, raw stored JSON and event iterators, which the routes turn into responses. Stored responses, their
 input items and their event logs go to the store as they happen. At startup, responses a previous
 process left running are marked failed; a periodic sweep deletes what has expired.
+
+On a shared store (PostgreSQL, several replicas) any replica answers for any response: a running one
+is followed live from the store, a cancel goes to the replica that runs it, and every replica ends, every
+``orphan_interval`` seconds, the responses of replicas that stopped renewing their lease.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import orjson
 from streamserve.api.errors import InternalServerError, InvalidRequestError, NotFoundError
 from streamserve.api.protocol import ResponseCreateRequest
 from streamserve.api.responses import inputs, request
+from streamserve.api.responses.orphans import LOST_MESSAGE, RESTART_MESSAGE, ending
 from streamserve.api.responses.replay import follow
 from streamserve.api.responses.runs import Run, RunRegistry
 from streamserve.api.state import LoadedModel
@@ -42,7 +47,8 @@ logger = logging.getLogger("streamserve.responses")
 MAX_CHAIN = 1000
 """Responses a ``previous_response_id`` chain may hold."""
 
-RESTART_MESSAGE = "The server restarted while this response was generating; it was not finished."
+REMOTE_CANCEL_WAIT_S = 10.0
+"""How long a cancel of a response running on another replica waits for that replica to record it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +62,15 @@ class Created:
 
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """How long stored responses (``ttl``) and their event logs after they end (``events_ttl``) are kept."""
+    """How long stored responses (``ttl``) and their event logs after they end (``events_ttl``) are kept.
+
+    ``orphan_interval`` (shared stores only) is how often this replica looks for other replicas' orphans.
+    """
 
     ttl: float
     events_ttl: float
     sweep_interval: float
+    orphan_interval: float | None = None
 
 
 class ResponsesService:
@@ -70,19 +80,27 @@ class ResponsesService:
         self.store = store
         self.retention = retention
         self.runs = RunRegistry()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._cancels: set[asyncio.Task[None]] = set()
+        shared = retention.orphan_interval is not None
+        self._end_orphan = ending(LOST_MESSAGE if shared else RESTART_MESSAGE, retention.events_ttl)
 
     async def start(self) -> None:
-        """Mark what a previous process left running as failed, then start the retention sweeps."""
+        """Mark what a previous process left running as failed, then start the retention sweeps (and, on a
+        shared store, the search for other replicas' orphans)."""
+        self.store.on_cancel(self._cancel_asked)
         await self.recover()
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="responses-sweeper")
+        self._tasks.append(asyncio.create_task(self._sweep_forever(), name="responses-sweeper"))
+        if self.retention.orphan_interval is not None:
+            self._tasks.append(asyncio.create_task(self._recover_forever(self.retention.orphan_interval),
+                                                   name="responses-orphans"))
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Let background runs record their end (the engine has failed them), stop sweeping, flush the store."""
         await self.runs.shutdown(timeout)
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.store.flush()
 
     async def create(self, body: ResponseCreateRequest, loaded: LoadedModel,
@@ -103,6 +121,7 @@ class ResponsesService:
                   events_ttl=self.retention.events_ttl)
         if stored:
             self._save(run, body, items, chain)
+            await self.store.flush()  # committed before its id reaches the client: any replica can find it
         if background:
             self.runs.start(run)
             if body.stream:
@@ -149,6 +168,10 @@ class ResponsesService:
         elif run is not None:  # its client is still reading it: the stream goes on, unrecorded
             run.forget()
             self.runs.discard(run)
+        else:
+            record = await self.store.get(response_id)
+            if record is not None and record.background and not record.done:  # running on another replica
+                await self._cancel_remote(response_id)
         if not await self.store.delete(response_id):
             raise _not_found(response_id)
         return {"id": response_id, "object": "response.deleted", "deleted": True}
@@ -160,6 +183,8 @@ class ResponsesService:
             record = await self._stored(response_id)
             if not record.background:
                 raise InvalidRequestError("Only background responses can be cancelled.", param="response_id")
+            if not record.done:  # running on another replica
+                record = await self._cancel_remote(response_id) or record
             return record.body
         if not run.background:
             raise InvalidRequestError("Only background responses can be cancelled.", param="response_id")
@@ -182,25 +207,46 @@ class ResponsesService:
                 + b',"has_more":' + (b"true" if page.has_more else b"false") + b"}")
 
     async def recover(self) -> int:
-        """Mark responses left queued or in progress by a previous process as failed; returns how many."""
-        unfinished = await self.store.unfinished()
-        now = time.time()
-        for record in unfinished:
-            body = orjson.loads(record.body)
-            body.update(status="failed", error={"code": "server_error", "message": RESTART_MESSAGE})
-            for item in body.get("output", []):
-                if item.get("status") == "in_progress":
-                    item["status"] = "incomplete"
-            data = orjson.dumps(body)
-            if record.logged:
-                seq = await self.store.last_sequence(record.id) + 1
-                event = {"type": "response.failed", "sequence_number": seq, "response": body}
-                self.store.append_event(record.id, StoredEvent(seq, "response.failed", orjson.dumps(event)))
-            self.store.update(record.id, status="failed", body=data, done=True,
-                              events_expire_at=now + self.retention.events_ttl if record.logged else None)
-        if unfinished:
-            logger.warning("marked %d responses left running by the previous server as failed", len(unfinished))
-        return len(unfinished)
+        """Mark responses whose server is gone (a previous process, a lost replica) as failed, keeping their
+        partial output; returns how many."""
+        ended = await self.store.end_orphans(self._end_orphan)
+        if ended:
+            logger.warning("marked %d responses left running by a server that is gone as failed: %s", len(ended),
+                           ", ".join(ended[:10]))
+        return len(ended)
+
+    async def _recover_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.recover()
+            except Exception:
+                logger.exception("ending lost replicas' responses failed")
+
+    def _cancel_asked(self, response_id: str) -> None:
+        """Another replica asked to cancel a response: cancel it if it runs here in the background."""
+        run = self.runs.get(response_id)
+        if run is None or not run.background or run.finished:
+            return
+        task = asyncio.create_task(self.runs.cancel(run), name=f"cancel-{response_id}")
+        self._cancels.add(task)
+        task.add_done_callback(self._cancels.discard)
+
+    async def _cancel_remote(self, response_id: str) -> StoredResponse | None:
+        """Ask the replica running a response to cancel it; its row once ended (None if it was deleted)."""
+        deadline = time.monotonic() + REMOTE_CANCEL_WAIT_S
+        with self.store.watch(response_id) as watch:
+            self.store.request_cancel(response_id)
+            while True:
+                record = await self.store.get(response_id)
+                if record is None or record.done:
+                    return record
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    logger.warning("response %s: its replica did not record the cancel within %.0fs",
+                                   response_id, REMOTE_CANCEL_WAIT_S)
+                    return record
+                await watch.wait(left)
 
     async def _chain(self, previous_id: str | None) -> list[ChainLink]:
         if previous_id is None:

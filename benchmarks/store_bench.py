@@ -1,0 +1,133 @@
+"""Stored Responses streams on PostgreSQL against SQLite: TTFT and inter-token latency, 1 and 16 streams.
+
+Run it alone on the machine (nothing else busy), from the repository root:
+
+    .venv/bin/python benchmarks/store_bench.py
+
+It starts a throwaway PostgreSQL cluster (Debian's initdb/pg_ctl, as the tests do), then per model two
+streamserve servers in turn, the same flags but for the store: ``sqlite`` (``--data-dir``, the default)
+and ``postgresql`` (``--store postgresql://...``). Each serves the same stored, streamed
+``/v1/responses`` request (every event appended to the store's log as it is sent) at temperature 0;
+each of N clients sends 2 requests per round. Rounds alternate which store runs first.
+
+It writes ``docs/store-bench.json`` and prints the markdown table for ``docs/performance.md``.
+Target (issue 26): PostgreSQL within 5% of SQLite in TTFT p50 and ITL p50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+
+from servers import Setup, running
+from tests.pgcluster import running_cluster
+
+from streamserve.bench import BenchClient, Prompt, RequestOptions, RequestRecord, run_level, summarize
+from streamserve.models import resolve_model
+
+PROMPT = "Count from 1 to 500, separated by commas."
+STORES = ("sqlite", "postgresql")
+
+
+async def measure_one(base_url: str, level: int, tokens: int) -> tuple[list[RequestRecord], float]:
+    """``2 * level`` stored streamed Responses requests at concurrency ``level``."""
+    async with BenchClient(base_url) as probe:
+        model = (await probe.list_models())[0]
+    options = RequestOptions(endpoint="responses", max_tokens=tokens, temperature=0.0, timeout=600.0)
+    prompt = Prompt("responses", [{"role": "user", "content": PROMPT}], {})
+    async with BenchClient(base_url, model=model, options=options) as client:
+        result = await run_level(client, [prompt], concurrency=level, requests=2 * level, duration=1800.0)
+    return result.records, result.duration
+
+
+def measure(setup: Setup, name: str, pg_url: str, levels: list[int], tokens: int,
+            rounds: int) -> dict[str, Any]:
+    """Both stores at every level, ``rounds`` times with the stores' order alternating."""
+    records: dict[tuple[str, int], list[RequestRecord]] = {(s, n): [] for s in STORES for n in levels}
+    durations: dict[tuple[str, int], float] = dict.fromkeys(records, 0.0)
+    for round_ in range(rounds):
+        order = STORES if round_ % 2 == 0 else STORES[::-1]
+        for store in order:
+            with tempfile.TemporaryDirectory(prefix="store-bench-") as data_dir:
+                extra = ("--data-dir", data_dir) + (("--store", pg_url) if store == "postgresql" else ())
+                with running("streamserve", setup, None, Path("benchmarks/out/logs") / name / store,
+                             extra=extra) as base_url:
+                    asyncio.run(measure_one(base_url, 1, tokens))  # warm-up, discarded
+                    for level in levels:
+                        recs, duration = asyncio.run(measure_one(base_url, level, tokens))
+                        records[store, level].extend(recs)
+                        durations[store, level] += duration
+                        print(f"  round {round_ + 1} {store:>10} x{level}: {len(recs)} requests", flush=True)
+    out: dict[str, Any] = {}
+    for (store, level), recs in records.items():
+        summary = summarize(recs, concurrency=level, duration=durations[store, level], planned=len(recs)).to_dict()
+        summary["short_requests"] = sum(1 for r in recs if r.ok and r.output_tokens != tokens)
+        out.setdefault(store, {})[str(level)] = summary
+    return out
+
+
+def table(model: str, result: dict[str, Any], levels: list[int]) -> str:
+    """Markdown rows: each store at each level, with the ratios to SQLite."""
+    lines = [f"### {model}", "",
+             "| store | streams | TTFT p50 (ms) | TTFT p99 (ms) | ITL p50 (ms) | ITL p99 (ms) | tok/s | "
+             "TTFT p50 / SQLite | ITL p50 / SQLite | errors | short |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def ms(value: float | None) -> str:
+        return "–" if value is None else f"{value * 1000:.1f}"
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return "–" if not a or not b else f"{a / b:.3f}"
+
+    for level in levels:
+        base = result["sqlite"][str(level)]
+        for store in STORES:
+            s = result[store][str(level)]
+            lines.append(f"| {store} | {level} | {ms(s['ttft_p50'])} | {ms(s['ttft_p99'])} | {ms(s['itl_p50'])} | "
+                         f"{ms(s['itl_p99'])} | {s['output_tokens_per_s']:.1f} | "
+                         f"{ratio(s['ttft_p50'], base['ttft_p50'])} | {ratio(s['itl_p50'], base['itl_p50'])} | "
+                         f"{s['errors']} | {s['short_requests']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Run every model on both stores, write the JSON, print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="smollm2-135m-instruct,gemma-3-270m")
+    parser.add_argument("--levels", default="1,16")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--max-model-len", type=int, default=2048)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="docs")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results: dict[str, Any] = {"command": " ".join(sys.argv), "date": date, "prompt": PROMPT, "tokens": args.tokens,
+                               "rounds": args.rounds, "models": {}}
+    tables = []
+    with running_cluster() as cluster:
+        for name in args.models.split(","):
+            _, path = resolve_model(name)
+            setup = Setup(path, max_num_seqs=16, max_model_len=args.max_model_len, threads=args.threads)
+            print(f"[{name}]", flush=True)
+            result = measure(setup, name, cluster.new_database("bench"), levels, args.tokens, args.rounds)
+            results["models"][name] = result
+            tables.append(table(name, result, levels))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "store-bench.json").write_text(json.dumps(results, indent=2))
+    print("\n" + "\n".join(tables))
+
+
+if __name__ == "__main__":
+    main()
