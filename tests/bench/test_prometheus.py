@@ -19,6 +19,13 @@ def test_samples_by_name_and_labels() -> None:
         "streamserve:lanes": 8.0,
         'streamserve:aborted_sequences_total{phase="decode"}': 12.0,
         'streamserve:time_to_first_token_seconds_bucket{le="+Inf",model_name="m"}': 3.0,
+        'streamserve:time_to_first_token_seconds_bucket{le="+Inf"}': 3.0,  # the total over models
         "process_start_time_seconds": 1.7e9,
     }
     assert parse_metrics("") == {}
+
+
+def test_a_model_name_label_also_adds_to_the_servers_total() -> None:
+    page = 'a{model_name="x"} 1\na{model_name="y"} 2\nb{model_name="x",phase="w"} 3\nb{phase="w",model_name="y"} 4\n'
+    values = parse_metrics(page)
+    assert values["a"] == 3.0 and values['b{phase="w"}'] == 7.0 and values['a{model_name="y"}'] == 2.0
