@@ -6,7 +6,6 @@ prefill would hold the only lane or a queue place, so the checks below would tim
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from streamserve.bench.prometheus import parse_metrics
 from tests.serverproc import ServerProcess, running_server
 
 pytestmark = pytest.mark.e2e
@@ -29,9 +29,7 @@ def server() -> Iterator[ServerProcess]:
 
 
 def gauge(server: ServerProcess, name: str) -> float:
-    match = re.search(rf"^streamserve:{name} (\S+)$", httpx.get(server.url + "/metrics").text, re.M)
-    assert match, name
-    return float(match.group(1))
+    return parse_metrics(httpx.get(server.url + "/metrics").text)[f"streamserve:{name}"]
 
 
 def wait_for(condition: Callable[[], bool], what: str, deadline_s: float = 90.0) -> None:

@@ -147,6 +147,8 @@ def test_a_pinned_model_is_never_unloaded_to_make_room_nor_by_keep_alive() -> No
             await registry.acquire("b")
         assert exc.value.ever  # the pinned model's share can never be freed
         await registry._expire()
+        with pytest.raises(ModelBusy, match="pinned"):
+            await registry.unload("a")
         assert registry.slots["a"].state is ModelState.LOADED and loader.unloads == []
 
     run(main())

@@ -33,18 +33,18 @@ class ServerState:
 
     @property
     def status(self) -> str:
-        """``/health``'s status: ``ok``, ``loading`` (a preloaded model is), ``error`` (a preload failed),
-        ``draining`` or ``shutting_down``."""
+        """``/health``'s status: ``ok``, ``loading`` (a model loaded at start is not yet), ``error`` (its load
+        failed), ``draining`` or ``shutting_down``. Models loaded on demand never make it 503."""
         if self.shutting_down:
             return "shutting_down"
         if self.draining:
             return "draining"
         if self.models is None:
             return "loading"
-        preloads = [s for s in self.models.slots.values() if s.spec.preload]
-        if any(s.error for s in preloads if s.state is not ModelState.LOADED):
+        starting = [s for s in self.models.slots.values() if s.spec.preload and s.loads == 0]
+        if any(s.error for s in starting if s.state is not ModelState.LOADING):
             return "error"
-        if any(s.state is not ModelState.LOADED for s in preloads):
+        if starting:
             return "loading"
         return "ok"
 

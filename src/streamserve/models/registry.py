@@ -163,10 +163,13 @@ class ModelRegistry(Generic[T]):
             return self.slot(name)
 
     async def unload(self, name: str) -> Slot[T]:
-        """Unload the model ``name`` means now (``POST /models/unload``); ModelBusy while it serves requests."""
+        """Unload the model ``name`` means now (``POST /models/unload``); ModelBusy while it serves requests or
+        if it is pinned."""
         slot = self.slot(name)
         if slot.load is not None and not slot.load.done():
             await asyncio.shield(slot.load)
+        if slot.spec.pinned:
+            raise ModelBusy(slot.spec.name, f"The model '{slot.spec.name}' is pinned: it stays loaded.")
         async with self._turn:
             if slot.state is ModelState.LOADED:
                 if self._busy(slot):
