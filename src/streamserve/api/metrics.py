@@ -52,6 +52,12 @@ class _EngineCollector(Collector):
                                   value=stats.cached_prompt_tokens_total)
         yield CounterMetricFamily("streamserve:generation_tokens", "Tokens generated.",
                                   value=stats.generation_tokens_total)
+        drafted, accepted = stats.spec_draft_tokens_total, stats.spec_accepted_tokens_total
+        yield CounterMetricFamily("streamserve:spec_draft_tokens", "Speculative draft tokens verified.", value=drafted)
+        yield CounterMetricFamily("streamserve:spec_accepted_tokens", "Draft tokens the model agreed with.",
+                                  value=accepted)
+        yield CounterMetricFamily("streamserve:spec_rejected_tokens", "Draft tokens the model disagreed with.",
+                                  value=drafted - accepted)
 
 
 class Metrics:

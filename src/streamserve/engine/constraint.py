@@ -47,6 +47,10 @@ class Constraint:
         if not self.matcher.consume_token(token):
             raise ConstraintError(f"the output grammar failed: {self.matcher.get_error()}")
 
+    def valid_prefix(self, tokens: list[int]) -> int:
+        """How many leading ``tokens`` the grammar accepts from here, checked without advancing the matcher."""
+        return int(self.matcher.validate_tokens(tokens))
+
     @property
     def complete(self) -> bool:
         """Whether the grammar is finished: nothing but end of generation may follow."""

@@ -1,0 +1,147 @@
+"""Drafts without a model: prediction following and realigning, n-gram lookup, the speculator's limits, and
+the scheduler recording a verified draft (tokens, KV positions, finishes, counts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamserve.engine.drafts import NgramDrafter, PredictionDrafter
+from streamserve.engine.events import FinishReason
+from streamserve.engine.lanes import LanePool
+from streamserve.engine.sampling import SamplingParams
+from streamserve.engine.scheduler import Scheduler
+from streamserve.engine.sequence import Sequence, SequenceStatus
+from streamserve.engine.speculation import BUSY, NGRAM_MAX, PREDICTION_MAX, Speculator
+from streamserve.engine.work import Sampled
+
+_DUMMY: Any = object()
+EOG = 2
+
+
+def test_a_prediction_is_followed_while_the_output_agrees() -> None:
+    drafter = PredictionDrafter([10, 11, 12, 13, 14, 15])
+    assert drafter.propose([], 3) == [10, 11, 12]
+    assert drafter.propose([10], 3) == [11, 12, 13]
+    assert drafter.propose([10, 11, 12, 13], 5) == [14, 15]
+    assert drafter.propose([10, 11, 12, 13, 14, 15], 5) == []
+
+
+def test_after_an_inserted_span_the_prediction_is_found_again_by_the_last_tokens() -> None:
+    drafter = PredictionDrafter([1, 2, 3, 4, 5, 6, 7, 8])
+    assert drafter.propose([1, 2], 2) == [3, 4]
+    assert drafter.propose([1, 2, 99, 98], 2) == []  # lost: 98 is nowhere in the prediction
+    assert drafter.propose([1, 2, 99, 98, 3, 4], 3) == [5, 6, 7]  # the model went back to the prediction
+
+
+def test_after_a_deleted_span_drafting_resumes_past_it() -> None:
+    drafter = PredictionDrafter([1, 2, 3, 4, 5, 6, 7, 8])
+    assert drafter.propose([1, 2], 2) == [3, 4]
+    assert drafter.propose([1, 2, 6], 2) == [7, 8]  # 3, 4, 5 skipped
+
+
+def test_realigning_prefers_the_next_occurrence_over_an_earlier_one() -> None:
+    # "a b" occurs at 0 and at 5; once past the first, a change then "a b" resumes at the second.
+    prediction = [7, 8, 1, 2, 3, 7, 8, 4, 5]
+    drafter = PredictionDrafter(prediction)
+    assert drafter.propose([7, 8, 1], 1) == [2]
+    assert drafter.propose([7, 8, 1, 9, 7, 8], 2) == [4, 5]
+
+
+def test_ngram_lookup_drafts_what_followed_the_latest_earlier_occurrence() -> None:
+    drafter = NgramDrafter([5, 1, 2, 3, 9, 1, 2, 3, 4, 6])
+    assert drafter.propose([0, 1, 2, 3], 3) == [4, 6, 0]  # the later "1 2 3" is followed by 4 6 (then output)
+    assert drafter.propose([8, 8], 2) == []  # "x 8 8" and "8 8" never occurred before
+    assert drafter.propose([4], 4) == []
+    assert drafter.propose([0, 1, 2, 3], 0) == []
+
+
+def _seq(params: SamplingParams, output: list[int] | None = None) -> Sequence:
+    seq = Sequence(list(range(100, 110)), params, _DUMMY)
+    seq.output_ids = list(output or [10])
+    seq.num_computed = seq.num_tokens - 1
+    return seq
+
+
+def test_the_speculator_stays_within_max_tokens_context_and_never_drafts_an_end() -> None:
+    spec = Speculator(max_model_len=30, is_eog=lambda t: t == EOG)
+    prediction = (10, 11, 12, EOG, 13)
+    assert spec.draft(_seq(SamplingParams(max_tokens=50, prediction=prediction)), 1, 100) == [11, 12]
+    # max_tokens 3 with one token out: at most 1 draft (it and the token after it make 3).
+    assert spec.draft(_seq(SamplingParams(max_tokens=3, prediction=prediction)), 1, 100) == [11]
+    assert spec.draft(_seq(SamplingParams(max_tokens=2, prediction=prediction)), 1, 100) == []
+    assert spec.draft(_seq(SamplingParams(max_tokens=50, prediction=(10, 11, 12, 13)), [10] * 19), 1, 100) == []
+    stop = SamplingParams(max_tokens=50, prediction=prediction, stop_token_ids=frozenset({12}))
+    assert spec.draft(_seq(stop), 1, 100) == [11]
+
+
+def test_the_speculator_drafts_nothing_when_busy_off_or_deterministic() -> None:
+    params = SamplingParams(max_tokens=50, prediction=(10, 11, 12))
+    assert Speculator(max_model_len=100).draft(_seq(params), BUSY, 100) == []
+    assert Speculator(max_model_len=100).draft(_seq(params), 1, 0) == []
+    assert Speculator("ngram", deterministic=True, max_model_len=100).draft(_seq(params), 1, 100) == []
+    no_prediction = SamplingParams(max_tokens=50)
+    assert Speculator("off", max_model_len=100).draft(_seq(no_prediction, [100, 101]), 1, 100) == []
+    assert Speculator("ngram", max_model_len=100).draft(_seq(no_prediction, [100, 101]), 1, 100) == [102, 103, 104, 105]
+
+
+def test_the_draft_length_adapts_to_acceptance() -> None:
+    spec = Speculator("ngram", max_model_len=100)
+    seq = _seq(SamplingParams(max_tokens=50), [100, 101])
+    spec.draft(seq, 1, 100)
+    start = seq.draft_len
+    spec.observe(seq, start, start)
+    assert seq.draft_len == min(NGRAM_MAX, 2 * start)
+    spec.observe(seq, seq.draft_len, 1)
+    assert seq.draft_len == 2
+    spec.observe(seq, 2, 0)
+    assert seq.draft_len == 1
+    for _ in range(10):
+        spec.observe(seq, seq.draft_len, seq.draft_len)
+    assert seq.draft_len == NGRAM_MAX
+    predicted = _seq(SamplingParams(max_tokens=50, prediction=(10, 11)))
+    spec.draft(predicted, 1, 100)
+    assert predicted.draft_len == PREDICTION_MAX
+
+
+def _running(params: SamplingParams) -> tuple[Scheduler, Sequence]:
+    sched = Scheduler(LanePool(2, 1), max_num_batched_tokens=64, grid=1, max_model_len=100,
+                      is_eog=lambda t: t == EOG, speculator=Speculator(max_model_len=100, is_eog=lambda t: t == EOG))
+    seq = Sequence([100, 101, 102], params, _DUMMY)
+    sched.add(seq)
+    sched.admit()
+    seq.num_computed = 3
+    seq.output_ids = [10]
+    return sched, seq
+
+
+def test_a_verified_draft_emits_the_agreeing_prefix_and_the_token_after_it() -> None:
+    sched, seq = _running(SamplingParams(max_tokens=50, prediction=(10, 11, 12, 13, 14)))
+    (work,) = sched.schedule(0)
+    assert (work.kind, work.tokens, work.start) == ("verify", [10, 11, 12, 13, 14], 3)
+    # The model agreed with 11 and 12, then drew 20 where the draft said 13.
+    sampled = [Sampled(seq, 11, accepted=True), Sampled(seq, 12, accepted=True), Sampled(seq, 20)]
+    outputs, failed = sched.postprocess([work], sampled)
+    assert not failed
+    (output,) = outputs
+    assert [e.token_id for e in output.events] == [11, 12, 20] and all(e.finish is None for e in output.events)
+    assert (output.drafted, output.accepted) == (4, 2)
+    assert seq.output_ids == [10, 11, 12, 20]
+    assert seq.num_computed == 6 == seq.num_tokens - 1  # 10, 11 and 12 are in the lane; 20 is decoded next
+    assert seq.draft_len == 3
+
+
+def test_a_length_limit_inside_a_verified_draft_ends_there() -> None:
+    sched, seq = _running(SamplingParams(max_tokens=3, prediction=(10, 11, 12, 13)))
+    (work,) = sched.schedule(0)
+    assert work.tokens == [10, 11]  # capped: the draft and the token after it reach max_tokens
+    outputs, _ = sched.postprocess([work], [Sampled(seq, 11, accepted=True), Sampled(seq, 12)])
+    assert [(e.token_id, e.finish) for e in outputs[0].events] == [(11, None), (12, FinishReason.LENGTH)]
+    assert seq.status is SequenceStatus.FINISHED
+
+
+def test_an_end_of_generation_drawn_after_a_draft_ends_the_sequence() -> None:
+    sched, seq = _running(SamplingParams(max_tokens=50, prediction=(10, 11, 12)))
+    (work,) = sched.schedule(0)
+    outputs, _ = sched.postprocess([work], [Sampled(seq, 11, accepted=True), Sampled(seq, EOG)])
+    assert [(e.token_id, e.finish) for e in outputs[0].events] == [(11, None), (EOG, FinishReason.EOG)]
+    assert seq.output_ids == [10, 11] and seq.status is SequenceStatus.FINISHED

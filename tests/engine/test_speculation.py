@@ -1,0 +1,185 @@
+"""Speculative decoding on the real SmolLM2 model: drafts change how fast tokens come, never which tokens.
+
+Each comparison runs its sequences alone and in one engine, so the only difference between the runs is
+the draft. SmolLM2's kernels give a row the same logits in any ubatch of 1 to 63 rows of its lane
+(docs/determinism.md), so greedy and seeded output, logprobs included, must match bit for bit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from streamserve.engine import EngineClient, EngineConfig, FinishReason, SamplingParams, SequenceStream, TokenEvent
+from streamserve.engine.speculation import PREDICTION_MAX
+from streamserve.llama import Model
+from tests.engine.test_constraint import PERSON, json_grammar
+
+PROMPT = "List the numbers from 1 to 12, one per line, each as 'Number N is here.'"
+
+
+def _config(**overrides: Any) -> EngineConfig:
+    values: dict[str, Any] = dict(max_num_seqs=4, max_model_len=512, max_queue=4, n_threads=1,
+                                  max_num_batched_tokens=128)
+    values.update(overrides)
+    return EngineConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def engine(model: Model) -> Iterator[EngineClient]:
+    """An engine with n-gram speculation off: drafts come only from predictions."""
+    eng = EngineClient(model, _config())
+    eng.start()
+    yield eng
+    eng.stop()
+
+
+def prompt(model: Model, user: str) -> list[int]:
+    text = f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+    return model.tokenize(text, add_special=False, parse_special=True)
+
+
+async def _collect(stream: SequenceStream) -> list[TokenEvent]:
+    return [event async for event in stream]
+
+
+def generate(engine: EngineClient, ids: list[int], params: SamplingParams) -> tuple[list[TokenEvent], SequenceStream]:
+    async def go() -> tuple[list[TokenEvent], SequenceStream]:
+        stream = engine.generate(ids, params)
+        return await _collect(stream), stream
+
+    return asyncio.run(asyncio.wait_for(go(), 120))
+
+
+def trace(events: list[TokenEvent]) -> list[tuple[int, float | None, Any, FinishReason | None]]:
+    return [(e.token_id, e.logprob, e.top_logprobs, e.finish) for e in events]
+
+
+@pytest.fixture(scope="module")
+def own_answer(engine: EngineClient, model: Model) -> list[int]:
+    """The model's greedy answer to PROMPT, without any draft."""
+    events, stream = generate(engine, prompt(model, PROMPT), SamplingParams(max_tokens=60, temperature=0.0))
+    assert stream.drafted == 0
+    return [e.token_id for e in events if e.finish is not FinishReason.EOG]
+
+
+def test_a_prediction_of_the_own_answer_is_accepted_and_changes_nothing(engine: EngineClient, model: Model,
+                                                                       own_answer: list[int]) -> None:
+    params = SamplingParams(max_tokens=60, temperature=0.0, logprobs=3)
+    plain, _ = generate(engine, prompt(model, PROMPT), params)
+    predicted, stream = generate(engine, prompt(model, PROMPT), replace(params, prediction=tuple(own_answer)))
+    assert trace(predicted) == trace(plain)  # tokens, logprobs, alternatives and finish, bit for bit
+    # Every draft is right; the first token and each verification's last are drawn, not drafted.
+    assert stream.drafted == stream.accepted >= len(own_answer) * 3 // 4
+    assert engine.stats().spec_accepted_tokens_total >= stream.accepted
+
+
+def test_a_prediction_with_a_changed_span_realigns_and_changes_nothing(engine: EngineClient, model: Model,
+                                                                      own_answer: list[int]) -> None:
+    edited = list(own_answer)
+    edited[20:24] = model.tokenize(" an entirely different passage", add_special=False, parse_special=False)
+    params = SamplingParams(max_tokens=60, temperature=0.0)
+    plain, _ = generate(engine, prompt(model, PROMPT), params)
+    predicted, stream = generate(engine, prompt(model, PROMPT), replace(params, prediction=tuple(edited)))
+    assert trace(predicted) == trace(plain)
+    assert stream.drafted - stream.accepted > 0  # some rejected...
+    assert stream.accepted > len(own_answer) - 20  # ...and most accepted again after the change
+
+
+@pytest.mark.parametrize("extra", [{}, {"presence_penalty": 0.8, "frequency_penalty": 0.3},
+                                   {"top_k": 20, "top_p": 0.9, "logprobs": 2}, {"repetition_penalty": 1.2}])
+def test_seeded_sampling_with_a_prediction_draws_the_same_tokens(engine: EngineClient, model: Model,
+                                                                 own_answer: list[int], extra: dict[str, Any]) -> None:
+    params = SamplingParams(max_tokens=40, temperature=0.7, seed=11, **extra)
+    plain, _ = generate(engine, prompt(model, PROMPT), params)
+    predicted, stream = generate(engine, prompt(model, PROMPT), replace(params, prediction=tuple(own_answer)))
+    assert trace(predicted) == trace(plain)
+    assert stream.drafted > 0
+
+
+@pytest.mark.parametrize("max_tokens", [1, 2, 7, 30])
+def test_max_tokens_holds_exactly_with_a_prediction(engine: EngineClient, model: Model, own_answer: list[int],
+                                                    max_tokens: int) -> None:
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0, prediction=tuple(own_answer))
+    events, _ = generate(engine, prompt(model, PROMPT), params)
+    assert [e.token_id for e in events] == own_answer[:max_tokens]
+    assert events[-1].finish is FinishReason.LENGTH and all(e.finish is None for e in events[:-1])
+
+
+def test_a_prediction_past_the_answer_ends_with_the_model(engine: EngineClient, model: Model,
+                                                         own_answer: list[int]) -> None:
+    short = prompt(model, "What is 2+2? Answer with one word.")
+    plain, _ = generate(engine, short, SamplingParams(max_tokens=40, temperature=0.0))
+    longer = [e.token_id for e in plain if e.finish is None] + own_answer  # the prediction goes on
+    predicted, stream = generate(engine, short, SamplingParams(max_tokens=40, temperature=0.0,
+                                                               prediction=tuple(longer)))
+    assert trace(predicted) == trace(plain)
+    assert plain[-1].finish is FinishReason.EOG and stream.drafted > stream.accepted
+
+
+def test_a_constrained_sequence_with_a_prediction_is_unchanged_and_valid(engine: EngineClient, model: Model) -> None:
+    ids = prompt(model, "Describe Bob as JSON.")
+    params = SamplingParams(max_tokens=60, temperature=0.0, grammar=json_grammar(PERSON))
+    plain, _ = generate(engine, ids, params)
+    answer = [e.token_id for e in plain if e.finish is None]
+    # The prediction goes on past the grammar's end, and a version with invalid JSON text in it.
+    broken = answer[:3] + model.tokenize(" not json", add_special=False, parse_special=False) + answer[3:]
+    for prediction in (answer + answer, broken):
+        predicted, stream = generate(engine, ids, replace(params, prediction=tuple(prediction)))
+        assert trace(predicted) == trace(plain)
+        assert stream.accepted > 0
+    text = b"".join(model.token_bytes(t) for t in answer).decode()
+    assert set(json.loads(text)) == {"name", "age"}
+
+
+def test_ngram_speculation_changes_nothing(engine: EngineClient, model: Model) -> None:
+    ids = prompt(model, PROMPT)
+    params = SamplingParams(max_tokens=60, temperature=0.0, logprobs=1)
+    plain, _ = generate(engine, ids, params)
+    ngram = EngineClient(model, _config(speculative="ngram"))
+    ngram.start()
+    try:
+        drafted, stream = generate(ngram, ids, params)
+        seeded = SamplingParams(max_tokens=40, temperature=0.8, seed=3)
+        assert trace(generate(ngram, ids, seeded)[0]) == trace(generate(engine, ids, seeded)[0])
+    finally:
+        ngram.stop()
+    assert trace(drafted) == trace(plain)
+    assert stream.drafted > 0 and stream.accepted > 0
+
+
+def test_deterministic_mode_drafts_nothing(model: Model, own_answer: list[int]) -> None:
+    eng = EngineClient(model, _config(deterministic=True, speculative="ngram"))
+    eng.start()
+    try:
+        events, stream = generate(eng, prompt(model, PROMPT), SamplingParams(max_tokens=20, temperature=0.0,
+                                                                           prediction=tuple(own_answer)))
+    finally:
+        eng.stop()
+    assert [e.token_id for e in events] == own_answer[:20]
+    assert stream.drafted == 0 and eng.stats().spec_draft_tokens_total == 0
+
+
+def test_busy_steps_draft_nothing_and_n_choices_keep_their_own_drafts(engine: EngineClient, model: Model,
+                                                                     own_answer: list[int]) -> None:
+    ids = prompt(model, PROMPT)
+    params = SamplingParams(max_tokens=30, temperature=0.0, prediction=tuple(own_answer))
+
+    async def go(count: int) -> list[tuple[list[TokenEvent], SequenceStream]]:
+        streams = engine.submit([(ids, params)] * count)
+        return [(await _collect(s), s) for s in streams]
+
+    for count in (2, 4):  # two choices draft; four fill the step (speculation.BUSY) and draft nothing
+        results = asyncio.run(asyncio.wait_for(go(count), 120))
+        for events, _ in results:
+            assert [e.token_id for e in events] == own_answer[:30]
+        drafted = [stream.drafted for _, stream in results]
+        if count == 2:
+            assert all(drafted)
+        else:  # at most the first, in the step before the other choices start decoding
+            assert sum(drafted) <= PREDICTION_MAX
