@@ -11,7 +11,7 @@ from streamserve.engine.lanes import LanePool
 from streamserve.engine.sampling import SamplingParams
 from streamserve.engine.scheduler import Scheduler
 from streamserve.engine.sequence import Sequence, SequenceStatus
-from streamserve.engine.speculation import BUSY, NGRAM_MAX, PREDICTION_MAX, Speculator
+from streamserve.engine.speculation import BUSY, PRIORS, Speculator, best_length, expected_tokens
 from streamserve.engine.work import Sampled
 
 _DUMMY: Any = object()
@@ -81,26 +81,41 @@ def test_the_speculator_drafts_nothing_when_busy_off_or_deterministic() -> None:
     assert Speculator("ngram", deterministic=True, max_model_len=100).draft(_seq(params), 1, 100) == []
     no_prediction = SamplingParams(max_tokens=50)
     assert Speculator("off", max_model_len=100).draft(_seq(no_prediction, [100, 101]), 1, 100) == []
-    assert Speculator("ngram", max_model_len=100).draft(_seq(no_prediction, [100, 101]), 1, 100) == [102, 103, 104, 105]
+    ngram = Speculator("ngram", max_model_len=100, row_cost=0.1)  # prior 0.6 at cheap rows: 3 tokens
+    assert ngram.draft(_seq(no_prediction, [100, 101]), 1, 100) == [102, 103, 104]
 
 
-def test_the_draft_length_adapts_to_acceptance() -> None:
-    spec = Speculator("ngram", max_model_len=100)
+def test_the_best_length_weighs_acceptance_against_the_cost_of_a_row() -> None:
+    assert expected_tokens(1.0, 4) == 5 and expected_tokens(0.5, 2) == 1.75
+    assert best_length(0.99, 0.1, 16) == 16  # nearly always right, cheap rows: draft all it may
+    assert best_length(0.9, 0.4, 16) < best_length(0.95, 0.4, 16) < best_length(0.99, 0.4, 16)
+    assert best_length(0.3, 0.4, 16) == 0  # mostly wrong: nothing pays
+    assert best_length(0.9, 2.0, 16) == 0  # a row costs two decodes: nothing pays
+    for alpha in (0.5, 0.8, 0.95):
+        k = best_length(alpha, 0.3, 16)
+        rate = expected_tokens(alpha, k) / (1 + 0.3 * k)
+        assert all(expected_tokens(alpha, j) / (1 + 0.3 * j) <= rate for j in range(1, 17))
+
+
+def test_acceptance_is_learned_per_sequence_and_fades_back_to_the_prior() -> None:
+    spec = Speculator("ngram", max_model_len=100, row_cost=0.4)
     seq = _seq(SamplingParams(max_tokens=50), [100, 101])
-    spec.draft(seq, 1, 100)
-    start = seq.draft_len
-    spec.observe(seq, start, start)
-    assert seq.draft_len == min(NGRAM_MAX, 2 * start)
-    spec.observe(seq, seq.draft_len, 1)
-    assert seq.draft_len == 2
-    spec.observe(seq, 2, 0)
-    assert seq.draft_len == 1
+    prior = spec.acceptance(seq)
+    assert prior == PRIORS["ngram"]
+    for _ in range(5):
+        spec.observe(seq, 4, 0)  # every draft wrong from its first token
+    assert spec.acceptance(seq) < 0.3
+    assert spec.draft(seq, 1, 100) == []  # drafting does not pay any more...
+    for _ in range(60):
+        spec.draft(seq, 1, 100)
+        if seq.draft_evidence[1] < 0.5:
+            break
+    assert spec.draft(seq, 1, 100)  # ...until the evidence has faded and it is tried again
     for _ in range(10):
-        spec.observe(seq, seq.draft_len, seq.draft_len)
-    assert seq.draft_len == NGRAM_MAX
+        spec.observe(seq, 4, 4)
+    assert spec.acceptance(seq) > 0.9
     predicted = _seq(SamplingParams(max_tokens=50, prediction=(10, 11)))
-    spec.draft(predicted, 1, 100)
-    assert predicted.draft_len == PREDICTION_MAX
+    assert spec.acceptance(predicted) == PRIORS["prediction"]
 
 
 def _running(params: SamplingParams) -> tuple[Scheduler, Sequence]:
@@ -127,7 +142,7 @@ def test_a_verified_draft_emits_the_agreeing_prefix_and_the_token_after_it() -> 
     assert (output.drafted, output.accepted) == (4, 2)
     assert seq.output_ids == [10, 11, 12, 20]
     assert seq.num_computed == 6 == seq.num_tokens - 1  # 10, 11 and 12 are in the lane; 20 is decoded next
-    assert seq.draft_len == 3
+    assert seq.draft_evidence == (2, 1)
 
 
 def test_a_length_limit_inside_a_verified_draft_ends_there() -> None:

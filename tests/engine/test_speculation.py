@@ -20,6 +20,9 @@ from streamserve.engine.speculation import PREDICTION_MAX
 from streamserve.llama import Model
 from tests.engine.test_constraint import PERSON, json_grammar
 
+ROW_COST = 0.3
+"""The cost of a row the drafts are sized for, fixed so that what is drafted does not depend on the machine's load."""
+
 PROMPT = "List the numbers from 1 to 12, one per line, each as 'Number N is here.'"
 
 
@@ -35,6 +38,7 @@ def engine(model: Model) -> Iterator[EngineClient]:
     """An engine with n-gram speculation off: drafts come only from predictions."""
     eng = EngineClient(model, _config())
     eng.start()
+    eng.core.speculator.row_cost = ROW_COST
     yield eng
     eng.stop()
 
@@ -138,11 +142,12 @@ def test_a_constrained_sequence_with_a_prediction_is_unchanged_and_valid(engine:
 
 
 def test_ngram_speculation_changes_nothing(engine: EngineClient, model: Model) -> None:
-    ids = prompt(model, PROMPT)
+    ids = prompt(model, "Repeat this sentence three times: 'The quick brown fox jumps over the lazy dog.'")
     params = SamplingParams(max_tokens=60, temperature=0.0, logprobs=1)
     plain, _ = generate(engine, ids, params)
     ngram = EngineClient(model, _config(speculative="ngram"))
     ngram.start()
+    ngram.core.speculator.row_cost = ROW_COST
     try:
         drafted, stream = generate(ngram, ids, params)
         seeded = SamplingParams(max_tokens=40, temperature=0.8, seed=3)

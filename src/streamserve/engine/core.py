@@ -21,10 +21,13 @@ from streamserve.engine.inbox import Inbox
 from streamserve.engine.lanes import LanePool
 from streamserve.engine.scheduler import Scheduler
 from streamserve.engine.sequence import Sequence, SequenceStatus
-from streamserve.engine.speculation import Speculator
+from streamserve.engine.speculation import MAX_ROW_COST, MIN_ROW_COST, Speculator
 from streamserve.llama import Batch, Context, DecodeError, Model
 
 logger = logging.getLogger("streamserve.engine")
+
+COST_PROBE_ROWS = 8
+"""Extra rows of the warm-up decode that measures what a longer verification costs (``Speculator.row_cost``)."""
 
 ABORT_PHASES = ("waiting", "prefill", "decode")
 """Where a sequence was when it was aborted: queued for a lane, prefilling its prompt, or generating."""
@@ -72,13 +75,14 @@ class EngineCore:
         self.config = config
         self.context = Context(model, n_ctx_seq=config.max_model_len, n_seq_max=config.max_num_seqs,
                                n_batch=config.max_num_batched_tokens, n_threads=config.n_threads)
+        self.speculator = Speculator(config.speculative, deterministic=config.deterministic,
+                                     max_model_len=config.max_model_len, is_eog=model.is_eog)
         self.scheduler = Scheduler(
             LanePool(config.max_num_seqs, config.prompt_grid), max_num_batched_tokens=config.max_num_batched_tokens,
             grid=config.prompt_grid, long_prefill=config.long_prefill_token_threshold,
             max_long_prefills=config.max_long_partial_prefills,
             prefill_chunks=config.prefill_chunks, max_model_len=config.max_model_len, is_eog=model.is_eog,
-            speculator=Speculator(config.speculative, deterministic=config.deterministic,
-                                  max_model_len=config.max_model_len, is_eog=model.is_eog))
+            speculator=self.speculator)
         self.budget = PrefillBudget(config.prefill_stall, step_time=config.prefill_step_time,
                                     ceiling=config.max_num_batched_tokens)
         self.runner = runner_class()(self.context, config.max_num_batched_tokens, Masks(tokenizer, config.max_num_seqs),
@@ -165,7 +169,7 @@ class EngineCore:
 
     def _warm_up(self) -> None:
         # On the engine thread: llama.cpp decodes markedly slower from a thread other than the first to decode.
-        batch = Batch(1)
+        batch = Batch(1 + COST_PROBE_ROWS)
         try:
             first = (self.model.tokenize("Hi", add_special=False, parse_special=False) or [0])[0]
             for pos in range(2):  # the second, paged in, seeds the prompt budget's per-step overhead
@@ -174,10 +178,29 @@ class EngineCore:
                 start = time.perf_counter()
                 self.context.decode(batch)
             self.budget.observe(1, 0, time.perf_counter() - start)
+            if self.speculator.enabled:
+                self.speculator.row_cost = self._row_cost(batch, first)
         finally:
             batch.close()
             self.context.remove(0)
             self.ready.set()
+
+    def _row_cost(self, batch: Batch, token: int) -> float:
+        """One more row's decode time relative to a one-row decode's, measured here and now (the fastest of 2)."""
+        times: dict[int, list[float]] = {1: [], 1 + COST_PROBE_ROWS: []}
+        for _ in range(2):
+            for rows, samples in times.items():
+                batch.clear()
+                for pos in range(2, 2 + rows):
+                    batch.add(token, pos, 0, True)
+                start = time.perf_counter()
+                self.context.decode(batch)
+                samples.append(time.perf_counter() - start)
+                self.context.remove(0, 2, -1)
+        one, more = min(times[1]), min(times[1 + COST_PROBE_ROWS])
+        cost = (more - one) / (COST_PROBE_ROWS * one)
+        logger.info("speculation: one more row in a decode costs %.2f of a one-row decode", cost)
+        return min(max(cost, MIN_ROW_COST), MAX_ROW_COST)
 
     def _with_admission(self, seq: Sequence, output: SequenceOutput) -> SequenceOutput:
         queued = None if seq.admit_time is None else seq.admit_time - seq.arrival_time

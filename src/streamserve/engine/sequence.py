@@ -58,7 +58,7 @@ class Sequence:
     output_ids: list[int] = field(default_factory=list)
     sampler: Sampler | None = None
     drafter: PredictionDrafter | NgramDrafter | None = None  # made at its first draft (engine.speculation)
-    draft_len: int = 0  # tokens its next draft may have, adapted to its acceptance
+    draft_evidence: tuple[float, float] = (0.0, 0.0)  # draft tokens accepted and rejected, recent ones weighing more
     arrival_time: float = field(default_factory=time.monotonic)
     admit_time: float | None = None
 
