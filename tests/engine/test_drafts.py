@@ -16,6 +16,7 @@ from streamserve.engine.work import Sampled
 
 _DUMMY: Any = object()
 EOG = 2
+ANY = 10_000  # a prompt budget that does not limit anything
 
 
 def test_a_prediction_is_followed_while_the_output_agrees() -> None:
@@ -160,3 +161,22 @@ def test_an_end_of_generation_drawn_after_a_draft_ends_the_sequence() -> None:
     outputs, _ = sched.postprocess([work], [Sampled(seq, 11, accepted=True), Sampled(seq, EOG)])
     assert [(e.token_id, e.finish) for e in outputs[0].events] == [(11, None), (EOG, FinishReason.EOG)]
     assert seq.output_ids == [10, 11] and seq.status is SequenceStatus.FINISHED
+
+
+def test_without_a_prediction_or_ngram_mode_every_decode_work_is_one_token_as_before() -> None:
+    sched, seq = _running(SamplingParams(max_tokens=50))
+    (work,) = sched.schedule(0)
+    assert (work.kind, work.tokens, work.start, work.draft) == ("decode", [10], 3, [])
+    outputs, _ = sched.postprocess([work], [Sampled(seq, 11)])
+    assert (outputs[0].drafted, outputs[0].accepted) == (0, 0) and seq.num_computed == 4
+
+
+def test_nothing_is_drafted_while_a_prompt_is_read() -> None:
+    sched, seq = _running(SamplingParams(max_tokens=50, prediction=(10, 11, 12)))
+    reading = Sequence(list(range(200, 240)), SamplingParams(max_tokens=4), _DUMMY)
+    sched.add(reading)
+    sched.admit()
+    works = sched.schedule(ANY)
+    assert (works[0].seq, works[0].kind) == (seq, "decode")
+    assert works[1:] and all(w.seq is reading for w in works[1:])
+    assert {w.kind for w in works[1:]} <= {"grid", "tail"}

@@ -11,7 +11,7 @@ from streamserve.engine.constraint import ConstraintError, Masks
 from streamserve.engine.lanes import Logits, tail_rows
 from streamserve.engine.sequence import Sequence
 from streamserve.engine.work import Sampled, Work
-from streamserve.llama import Batch, Context, Sampler
+from streamserve.llama import Batch, Context, DecodeError, Sampler
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +153,8 @@ class ModelRunner:
             results.append(drawn)
             if not agrees or drawn.complete:
                 break
-        self.context.remove(seq.lane, work.start + len(results), -1)
+        if not self.context.remove(seq.lane, work.start + len(results), -1):
+            raise DecodeError(-1)  # the rejected positions would stay in the lane: fail this step's sequences
         return results
 
     def _draw(self, draws: list[_Draw]) -> list[Sampled]:

@@ -113,7 +113,8 @@ class Scheduler:
         whole tails, within the budget (at least ``prefill_chunks`` grid chunks) and the batch size.
         """
         prefilling = [seq for seq in self.running if seq.is_prefilling]
-        works = [self._decode_work(seq, speculate=not prefilling) if seq.output_ids
+        n_decoding = -1 if prefilling else self.num_decoding()  # -1: nothing is drafted while a prompt is read
+        works = [self._decode_work(seq, n_decoding) if seq.output_ids
                  else Work(seq, [], seq.num_computed, True, "cached")
                  for seq in self.running if not seq.is_prefilling]
         granting = [seq for seq in prefilling if unfilled(seq) > seq.prompt_credit]
@@ -135,14 +136,14 @@ class Scheduler:
                 works.append(Work(seq, seq.prompt_ids[full:end], full, True, "tail"))
         return works
 
-    def _decode_work(self, seq: Sequence, *, speculate: bool) -> Work:
+    def _decode_work(self, seq: Sequence, n_decoding: int) -> Work:
         """A decoding sequence's work: its last token, with a draft to verify when the speculator has one.
 
-        Nothing is drafted while a prompt is being read, so prefill steps stay as they were.
+        Nothing is drafted while a prompt is being read (``n_decoding`` -1), so prefill steps stay as they were.
         """
         draft = []
-        if speculate and self.speculator is not None:
-            draft = self.speculator.draft(seq, self.num_decoding(), self.max_num_batched_tokens - 1)
+        if n_decoding >= 0 and self.speculator is not None:
+            draft = self.speculator.draft(seq, n_decoding, self.max_num_batched_tokens - 1)
         return Work(seq, [seq.output_ids[-1], *draft], seq.num_computed, True, "verify" if draft else "decode")
 
     def postprocess(self, works: list[Work], sampled: list[Sampled]) -> tuple[list[SequenceOutput], list[Sequence]]:
