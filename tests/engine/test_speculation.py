@@ -188,3 +188,43 @@ def test_busy_steps_draft_nothing_and_n_choices_keep_their_own_drafts(engine: En
             assert all(drafted)
         else:  # at most the first, in the step before the other choices start decoding
             assert sum(drafted) <= PREDICTION_MAX
+
+
+CHI2_CRITICAL_0_001 = {1: 10.83, 2: 13.82, 3: 16.27, 4: 18.47, 5: 20.52, 6: 22.46, 7: 24.32, 8: 26.12}
+"""The chi-square statistic exceeded with probability 0.001 at each number of degrees of freedom."""
+
+
+def test_sampled_continuations_with_a_prediction_have_the_models_distribution(engine: EngineClient, model: Model,
+                                                                             own_answer: list[int]) -> None:
+    # Two independent samples (different seeds) of 3-token continuations, top-2 at temperature 1: one
+    # plain, one verifying the greedy answer as a draft. Accepting drafts without drawing (or drawing
+    # from the wrong row or chain state) would pile the second sample onto the prediction.
+    ids = prompt(model, PROMPT)
+    n = 160
+
+    def sample(first_seed: int, prediction: tuple[int, ...] | None) -> list[tuple[int, ...]]:
+        async def go() -> list[tuple[int, ...]]:
+            out = []
+            for start in range(0, n, 2):
+                params = [SamplingParams(max_tokens=3, temperature=1.0, top_k=2, seed=first_seed + start + i,
+                                         prediction=prediction) for i in range(2)]
+                streams = engine.submit([(ids, p) for p in params])
+                out += [tuple(e.token_id for e in await _collect(s)) for s in streams]
+            return out
+
+        return asyncio.run(asyncio.wait_for(go(), 300))
+
+    plain = sample(1_000, None)
+    drafted_before = engine.stats().spec_draft_tokens_total
+    speculated = sample(5_000, tuple(own_answer))
+    assert engine.stats().spec_draft_tokens_total - drafted_before >= n // 2
+    categories = sorted(set(plain) | set(speculated))
+    counts = [(plain.count(c), speculated.count(c)) for c in categories]
+    # Pool the categories too rare for the test into one.
+    pooled = [c for c in counts if sum(c) >= 10]
+    rare = (sum(a for a, b in counts if a + b < 10), sum(b for a, b in counts if a + b < 10))
+    if sum(rare):
+        pooled.append(rare)
+    assert len(pooled) >= 2, "the continuation should vary"
+    chi2 = sum((a - b) ** 2 / (a + b) for a, b in pooled)  # two samples of equal size
+    assert chi2 < CHI2_CRITICAL_0_001[min(len(pooled) - 1, 8)], (chi2, pooled)
