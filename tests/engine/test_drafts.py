@@ -12,6 +12,7 @@ from streamserve.engine.sampling import SamplingParams
 from streamserve.engine.scheduler import Scheduler
 from streamserve.engine.sequence import Sequence, SequenceStatus
 from streamserve.engine.speculation import BUSY, PRIORS, Speculator, best_length, expected_tokens
+from streamserve.engine.verify_probe import VerifyProbe
 from streamserve.engine.work import Sampled
 
 _DUMMY: Any = object()
@@ -180,3 +181,14 @@ def test_nothing_is_drafted_while_a_prompt_is_read() -> None:
     assert (works[0].seq, works[0].kind) == (seq, "decode")
     assert works[1:] and all(w.seq is reading for w in works[1:])
     assert {w.kind for w in works[1:]} <= {"grid", "tail"}
+
+
+def test_calibration_caps_drafts_at_the_rows_a_verification_may_hold_exactly() -> None:
+    params = SamplingParams(max_tokens=50, prediction=tuple(range(10, 40)))
+    spec = Speculator(max_model_len=100, row_cost=0.05)
+    spec.calibrate(VerifyProbe(exact_rows=3, row_cost=0.05))
+    seq = _seq(params)
+    seq.draft_evidence = (100.0, 0.0)  # always right: only the cap limits the draft
+    assert spec.draft(seq, 1, 100) == [11, 12]
+    spec.calibrate(VerifyProbe(exact_rows=0, row_cost=0.05))
+    assert spec.draft(seq, 1, 100) == []

@@ -17,7 +17,9 @@ import pytest
 
 from streamserve.engine import EngineClient, EngineConfig, FinishReason, SamplingParams, SequenceStream, TokenEvent
 from streamserve.engine.speculation import PREDICTION_MAX
-from streamserve.llama import Model
+from streamserve.engine.verify_probe import MAX_ROW_COST, MIN_ROW_COST, SAFE_ROWS, probe_verification
+from streamserve.llama import Batch, Context, Model, load_model
+from streamserve.models import resolve_model
 from tests.engine.test_constraint import PERSON, json_grammar
 
 ROW_COST = 0.3
@@ -228,3 +230,39 @@ def test_sampled_continuations_with_a_prediction_have_the_models_distribution(en
     assert len(pooled) >= 2, "the continuation should vary"
     chi2 = sum((a - b) ** 2 / (a + b) for a, b in pooled)  # two samples of equal size
     assert chi2 < CHI2_CRITICAL_0_001[min(len(pooled) - 1, 8)], (chi2, pooled)
+
+
+def test_the_probe_finds_whole_drafts_exact_on_smollm2(model: Model) -> None:
+    # SmolLM2's Q4_1 weights are not repacked: a row's logits are the same in any call of under 64 rows.
+    context = Context(model, n_ctx_seq=128, n_seq_max=1, n_batch=64, n_threads=1)
+    batch = Batch(PREDICTION_MAX + 1)
+    try:
+        tokens = model.tokenize("one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+                                "fifteen sixteen seventeen eighteen", add_special=False, parse_special=False)
+        probe = probe_verification(context, batch, tokens[: PREDICTION_MAX + 2])
+    finally:
+        batch.close()
+        context.close()
+    assert probe.exact_rows == PREDICTION_MAX + 1
+    assert MIN_ROW_COST <= probe.row_cost <= MAX_ROW_COST
+
+
+def test_gemma_with_its_own_prediction_is_the_same_bit_for_bit() -> None:
+    # Gemma 3 270M's Q4_K weights are repacked (rows computed four at a time): the probe caps drafts at
+    # two tokens, three rows, all on the one-row path, so the output still cannot change.
+    _, path = resolve_model("gemma-3-270m")
+    with load_model(path) as gemma:
+        eng = EngineClient(gemma, _config(n_threads=2))
+        eng.start()
+        try:
+            assert eng.core.speculator.max_draft == SAFE_ROWS - 1
+            ids = gemma.tokenize("<start_of_turn>user\nList the days of the week, one per line.<end_of_turn>\n"
+                                 "<start_of_turn>model\n", add_special=True, parse_special=True)
+            params = SamplingParams(max_tokens=40, temperature=0.0, logprobs=2)
+            plain, _ = generate(eng, ids, params)
+            answer = tuple(e.token_id for e in plain if e.finish is None)
+            predicted, stream = generate(eng, ids, replace(params, prediction=answer))
+        finally:
+            eng.stop()
+    assert trace(predicted) == trace(plain)
+    assert stream.accepted >= len(answer) // 2

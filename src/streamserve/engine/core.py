@@ -21,13 +21,11 @@ from streamserve.engine.inbox import Inbox
 from streamserve.engine.lanes import LanePool
 from streamserve.engine.scheduler import Scheduler
 from streamserve.engine.sequence import Sequence, SequenceStatus
-from streamserve.engine.speculation import MAX_ROW_COST, MIN_ROW_COST, Speculator
+from streamserve.engine.speculation import PREDICTION_MAX, Speculator
+from streamserve.engine.verify_probe import MAX_ROW_COST, SAFE_ROWS, VerifyProbe, probe_verification
 from streamserve.llama import Batch, Context, DecodeError, Model
 
 logger = logging.getLogger("streamserve.engine")
-
-COST_PROBE_ROWS = 8
-"""Extra rows of the warm-up decode that measures what a longer verification costs (``Speculator.row_cost``)."""
 
 ABORT_PHASES = ("waiting", "prefill", "decode")
 """Where a sequence was when it was aborted: queued for a lane, prefilling its prompt, or generating."""
@@ -169,7 +167,7 @@ class EngineCore:
 
     def _warm_up(self) -> None:
         # On the engine thread: llama.cpp decodes markedly slower from a thread other than the first to decode.
-        batch = Batch(1 + COST_PROBE_ROWS)
+        batch = Batch(PREDICTION_MAX + 1)
         try:
             first = (self.model.tokenize("Hi", add_special=False, parse_special=False) or [0])[0]
             for pos in range(2):  # the second, paged in, seeds the prompt budget's per-step overhead
@@ -178,29 +176,18 @@ class EngineCore:
                 start = time.perf_counter()
                 self.context.decode(batch)
             self.budget.observe(1, 0, time.perf_counter() - start)
-            if self.speculator.enabled:
-                self.speculator.row_cost = self._row_cost(batch, first)
+            if self.speculator.enabled and self.config.max_num_batched_tokens >= SAFE_ROWS:
+                text = ("The quick brown fox jumps over the lazy dog, then runs far away into the green forest "
+                        "and sleeps under an old oak tree until the morning sun wakes it again.")
+                tokens = self.model.tokenize(text, add_special=False, parse_special=False)
+                rows = min(PREDICTION_MAX + 1, self.config.max_num_batched_tokens)  # llama.cpp aborts past n_batch
+                self.speculator.calibrate(probe_verification(self.context, batch, tokens[: rows + 1]))
+            elif self.speculator.enabled:  # batches too small to verify a draft in
+                self.speculator.calibrate(VerifyProbe(exact_rows=0, row_cost=MAX_ROW_COST))
         finally:
             batch.close()
             self.context.remove(0)
             self.ready.set()
-
-    def _row_cost(self, batch: Batch, token: int) -> float:
-        """One more row's decode time relative to a one-row decode's, measured here and now (the fastest of 2)."""
-        times: dict[int, list[float]] = {1: [], 1 + COST_PROBE_ROWS: []}
-        for _ in range(2):
-            for rows, samples in times.items():
-                batch.clear()
-                for pos in range(2, 2 + rows):
-                    batch.add(token, pos, 0, True)
-                start = time.perf_counter()
-                self.context.decode(batch)
-                samples.append(time.perf_counter() - start)
-                self.context.remove(0, 2, -1)
-        one, more = min(times[1]), min(times[1 + COST_PROBE_ROWS])
-        cost = (more - one) / (COST_PROBE_ROWS * one)
-        logger.info("speculation: one more row in a decode costs %.2f of a one-row decode", cost)
-        return min(max(cost, MIN_ROW_COST), MAX_ROW_COST)
 
     def _with_admission(self, seq: Sequence, output: SequenceOutput) -> SequenceOutput:
         queued = None if seq.admit_time is None else seq.admit_time - seq.arrival_time

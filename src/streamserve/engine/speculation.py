@@ -5,7 +5,8 @@ of its prompt and output. The draft length is chosen per sequence and step to ma
 tokens per unit of decode time (``best_length``): from the sequence's measured acceptance (each draft
 token taken as accepted with one probability, estimated from its verifications so far, recent ones
 weighing more) and from the cost of one more row in a decode call, measured at startup
-(``row_cost``). When no length pays, nothing is drafted; the estimate then drifts back to its prior
+(``row_cost``), and capped at what a verification may hold and still give the logits one-token steps
+give (``verify_probe``). When no length pays, nothing is drafted; the estimate then drifts back to its prior
 step by step, so drafting is tried again later. No drafts when the step is busy (batching several
 decoding sequences already fills it), under ``--deterministic``, or past the sequence's token limit.
 A constrained sequence's draft is cut at the first token its grammar would refuse (checked without
@@ -14,11 +15,15 @@ advancing the matcher).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Literal
 
 from streamserve.engine.drafts import NgramDrafter, PredictionDrafter
 from streamserve.engine.sequence import Sequence
+from streamserve.engine.verify_probe import VerifyProbe
+
+logger = logging.getLogger("streamserve.engine")
 
 SpeculativeMode = Literal["off", "ngram"]
 
@@ -45,9 +50,6 @@ MIN_GAIN = 1.05
 
 DEFAULT_ROW_COST = 0.4
 """One more row's cost relative to a one-row decode, until measured (SmolLM2 on 2 cores: 0.4 to 0.8)."""
-
-MIN_ROW_COST, MAX_ROW_COST = 0.05, 0.5
-"""Bounds on the measured row cost: a machine busy at startup overstates it, and would turn drafting off."""
 
 
 def expected_tokens(alpha: float, k: int) -> float:
@@ -77,10 +79,19 @@ class Speculator:
         self.max_model_len = max_model_len
         self.is_eog = is_eog
         self.row_cost = row_cost
+        self.max_draft = PREDICTION_MAX
+
+    def calibrate(self, probe: VerifyProbe) -> None:
+        """Size drafts to this machine: the cost of a row, and the most rows a verification may hold and still
+        give one-token steps' logits (no drafts at all if none does)."""
+        self.row_cost = probe.row_cost
+        self.max_draft = max(0, probe.exact_rows - 1)
+        if self.max_draft == 0:
+            logger.warning("speculation is off: no verification call gives one-token steps' logits here")
 
     def draft(self, seq: Sequence, n_decoding: int, room: int) -> list[int]:
         """The draft to verify after ``seq``'s last token this step (at most ``room`` tokens); often none."""
-        if not self.enabled or n_decoding >= BUSY or room <= 0:
+        if not self.enabled or n_decoding >= BUSY or room <= 0 or self.max_draft <= 0:
             return []
         if seq.drafter is None:
             if seq.params.prediction:
@@ -123,6 +134,5 @@ class Speculator:
         hits, misses = seq.draft_evidence
         seq.draft_evidence = (hits * DECAY, misses * DECAY)
 
-    @staticmethod
-    def _limit(seq: Sequence) -> int:
-        return PREDICTION_MAX if seq.params.prediction else NGRAM_MAX
+    def _limit(self, seq: Sequence) -> int:
+        return min(PREDICTION_MAX if seq.params.prediction else NGRAM_MAX, self.max_draft)
