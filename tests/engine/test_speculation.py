@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 
 from streamserve.engine import EngineClient, EngineConfig, FinishReason, SamplingParams, SequenceStream, TokenEvent
-from streamserve.engine.speculation import PREDICTION_MAX
+from streamserve.engine.constraint import Grammars
+from streamserve.engine.sequence import Sequence
+from streamserve.engine.speculation import PREDICTION_MAX, Speculator
 from streamserve.engine.verify_probe import MAX_ROW_COST, MIN_ROW_COST, SAFE_ROWS, probe_verification
-from streamserve.llama import Batch, Context, Model, load_model
+from streamserve.llama import Batch, Context, Model, guidance_tokenizer, load_model
 from streamserve.models import resolve_model
 from tests.engine.test_constraint import PERSON, json_grammar
 
@@ -266,3 +268,33 @@ def test_gemma_with_its_own_prediction_is_the_same_bit_for_bit() -> None:
             eng.stop()
     assert trace(predicted) == trace(plain)
     assert stream.accepted >= len(answer) // 2
+
+
+def test_tokens_the_grammar_forces_are_drafted_and_refused_ones_cut(model: Model) -> None:
+    rigid = ("%llguidance {}\nstart: %json " + json.dumps({**PERSON, "x-guidance": {"whitespace_flexible": False}}))
+    constraint = Grammars(guidance_tokenizer(model)).compile(rigid)
+
+    def tokens(text: str) -> list[int]:
+        return model.tokenize(text, add_special=False, parse_special=False)
+
+    def sequence(prediction: list[int] | None) -> Sequence:
+        """A sequence that has output one token, its prediction's first: the rest is its next draft."""
+        predicted = None if prediction is None else (1, *prediction)
+        seq = Sequence([1, 2, 3], SamplingParams(max_tokens=50, prediction=predicted), None, constraint)
+        seq.output_ids = [1]
+        seq.num_computed = seq.num_tokens - 1
+        return seq
+
+    speculator = Speculator("ngram", max_model_len=512, row_cost=0.05)
+    for token in tokens("{"):
+        constraint.consume(token)
+    forced = constraint.forced()
+    assert b"".join(model.token_bytes(t) for t in forced) == b'"name'
+    assert speculator.draft(sequence(None), 1, 100) == forced  # nothing to look up: the grammar's own tokens
+    for token in tokens('"name":"Bob","age":'):
+        constraint.consume(token)
+    assert constraint.forced() == []  # an integer: the digits are the model's choice
+    valid, invalid = tokens("42}"), tokens("x}")
+    assert speculator.draft(sequence(valid), 1, 100) == valid
+    assert speculator.draft(sequence(invalid), 1, 100) == []  # cut at the first token the grammar refuses
+    assert constraint.valid_prefix(valid) == len(valid)  # checking moved nothing

@@ -51,6 +51,10 @@ class Constraint:
         """How many leading ``tokens`` the grammar accepts from here, checked without advancing the matcher."""
         return int(self.matcher.validate_tokens(tokens))
 
+    def forced(self) -> list[int]:
+        """The tokens the grammar forces from here (none if it allows a choice), without advancing the matcher."""
+        return list(self.matcher.compute_ff_tokens())
+
     @property
     def complete(self) -> bool:
         """Whether the grammar is finished: nothing but end of generation may follow."""

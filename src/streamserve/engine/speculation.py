@@ -9,8 +9,8 @@ weighing more) and from the cost of one more row in a decode call, measured at s
 give (``verify_probe``). When no length pays, nothing is drafted; the estimate then drifts back to its prior
 step by step, so drafting is tried again later. No drafts when the step is busy (batching several
 decoding sequences already fills it), under ``--deterministic``, or past the sequence's token limit.
-A constrained sequence's draft is cut at the first token its grammar would refuse (checked without
-advancing the matcher).
+A constrained sequence drafts the tokens its grammar forces when there are some, and its draft is cut
+at the first token its grammar would refuse (both checked without advancing the matcher).
 """
 
 from __future__ import annotations
@@ -107,6 +107,8 @@ class Speculator:
             self._forget(seq)
             return []
         draft = seq.drafter.propose(seq.output_ids, k)
+        if seq.constraint is not None:  # what the grammar forces is a draft that cannot be wrong
+            draft = seq.constraint.forced()[:k] or draft
         stops = seq.params.stop_token_ids
         for i, token in enumerate(draft):  # a draft never ends the sequence: end-of-generation is the model's call
             if token in stops or self.is_eog(token):
