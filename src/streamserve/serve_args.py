@@ -143,6 +143,10 @@ def _add_engine_arguments(serve: argparse.ArgumentParser, defaults: EngineConfig
     engine.add_argument("--deterministic", action="store_true", default=defaults.deterministic,
                         help="decode each sequence's rows in llama.cpp calls of their own, so greedy and seeded "
                              "output never depends on other traffic, at a throughput cost (docs/determinism.md)")
+    engine.add_argument("--speculative", choices=("off", "ngram"), default=defaults.speculative,
+                        help="draftless speculative decoding: ngram drafts from each sequence's prompt and output, "
+                             "verified in one decode (lossless); off by default. A request's prediction is "
+                             "drafted from either way; --deterministic turns both off (docs/speculation.md)")
     engine.add_argument("--prompt-grid", type=int, default=defaults.prompt_grid,
                         help="prompts are prefilled in grid-aligned chunks of this many tokens, and only whole "
                              "chunks are reused from the prompt cache, so a cached prompt gives a fresh prefill's "
@@ -222,6 +226,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         max_backlog=args.max_backlog, prompt_grid=args.prompt_grid,
         long_prefill_token_threshold=args.long_prefill_token_threshold,
         max_long_partial_prefills=args.max_long_partial_prefills, deterministic=args.deterministic,
+        speculative=args.speculative,
     )
     moderation = ModerationConfig(
         mode=args.moderation, window=args.moderation_window, rules_file=args.moderation_rules,

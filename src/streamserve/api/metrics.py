@@ -61,6 +61,12 @@ class _EngineCollector(Collector):
             ("streamserve:prompt_tokens_cached", "Prompt tokens served from the prompt cache.",
              lambda s: s.cached_prompt_tokens_total),
             ("streamserve:generation_tokens", "Tokens generated.", lambda s: s.generation_tokens_total),
+            ("streamserve:spec_draft_tokens", "Speculative draft tokens verified.",
+             lambda s: s.spec_draft_tokens_total),
+            ("streamserve:spec_accepted_tokens", "Draft tokens the model agreed with.",
+             lambda s: s.spec_accepted_tokens_total),
+            ("streamserve:spec_rejected_tokens", "Draft tokens the model disagreed with.",
+             lambda s: s.spec_draft_tokens_total - s.spec_accepted_tokens_total),
         ]
         for name, help_text, value in counters:
             counter = CounterMetricFamily(name, help_text, labels=["model_name"])

@@ -63,10 +63,26 @@ def chat_request(body: ChatCompletionRequest, tokenizer: Tokenizer, template: Ch
     max_tokens = body.max_completion_tokens or body.max_tokens
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
     params = _sampling(body, prompt_ids, max_tokens, None, logprobs, limits, param="messages", stop_ids=stop_ids,
-                       grammar=plan.grammar)
+                       grammar=plan.grammar, prediction=_prediction(body, tokenizer, limits))
     stop = _stops(body.stop, limits) + template.stop
     return GenerationRequest([ChoiceRequest(prompt_ids, p) for p in params], stop, len(prompt_ids),
-                             moderation=moderation, tool_prefix=plan.tool_prefix)
+                             moderation=moderation, tool_prefix=plan.tool_prefix,
+                             predicted=body.prediction is not None)
+
+
+def _prediction(body: ChatCompletionRequest, tokenizer: Tokenizer, limits: Limits) -> tuple[int, ...] | None:
+    """The prediction's token ids (plain text: control-token strings in it stay text), or None.
+
+    OpenAI refuses a prediction with ``n`` > 1, logprobs, penalties or tools; here every combination is
+    accepted, since the prediction only proposes drafts and never changes what is generated.
+    """
+    if body.prediction is None:
+        return None
+    text = body.prediction.text
+    if limits.max_token_bytes is not None:  # text past what the context could hold is never drafted
+        text = text[: limits.max_model_len * limits.max_token_bytes]
+    ids = tokenizer.tokenize(text, add_special=False, parse_special=False)
+    return tuple(ids) or None
 
 
 def completion_request(body: CompletionRequest, tokenizer: Tokenizer, limits: Limits,
@@ -198,7 +214,8 @@ def _stops(stop: str | list[str] | None, limits: Limits) -> tuple[str, ...]:
 
 def _sampling(body: ChatCompletionRequest | CompletionRequest, prompt_ids: list[int], max_tokens: int | None,
               default: int | None, logprobs: int | None, limits: Limits, *, param: str,
-              stop_ids: frozenset[int] = frozenset(), grammar: str | None = None) -> list[SamplingParams]:
+              stop_ids: frozenset[int] = frozenset(), grammar: str | None = None,
+              prediction: tuple[int, ...] | None = None) -> list[SamplingParams]:
     """One SamplingParams per choice; each choice gets its own seed so ``n`` choices differ."""
     max_tokens = output_budget(len(prompt_ids), max_tokens, default, limits, param=param)
     bias = _logit_bias(body.logit_bias, limits)
@@ -218,6 +235,7 @@ def _sampling(body: ChatCompletionRequest | CompletionRequest, prompt_ids: list[
             logprobs=logprobs,
             stop_token_ids=stop_ids,
             grammar=grammar,
+            prediction=prediction,
         )
         for i in range(body.n or 1)
     ]

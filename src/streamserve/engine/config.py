@@ -39,7 +39,9 @@ class EngineConfig:
     ``max_long_partial_prefills`` such prefills are under way (0: no limit), letting shorter requests pass
     it (``Scheduler.admit``).
     ``deterministic`` decodes each sequence's rows in a llama_decode call of their own, so its output
-    does not depend on other traffic whatever the kernels do, at a throughput cost.
+    does not depend on other traffic whatever the kernels do, at a throughput cost; it also turns
+    speculation off. ``speculative`` ``ngram`` drafts from n-grams of each sequence's prompt and output
+    (a request's ``prediction`` is drafted from whatever it says; docs/speculation.md).
     """
 
     max_num_seqs: int = 8
@@ -56,6 +58,7 @@ class EngineConfig:
     max_long_partial_prefills: int = 1
     prefill_chunks: int = 2
     deterministic: bool = False
+    speculative: Literal["off", "ngram"] = "off"
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.prefill_stall) or self.prefill_stall <= 1.0:
@@ -66,6 +69,8 @@ class EngineConfig:
                      "prompt_grid", "prefill_chunks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.speculative not in ("off", "ngram"):
+            raise ValueError(f"speculative must be off or ngram, got {self.speculative!r}")
         if self.extra_bufts not in ("auto", "on", "off"):
             raise ValueError(f"extra_bufts must be auto, on or off, got {self.extra_bufts!r}")
         for name in ("max_queue", "long_prefill_token_threshold", "max_long_partial_prefills"):

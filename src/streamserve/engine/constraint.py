@@ -47,6 +47,14 @@ class Constraint:
         if not self.matcher.consume_token(token):
             raise ConstraintError(f"the output grammar failed: {self.matcher.get_error()}")
 
+    def valid_prefix(self, tokens: list[int]) -> int:
+        """How many leading ``tokens`` the grammar accepts from here, checked without advancing the matcher."""
+        return int(self.matcher.validate_tokens(tokens))
+
+    def forced(self) -> list[int]:
+        """The tokens the grammar forces from here (none if it allows a choice), without advancing the matcher."""
+        return list(self.matcher.compute_ff_tokens())
+
     @property
     def complete(self) -> bool:
         """Whether the grammar is finished: nothing but end of generation may follow."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -20,7 +21,9 @@ from streamserve.engine.inbox import Inbox
 from streamserve.engine.lanes import LanePool
 from streamserve.engine.scheduler import Scheduler
 from streamserve.engine.sequence import Sequence, SequenceStatus
+from streamserve.engine.speculation import PREDICTION_MAX, Speculator
 from streamserve.engine.turns import CPU, Turns
+from streamserve.engine.verify_probe import MAX_ROW_COST, SAFE_ROWS, VerifyProbe, probe_verification
 from streamserve.llama import Batch, Context, DecodeError, Model
 
 logger = logging.getLogger("streamserve.engine")
@@ -35,7 +38,8 @@ class EngineStats:
 
     ``aborted_total`` counts aborted sequences by ``ABORT_PHASES`` phase (a client gone or too far
     behind, or, in decode, a stop string matched); ``lanes_free`` of ``lanes_total`` lanes hold no
-    sequence.
+    sequence. ``spec_draft_tokens_total`` draft tokens were verified, ``spec_accepted_tokens_total`` of them
+    accepted (docs/speculation.md).
     """
 
     running: int = 0
@@ -48,6 +52,8 @@ class EngineStats:
     lanes_free: int = 0
     lanes_total: int = 0
     aborted_total: tuple[tuple[str, int], ...] = ()
+    spec_draft_tokens_total: int = 0
+    spec_accepted_tokens_total: int = 0
 
 
 Deliver = Callable[[list[tuple[Sequence, SequenceOutput]]], None]
@@ -70,11 +76,14 @@ class EngineCore:
         self.config = config
         self.context = Context(model, n_ctx_seq=config.max_model_len, n_seq_max=config.max_num_seqs,
                                n_batch=config.max_num_batched_tokens, n_threads=config.n_threads)
+        self.speculator = Speculator(config.speculative, deterministic=config.deterministic,
+                                     max_model_len=config.max_model_len, is_eog=model.is_eog)
         self.scheduler = Scheduler(
             LanePool(config.max_num_seqs, config.prompt_grid), max_num_batched_tokens=config.max_num_batched_tokens,
             grid=config.prompt_grid, long_prefill=config.long_prefill_token_threshold,
             max_long_prefills=config.max_long_partial_prefills,
-            prefill_chunks=config.prefill_chunks, max_model_len=config.max_model_len, is_eog=model.is_eog)
+            prefill_chunks=config.prefill_chunks, max_model_len=config.max_model_len, is_eog=model.is_eog,
+            speculator=self.speculator)
         self.budget = PrefillBudget(config.prefill_stall, step_time=config.prefill_step_time,
                                     ceiling=config.max_num_batched_tokens)
         self.runner = runner_class()(self.context, config.max_num_batched_tokens, Masks(tokenizer, config.max_num_seqs),
@@ -88,6 +97,8 @@ class EngineCore:
         self._prompt_tokens = 0
         self._cached_tokens = 0
         self._generated_tokens = 0
+        self._drafted_tokens = 0
+        self._accepted_tokens = 0
         self._aborted = dict.fromkeys(ABORT_PHASES, 0)
 
     def run(self) -> None:
@@ -139,12 +150,16 @@ class EngineCore:
             logger.error("decode failed for %d sequences: %s", len(seqs), exc)
             return self._fail(seqs, EngineError(f"the model failed to compute this step ({exc}); this response "
                                                 "was stopped, the server goes on serving"))
-        self.budget.observe(n_decoding, sum(len(w.tokens) for w in works) - n_decoding, time.perf_counter() - start)
+        if not any(w.kind == "verify" for w in works):  # the budget models prompt rows beside decode rows
+            self.budget.observe(n_decoding, sum(len(w.tokens) for w in works) - n_decoding,
+                                time.perf_counter() - start)
         outputs, failed = self.scheduler.postprocess(works, sampled)
         delivered = []
         for output in outputs:
             seq = self._sequences[output.number]
             self._generated_tokens += sum(e.finish is not FinishReason.EOG for e in output.events)
+            self._drafted_tokens += output.drafted
+            self._accepted_tokens += output.accepted
             delivered.append((seq, self._with_admission(seq, output)))
             if seq.is_done:
                 self._forget(seq, keep_kv=True)
@@ -156,7 +171,7 @@ class EngineCore:
 
     def _warm_up(self) -> None:
         # On the engine thread: llama.cpp decodes markedly slower from a thread other than the first to decode.
-        batch = Batch(1)
+        batch = Batch(PREDICTION_MAX + 1)
         try:
             first = (self.model.tokenize("Hi", add_special=False, parse_special=False) or [0])[0]
             for pos in range(2):  # the second, paged in, seeds the prompt budget's per-step overhead
@@ -167,6 +182,15 @@ class EngineCore:
                     self.context.decode(batch)
                     seconds = time.perf_counter() - start
             self.budget.observe(1, 0, seconds)
+            if self.speculator.enabled and self.config.max_num_batched_tokens >= SAFE_ROWS:
+                text = ("The quick brown fox jumps over the lazy dog, then runs far away into the green forest "
+                        "and sleeps under an old oak tree until the morning sun wakes it again.")
+                tokens = self.model.tokenize(text, add_special=False, parse_special=False)
+                rows = min(PREDICTION_MAX + 1, self.config.max_num_batched_tokens)  # llama.cpp aborts past n_batch
+                with self.turns:
+                    self.speculator.calibrate(probe_verification(self.context, batch, tokens[: rows + 1]))
+            elif self.speculator.enabled:  # batches too small to verify a draft in
+                self.speculator.calibrate(VerifyProbe(exact_rows=0, row_cost=MAX_ROW_COST))
         finally:
             batch.close()
             self.context.remove(0)
@@ -174,7 +198,7 @@ class EngineCore:
 
     def _with_admission(self, seq: Sequence, output: SequenceOutput) -> SequenceOutput:
         queued = None if seq.admit_time is None else seq.admit_time - seq.arrival_time
-        return SequenceOutput(output.number, output.events, output.error, seq.num_cached, queued)
+        return dataclasses.replace(output, cached_tokens=seq.num_cached, queue_time=queued)
 
     def _abort(self, number: int) -> None:
         seq = self._sequences.get(number)
@@ -214,6 +238,8 @@ class EngineCore:
             lanes_free=lanes.num_free,
             lanes_total=self.config.max_num_seqs,
             aborted_total=tuple(self._aborted.items()),
+            spec_draft_tokens_total=self._drafted_tokens,
+            spec_accepted_tokens_total=self._accepted_tokens,
         )
 
     def close(self) -> None:

@@ -33,6 +33,7 @@ class SequenceOutput:
     """What one step produced for the sequence numbered ``number``: its token events, or the error that ended it.
 
     ``cached_tokens`` and ``queue_time`` (seconds it waited for a lane) are known from its first output on.
+    ``drafted`` and ``accepted`` count this step's speculative draft tokens and those the model agreed with.
     """
 
     number: int
@@ -40,6 +41,8 @@ class SequenceOutput:
     error: Exception | None = None
     cached_tokens: int = 0
     queue_time: float | None = None
+    drafted: int = 0
+    accepted: int = 0
 
     @property
     def done(self) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -11,7 +11,7 @@ from streamserve.engine.constraint import ConstraintError, Masks
 from streamserve.engine.lanes import Logits, tail_rows
 from streamserve.engine.sequence import Sequence
 from streamserve.engine.work import Sampled, Work
-from streamserve.llama import Batch, Context, Sampler
+from streamserve.llama import Batch, Context, DecodeError, Sampler
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +95,7 @@ class ModelRunner:
         large = [c for c in decoded if c.kind == "grid" or (c.kind == "tail" and self._rows(c) == self.grid)]
         small = [c for c in decoded if c.kind == "tail" and self._rows(c) < self.grid]
         calls = [[c for c in decoded if c.kind == "decode"], large, small]
+        calls += [[c] for c in decoded if c.kind == "verify"]
         return [call for call in calls if call]
 
     def _rows(self, work: Work) -> int:
@@ -102,6 +103,8 @@ class ModelRunner:
         return min(tail_rows(len(work.tokens), self.grid), self.context.n_ctx_seq - work.start)
 
     def _run_call(self, works: list[Work]) -> list[Sampled]:
+        if works[0].kind == "verify":
+            return self._verify(works[0])
         batch = self.batch
         batch.clear()
         rows: list[tuple[Work, int]] = []
@@ -124,6 +127,35 @@ class ModelRunner:
             self.context.remove(lane, end, -1)
         return self._draw([_Draw(c.seq, row, self.context.logits(row) if c.kind != "decode" else None)
                            for c, row in rows])
+
+    def _verify(self, work: Work) -> list[Sampled]:
+        """Decode a sequence's last token and its draft in one call, every row with logits, and draw row by row.
+
+        Row ``i`` is drawn from as decoding one token at a time would draw it: with the sequence's own
+        sampler chain (its penalties and random state advanced by each token before), its grammar mask
+        computed after the tokens before, its logprobs from the row. While the drawn token equals draft
+        token ``i``, it is accepted and row ``i + 1`` (decoded with it as input) is drawn from next; the
+        first disagreement, or the row after the whole draft, gives the step's last token. Since the
+        draft is fixed before the draw, this is exact for sampled output too. The lane then keeps the
+        positions up to the one before the last emitted token, as after one-token steps.
+        """
+        batch = self.batch
+        batch.clear()
+        seq, draft = work.seq, work.draft
+        rows = [batch.add(token, work.start + i, seq.lane, True) for i, token in enumerate(work.tokens)]
+        self.context.decode(batch)
+        results: list[Sampled] = []
+        for i, row in enumerate(rows):
+            (drawn,) = self._draw([_Draw(seq, row, None)])
+            agrees = i < len(draft) and drawn.error is None and drawn.token_id == draft[i]
+            if agrees:
+                drawn = replace(drawn, accepted=True)
+            results.append(drawn)
+            if not agrees or drawn.complete:
+                break
+        if not self.context.remove(seq.lane, work.start + len(results), -1):
+            raise DecodeError(-1)  # the rejected positions would stay in the lane: fail this step's sequences
+        return results
 
     def _draw(self, draws: list[_Draw]) -> list[Sampled]:
         """Mask the constrained sequences' logits (all in one llguidance call), then draw for each."""

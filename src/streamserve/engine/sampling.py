@@ -31,3 +31,4 @@ class SamplingParams:
     ignore_eos: bool = False
     stop_token_ids: frozenset[int] = frozenset()
     grammar: str | None = None
+    prediction: tuple[int, ...] | None = None

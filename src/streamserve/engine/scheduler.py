@@ -9,6 +9,7 @@ from streamserve.engine.events import FinishReason, SequenceOutput, TokenEvent
 from streamserve.engine.lanes import LanePool, grid_extent, reusable_prefix
 from streamserve.engine.prefill import prompt_shares, unfilled, whole_units
 from streamserve.engine.sequence import Sequence, SequenceStatus
+from streamserve.engine.speculation import Speculator
 from streamserve.engine.work import Sampled, Work
 
 
@@ -24,7 +25,7 @@ class Scheduler:
 
     def __init__(self, lanes: LanePool, *, max_num_batched_tokens: int, grid: int, long_prefill: int = 0,
                  max_long_prefills: int = 0, prefill_chunks: int = 1, max_model_len: int = 0,
-                 is_eog: Callable[[int], bool] = lambda token: False) -> None:
+                 is_eog: Callable[[int], bool] = lambda token: False, speculator: Speculator | None = None) -> None:
         self.lanes = lanes
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
@@ -35,6 +36,7 @@ class Scheduler:
         self.prefill_chunks = prefill_chunks
         self.max_model_len = max_model_len
         self.is_eog = is_eog
+        self.speculator = speculator
 
     def has_work(self) -> bool:
         """Whether a step would do anything."""
@@ -110,13 +112,11 @@ class Scheduler:
         sequence's ``prompt_credit``, and ``whole_units`` prefills the credit in whole grid chunks and
         whole tails, within the budget (at least ``prefill_chunks`` grid chunks) and the batch size.
         """
-        works = [
-            Work(seq, [seq.output_ids[-1]], seq.num_computed, True, "decode") if seq.output_ids
-            else Work(seq, [], seq.num_computed, True, "cached")
-            for seq in self.running
-            if not seq.is_prefilling
-        ]
         prefilling = [seq for seq in self.running if seq.is_prefilling]
+        n_decoding = -1 if prefilling else self.num_decoding()  # -1: nothing is drafted while a prompt is read
+        works = [self._decode_work(seq, n_decoding) if seq.output_ids
+                 else Work(seq, [], seq.num_computed, True, "cached")
+                 for seq in self.running if not seq.is_prefilling]
         granting = [seq for seq in prefilling if unfilled(seq) > seq.prompt_credit]
         capacity = self.max_num_batched_tokens - sum(len(w.tokens) for w in works)
         budget = min(capacity, max(prompt_budget, len(granting)))
@@ -136,21 +136,39 @@ class Scheduler:
                 works.append(Work(seq, seq.prompt_ids[full:end], full, True, "tail"))
         return works
 
+    def _decode_work(self, seq: Sequence, n_decoding: int) -> Work:
+        """A decoding sequence's work: its last token, with a draft to verify when the speculator has one.
+
+        Nothing is drafted while a prompt is being read (``n_decoding`` -1), so prefill steps stay as they were.
+        """
+        draft = []
+        if n_decoding >= 0 and self.speculator is not None:
+            draft = self.speculator.draft(seq, n_decoding, self.max_num_batched_tokens - 1)
+        return Work(seq, [seq.output_ids[-1], *draft], seq.num_computed, True, "verify" if draft else "decode")
+
     def postprocess(self, works: list[Work], sampled: list[Sampled]) -> tuple[list[SequenceOutput], list[Sequence]]:
         """Record a step: tokens prefilled into lanes, tokens drawn, sequences finished (their lanes freed).
 
         Returns each sampled sequence's output and the sequences that failed (a matcher error): the
         caller fails those, so their lanes are cleared rather than kept as prompt cache.
         """
+        drafted: dict[Sequence, int] = {}
         for work in works:
             seq = work.seq
-            seq.num_computed += len(work.tokens)
+            if work.kind == "verify":  # the lane keeps a position for each token emitted (runner._verify)
+                drafted[seq] = len(work.draft)
+                seq.num_computed += sum(s.seq is seq for s in sampled)
+            else:
+                seq.num_computed += len(work.tokens)
             if work.kind in ("grid", "tail"):  # later prompts may copy what is prefilled so far
                 self.lanes.hold_prefill(seq.lane, seq.prompt_ids, seq.num_computed)
-        outputs: list[SequenceOutput] = []
+        events: dict[Sequence, list[TokenEvent]] = {}
+        accepted: dict[Sequence, int] = {}
         failed: list[Sequence] = []
         for s in sampled:
             seq = s.seq
+            if seq.is_done or seq in failed:  # ended by an earlier token of its verified draft
+                continue
             seq.first_logits = None
             if s.prompt_logits is not None:  # the same prompt again may start from here, without a prefill
                 self.lanes.hold_prompt(seq.lane, seq.prompt_ids, s.prompt_logits)
@@ -164,15 +182,22 @@ class Scheduler:
                 seq.output_ids.append(s.token_id)
                 if len(seq.output_ids) >= seq.params.max_tokens or seq.num_tokens >= self.max_model_len:
                     finish = FinishReason.LENGTH
-            events = [TokenEvent(s.token_id, s.logprob, s.top_logprobs, finish)]
+            emitted = events.setdefault(seq, [])
+            emitted.append(TokenEvent(s.token_id, s.logprob, s.top_logprobs, finish))
+            accepted[seq] = accepted.get(seq, 0) + s.accepted
             if s.complete and finish is None:
                 # The grammar is finished: end of generation is the only possible next token, so skip its decode.
                 assert seq.constraint is not None
                 finish = FinishReason.EOG
-                events.append(TokenEvent(seq.constraint.eos_token, finish=finish))
-            outputs.append(SequenceOutput(seq.number, tuple(events)))
+                emitted.append(TokenEvent(seq.constraint.eos_token, finish=finish))
             if finish is not None:
                 self.finish(seq, SequenceStatus.FINISHED)
+        outputs = []
+        for seq, emitted in events.items():
+            outputs.append(SequenceOutput(seq.number, tuple(emitted), drafted=drafted.get(seq, 0),
+                                          accepted=accepted.get(seq, 0)))
+            if seq in drafted and self.speculator is not None:
+                self.speculator.observe(seq, drafted[seq], accepted.get(seq, 0))
         return outputs, failed
 
     def finish(self, seq: Sequence, status: SequenceStatus, *, keep_kv: bool = True) -> None:

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from streamserve.engine.constraint import Constraint
+from streamserve.engine.drafts import NgramDrafter, PredictionDrafter
 from streamserve.engine.lanes import Logits
 from streamserve.engine.sampling import SamplingParams
 from streamserve.llama import Sampler
@@ -56,6 +57,8 @@ class Sequence:
     prefill_waits: int = 0  # steps in a row a unit its credit covers was left out of a full step
     output_ids: list[int] = field(default_factory=list)
     sampler: Sampler | None = None
+    drafter: PredictionDrafter | NgramDrafter | None = None  # made at its first draft (engine.speculation)
+    draft_evidence: tuple[float, float] = (0.0, 0.0)  # draft tokens accepted and rejected, recent ones weighing more
     arrival_time: float = field(default_factory=time.monotonic)
     admit_time: float | None = None
 

@@ -23,6 +23,8 @@ class SequenceStream:
         self.queue: asyncio.Queue[SequenceOutput | BaseException] = asyncio.Queue()
         self.cached_tokens = 0
         self.queue_time: float | None = None
+        self.drafted = 0  # speculative draft tokens verified for it, and how many were accepted
+        self.accepted = 0
         self.backlogged = False  # aborted because its reader fell behind
         self._abort = abort
         self._buffer: deque[TokenEvent] = deque()
@@ -57,6 +59,8 @@ class SequenceStream:
                 raise item
             self.cached_tokens = item.cached_tokens
             self.queue_time = item.queue_time
+            self.drafted += item.drafted
+            self.accepted += item.accepted
             if item.error is not None:
                 self._done = True
                 raise item.error

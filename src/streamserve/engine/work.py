@@ -8,9 +8,10 @@ from typing import Literal
 from streamserve.engine.lanes import Logits
 from streamserve.engine.sequence import Sequence
 
-WorkKind = Literal["decode", "grid", "tail", "cached"]
-"""A decode token; whole grid chunks of a prompt; a prompt's tail, in one piece; or nothing to decode: the
-whole prompt was cached, and its first token is drawn from its saved logits."""
+WorkKind = Literal["decode", "verify", "grid", "tail", "cached"]
+"""A decode token; a decode token followed by a draft to verify (every row sampled, in a call of its own);
+whole grid chunks of a prompt; a prompt's tail, in one piece; or nothing to decode: the whole prompt was
+cached, and its first token is drawn from its saved logits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,11 @@ class Work:
     sample: bool
     kind: WorkKind
 
+    @property
+    def draft(self) -> list[int]:
+        """The draft tokens a ``verify`` work checks (after the sequence's last token); none otherwise."""
+        return self.tokens[1:] if self.kind == "verify" else []
+
 
 @dataclass(frozen=True, slots=True)
 class Sampled:
@@ -30,6 +36,8 @@ class Sampled:
 
     For a constrained sequence, ``complete`` says its grammar is finished with this token, and ``error``
     (with ``token_id`` -1) that its matcher failed: that sequence must fail, the others go on.
+    A ``verify`` work gives several, in order: each draft token the model agreed with (``accepted``),
+    then the token drawn where it disagreed or after the whole draft.
     ``prompt_logits`` is set when this step decoded the last token of the prompt: its logits, as decoded,
     which the prompt cache keeps so that the same prompt again draws from them without a prefill.
     """
@@ -41,3 +49,4 @@ class Sampled:
     complete: bool = False
     error: str | None = None
     prompt_logits: Logits | None = None
+    accepted: bool = False

@@ -270,13 +270,18 @@ class CompletionBuilder:
 
 
 def _usage_dict(usage: Usage) -> dict[str, Any]:
-    """``{prompt_tokens, completion_tokens, total_tokens, prompt_tokens_details: {cached_tokens}}``."""
-    return {
+    """``{prompt_tokens, completion_tokens, total_tokens, prompt_tokens_details: {cached_tokens}}``, and
+    ``completion_tokens_details`` with the prediction's accepted and rejected tokens if it had one."""
+    result: dict[str, Any] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
     }
+    if usage.accepted_prediction_tokens is not None:
+        result["completion_tokens_details"] = {"accepted_prediction_tokens": usage.accepted_prediction_tokens,
+                                               "rejected_prediction_tokens": usage.rejected_prediction_tokens}
+    return result
 
 
 def _chat_logprobs(entries: Sequence[LogprobEntry]) -> dict[str, Any]:

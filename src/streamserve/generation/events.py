@@ -124,6 +124,8 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
+    accepted_prediction_tokens: int | None = None  # None: the request had no prediction
+    rejected_prediction_tokens: int | None = None
 
     @property
     def total_tokens(self) -> int:

@@ -40,6 +40,7 @@ class GenerationRequest:
     """What to generate, in neutral terms: the choices, shared stop strings and the prompt token count.
 
     ``prompt_tokens`` counts each distinct prompt once (``n`` choices share one prompt).
+    ``predicted``: the usage says how many drafted prediction tokens were accepted and rejected.
     ``tool_prefix`` None: the output is text; otherwise it is parsed for tool calls as if it
     followed ``tool_prefix`` (the call's opening the prompt already ends with, or "").
     """
@@ -49,6 +50,7 @@ class GenerationRequest:
     prompt_tokens: int
     moderation: ModerationPlan | None = None
     tool_prefix: str | None = None
+    predicted: bool = False  # the choices carry a prediction: usage reports its accepted and rejected tokens
 
     @property
     def opening(self) -> Opening:
@@ -226,10 +228,16 @@ class Generation:
 
     def usage(self) -> Usage:
         """Token counts so far: final once every choice has finished, partial after a disconnect."""
+        accepted = rejected = None
+        if self.request.predicted:
+            accepted = sum(s.accepted for s in self.streams)
+            rejected = sum(s.drafted - s.accepted for s in self.streams)
         return Usage(
             prompt_tokens=self.request.prompt_tokens,
             completion_tokens=sum(d.completion_tokens for d in self.decoders),
             cached_tokens=self.streams[0].cached_tokens,
+            accepted_prediction_tokens=accepted,
+            rejected_prediction_tokens=rejected,
         )
 
     @staticmethod

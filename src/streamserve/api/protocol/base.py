@@ -45,6 +45,13 @@ class PromptTokensDetails(OpenAIBaseModel):
     cached_tokens: int = 0
 
 
+class CompletionTokensDetails(OpenAIBaseModel):
+    """Sent when the request carried a ``prediction``: its draft tokens the model accepted and rejected."""
+
+    accepted_prediction_tokens: int = 0
+    rejected_prediction_tokens: int = 0
+
+
 class Usage(OpenAIBaseModel):
     """Token counts of one request; ``completion_tokens`` is summed over all choices."""
 
@@ -52,6 +59,7 @@ class Usage(OpenAIBaseModel):
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
 
 
 class ErrorBody(OpenAIBaseModel):

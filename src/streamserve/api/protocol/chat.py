@@ -58,6 +58,18 @@ class ChatMessage(OpenAIBaseModel):
     tool_call_id: str | None = None
 
 
+class Prediction(OpenAIBaseModel):
+    """``prediction``: text the answer will mostly repeat (OpenAI's Predicted Outputs), a string or text parts."""
+
+    type: Literal["content"]
+    content: str | list[TextContentPart]
+
+    @property
+    def text(self) -> str:
+        """The predicted text, its parts joined."""
+        return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
+
+
 class ChatCompletionRequest(OpenAIBaseModel):
     """``POST /v1/chat/completions``.
 
@@ -75,6 +87,7 @@ class ChatCompletionRequest(OpenAIBaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     n: int | None = Field(default=1, ge=1)
     presence_penalty: Penalty | None = None
+    prediction: Prediction | None = None
     response_format: dict[str, Any] | None = None
     seed: int | None = None
     service_tier: str | None = None
