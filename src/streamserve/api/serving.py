@@ -50,6 +50,7 @@ async def _while_loading(registry: ModelRegistry[LoadedModel], name: str, keep_a
     acquiring = asyncio.ensure_future(registry.acquire(name))
     released = False
     try:
+        yield comment  # at once: the client sees the stream open before the load begins
         while not acquiring.done():
             await asyncio.wait({acquiring}, timeout=HEARTBEAT)
             if not acquiring.done():
