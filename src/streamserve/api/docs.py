@@ -23,6 +23,8 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
+from streamserve.api.playground import content_security_policy, page_headers
+
 STATIC_DIR = Path(__file__).parent / "static" / "docs"
 """Our own files for the page (its start-up script), shipped as package data."""
 
@@ -35,24 +37,10 @@ ASSETS_PATH = "/docs/assets"
 SWAGGER_UI_PACKAGE = ("fastapi_offline", "static")
 """The installed package, and its folder, that Swagger UI's files are served from."""
 
-CONTENT_SECURITY_POLICY = "; ".join((
-    "default-src 'none'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data:",  # Swagger UI's stylesheet draws its icons as data: URLs
-    "connect-src 'self'",
-    "base-uri 'none'",
-    "form-action 'none'",
-    "frame-ancestors 'none'",
-))
-"""Everything from this origin only; no inline script or style, no frames, no form posts."""
+CONTENT_SECURITY_POLICY = content_security_policy("'self' data:")  # Swagger UI's icons are data: URLs
+"""The playground's policy, with images also from ``data:`` URLs."""
 
-PAGE_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
+PAGE_HEADERS = page_headers(CONTENT_SECURITY_POLICY)
 
 _PAGE = """<!doctype html>
 <html lang="en">

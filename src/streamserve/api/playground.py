@@ -21,24 +21,33 @@ STATIC_DIR = Path(__file__).parent / "static"
 ASSETS_PATH = "/playground/assets"
 """The URL prefix of the page's scripts, styles and icon (the page refers to them relatively)."""
 
-CONTENT_SECURITY_POLICY = "; ".join((
-    "default-src 'none'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self'",
-    "connect-src 'self'",
-    "base-uri 'none'",
-    "form-action 'none'",
-    "frame-ancestors 'none'",
-))
-"""Everything from this origin only; no inline script or style, no frames, no form posts."""
+def content_security_policy(img_src: str = "'self'") -> str:
+    """Everything from this origin only; no inline script or style, no frames, no form posts. ``img_src``
+    widens images alone (the docs page's stylesheet draws icons as ``data:`` URLs)."""
+    return "; ".join((
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        f"img-src {img_src}",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ))
 
-PAGE_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
+
+def page_headers(policy: str) -> dict[str, str]:
+    """The headers a page of this server is sent with: ``policy``, no sniffing, no referrer, no caching."""
+    return {
+        "Content-Security-Policy": policy,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-cache",
+    }
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
+PAGE_HEADERS = page_headers(CONTENT_SECURITY_POLICY)
 
 
 def mount_playground(app: FastAPI) -> None:
