@@ -112,14 +112,6 @@ class ModelRegistry(Generic[T]):
         loads = [s.load for s in self.slots.values() if s.spec.preload and s.load is not None]
         await asyncio.gather(*loads, return_exceptions=True)
 
-    def loaded_now(self, name: str) -> T | None:
-        """The model ``name`` means if it is loaded this moment (its use counted as recent), else None."""
-        slot = self.slot(name)
-        if slot.state is ModelState.LOADED:
-            slot.last_used = time.monotonic()
-            return slot.loaded
-        return None
-
     async def acquire(self, name: str) -> T:
         """The loaded model ``name`` means, loading it first if needed; it is not unloaded until ``release``.
 
