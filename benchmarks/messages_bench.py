@@ -9,7 +9,12 @@ message at temperature 0 with 128 output tokens: ``chat`` (``/v1/chat/completion
 deltas) and ``messages`` (``/v1/messages``, counting ``text_delta`` events). TTFT is the time from sending
 the request to the first delta with text; ITL is the time between consecutive text deltas (per chunk, as
 vLLM defines it). Each variant gets a discarded warm-up request; rounds alternate the variants' order so a
-shared machine's drift spreads evenly; N clients send ``--requests`` requests each per level in turn.
+shared machine's drift spreads evenly. At one stream the variants run in turn; at N streams the N clients
+alternate between the variants in one load (N/2 each), so both are measured in the same engine steps:
+16 simultaneous arrivals are admitted over one or two steps depending on when they land, which moves a
+round's TTFT by a whole step (the same variant's TTFT p50 moved from 51 to 100 ms between separate
+loads of one server). Each client sends
+``--requests`` requests in turn.
 
 It writes ``docs/messages-bench.json`` and prints the markdown table for ``docs/performance.md``.
 Target (issue #27): the Messages stream within 5% of chat in TTFT p50 and ITL p50.
@@ -83,12 +88,26 @@ async def one(http: httpx.AsyncClient, variant: str, model: str, tokens: int) ->
     return {"ttft": stamps[0] - sent if stamps else None, "gaps": gaps, "tokens": produced}
 
 
-async def level(base_url: str, variant: str, model: str, tokens: int, clients: int, requests: int) -> list[dict]:
-    """``clients`` concurrent clients, each sending ``requests`` requests one after another."""
+async def level(base_url: str, variants: list[str], model: str, tokens: int,
+                requests: int) -> list[tuple[str, dict[str, Any]]]:
+    """One client per entry of ``variants``, all at once, each sending ``requests`` requests one after another."""
     async with httpx.AsyncClient(base_url=base_url, timeout=600) as http:
-        async def client() -> list[dict[str, Any]]:
-            return [await one(http, variant, model, tokens) for _ in range(requests)]
-        return [r for rs in await asyncio.gather(*(client() for _ in range(clients))) for r in rs]
+        async def client(variant: str) -> list[tuple[str, dict[str, Any]]]:
+            return [(variant, await one(http, variant, model, tokens)) for _ in range(requests)]
+        return [r for rs in await asyncio.gather(*(client(v) for v in variants)) for r in rs]
+
+
+def clients_of(clients: int, round_: int) -> list[list[str]]:
+    """The loads of one round at one level: each a list of clients' variants, run one load after the other.
+
+    One stream: chat alone, then messages alone (the order alternating by round). More streams: one load
+    in which the clients alternate between the variants (which variant the first client takes alternating
+    by round), so both run in the same engine steps and a round's admission timing cannot favour either.
+    """
+    order = list(VARIANTS if round_ % 2 == 0 else VARIANTS[::-1])
+    if clients == 1:
+        return [[variant] for variant in order]
+    return [[order[i % 2] for i in range(clients)]]
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -109,21 +128,22 @@ def summarize(records: list[dict[str, Any]], tokens: int) -> dict[str, Any]:
 
 
 async def measure(base_url: str, levels: list[int], tokens: int, rounds: int, requests: int,
-                  warmup: bool) -> dict[str, Any]:
+                  single_requests: int, warmup: bool) -> dict[str, Any]:
     """Every variant at every level, ``rounds`` times in alternating order; pooled summaries."""
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
         model = (await http.get("/models")).json()["data"][0]["id"]
     records: dict[tuple[str, int], list[dict[str, Any]]] = {(v, n): [] for v in VARIANTS for n in levels}
     if warmup:
         for variant in VARIANTS:
-            await level(base_url, variant, model, tokens, 1, 1)
+            await level(base_url, [variant], model, tokens, 1)
     for round_ in range(rounds):
-        order = VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]
         for clients in levels:
-            for variant in order:
-                records[variant, clients] += await level(base_url, variant, model, tokens, clients, requests)
-                print(f"  round {round_ + 1} {variant:>8} x{clients}: {len(records[variant, clients])} requests",
-                      flush=True)
+            for load in clients_of(clients, round_):
+                count = single_requests if clients == 1 else requests
+                for variant, record in await level(base_url, load, model, tokens, count):
+                    records[variant, clients].append(record)
+            print(f"  round {round_ + 1} x{clients}: " + ", ".join(
+                f"{v} {len(records[v, clients])} requests" for v in VARIANTS), flush=True)
     out: dict[str, Any] = {}
     for (variant, clients), recs in records.items():
         out.setdefault(variant, {})[str(clients)] = summarize(recs, tokens)
@@ -160,6 +180,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--requests", type=int, default=2, help="requests per client per level and round")
+    parser.add_argument("--single-requests", type=int, default=8,
+                        help="requests per round at one stream (one client has few samples otherwise)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the discarded warm-up requests")
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=2)
@@ -178,7 +200,7 @@ def main() -> None:
                 running("streamserve", setup, None, Path("benchmarks/out/logs") / name,
                         extra=("--data-dir", data_dir)) as base_url:
             result = asyncio.run(measure(base_url, levels, args.tokens, args.rounds, args.requests,
-                                         not args.no_warmup))
+                                         args.single_requests, not args.no_warmup))
         results["models"][name] = result
         tables.append(table(name, result, levels))
     if args.out:
