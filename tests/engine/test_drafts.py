@@ -11,7 +11,7 @@ from streamserve.engine.lanes import LanePool
 from streamserve.engine.sampling import SamplingParams
 from streamserve.engine.scheduler import Scheduler
 from streamserve.engine.sequence import Sequence, SequenceStatus
-from streamserve.engine.speculation import BUSY, PRIORS, Speculator, best_length, expected_tokens
+from streamserve.engine.speculation import BUSY, PREDICTION_MAX, PRIORS, Speculator, best_length, expected_tokens
 from streamserve.engine.verify_probe import VerifyProbe
 from streamserve.engine.work import Sampled
 
@@ -108,7 +108,7 @@ def test_acceptance_is_learned_per_sequence_and_fades_back_to_the_prior() -> Non
         spec.observe(seq, 4, 0)  # every draft wrong from its first token
     assert spec.acceptance(seq) < 0.3
     assert spec.draft(seq, 1, 100) == []  # drafting does not pay any more...
-    for _ in range(60):
+    for _ in range(300):
         spec.draft(seq, 1, 100)
         if seq.draft_evidence[1] < 0.5:
             break
@@ -183,12 +183,15 @@ def test_nothing_is_drafted_while_a_prompt_is_read() -> None:
     assert {w.kind for w in works[1:]} <= {"grid", "tail"}
 
 
-def test_calibration_caps_drafts_at_the_rows_a_verification_may_hold_exactly() -> None:
+def test_calibration_sizes_drafts_by_cost_and_records_the_exact_rows() -> None:
     params = SamplingParams(max_tokens=50, prediction=tuple(range(10, 40)))
     spec = Speculator(max_model_len=100, row_cost=0.05)
-    spec.calibrate(VerifyProbe(exact_rows=3, row_cost=0.05))
     seq = _seq(params)
-    seq.draft_evidence = (100.0, 0.0)  # always right: only the cap limits the draft
-    assert spec.draft(seq, 1, 100) == [11, 12]
-    spec.calibrate(VerifyProbe(exact_rows=0, row_cost=0.05))
+    seq.draft_evidence = (100.0, 0.0)  # always right: only the cost limits the draft
+    spec.calibrate(VerifyProbe(exact_rows=3, row_cost=0.05))
+    assert spec.exact_rows == 3
+    assert spec.draft(seq, 1, 100) == list(range(11, 11 + PREDICTION_MAX))  # not capped at the exact rows
+    spec.calibrate(VerifyProbe(exact_rows=3, row_cost=2.0))  # a row dearer than a step: no length pays
     assert spec.draft(seq, 1, 100) == []
+
+

@@ -249,15 +249,25 @@ def test_the_probe_finds_whole_drafts_exact_on_smollm2(model: Model) -> None:
     assert MIN_ROW_COST <= probe.row_cost <= MAX_ROW_COST
 
 
-def test_gemma_with_its_own_prediction_is_the_same_bit_for_bit() -> None:
-    # Gemma 3 270M's Q4_K weights are repacked (rows computed four at a time): the probe caps drafts at
-    # two tokens, three rows, all on the one-row path, so the output still cannot change.
+def test_gemma_drafts_past_the_rows_it_verifies_bit_for_bit() -> None:
+    # Gemma 3 270M's Q4_K weights are repacked (rows computed four at a time): the probe finds only calls
+    # of up to three rows give one-token steps' logits, which is what the bit-for-bit guarantee covers.
+    # Drafts still take the length that pays, as batched steps take the same four-row kernels, so the
+    # output with its own answer as the prediction may leave that answer only where it was a near-tie.
     _, path = resolve_model("gemma-3-270m")
     with load_model(path) as gemma:
         eng = EngineClient(gemma, _config(n_threads=2))
         eng.start()
         try:
-            assert eng.core.speculator.max_draft == SAFE_ROWS - 1
+            assert eng.core.speculator.exact_rows == SAFE_ROWS
+            verified: list[tuple[int, int]] = []
+            observe = eng.core.speculator.observe
+
+            def spy(seq: Sequence, drafted: int, accepted: int) -> None:
+                verified.append((drafted, accepted))
+                observe(seq, drafted, accepted)
+
+            eng.core.speculator.observe = spy  # type: ignore[method-assign]
             ids = gemma.tokenize("<start_of_turn>user\nList the days of the week, one per line.<end_of_turn>\n"
                                  "<start_of_turn>model\n", add_special=True, parse_special=True)
             params = SamplingParams(max_tokens=40, temperature=0.0, logprobs=2)
@@ -266,8 +276,13 @@ def test_gemma_with_its_own_prediction_is_the_same_bit_for_bit() -> None:
             predicted, stream = generate(eng, ids, replace(params, prediction=answer))
         finally:
             eng.stop()
-    assert trace(predicted) == trace(plain)
-    assert stream.accepted >= len(answer) // 2
+    assert max(accepted for _, accepted in verified) >= SAFE_ROWS  # more than a 3-row call could take
+    assert stream.accepted == sum(accepted for _, accepted in verified)
+    tokens = [e.token_id for e in predicted]
+    same = next((i for i, (a, b) in enumerate(zip(tokens, answer, strict=False)) if a != b), len(answer))
+    if same < len(answer):  # where the outputs part, the model's two best tokens were all but tied
+        (_, best), (_, second) = plain[same].top_logprobs or ((0, 0.0), (0, -1.0))
+        assert best - second < 0.1, (same, plain[same].top_logprobs)
 
 
 def test_tokens_the_grammar_forces_are_drafted_and_refused_ones_cut(model: Model) -> None:

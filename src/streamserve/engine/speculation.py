@@ -5,25 +5,24 @@ of its prompt and output. The draft length is chosen per sequence and step to ma
 tokens per unit of decode time (``best_length``): from the sequence's measured acceptance (each draft
 token taken as accepted with one probability, estimated from its verifications so far, recent ones
 weighing more) and from the cost of one more row in a decode call, measured at startup
-(``row_cost``), and capped at what a verification may hold and still give the logits one-token steps
-give (``verify_probe``). When no length pays, nothing is drafted; the estimate then drifts back to its prior
-step by step, so drafting is tried again later. No drafts when the step is busy (batching several
-decoding sequences already fills it), under ``--deterministic``, or past the sequence's token limit.
+(``row_cost``, by ``verify_probe``, which also finds how many rows a verification may hold and still
+give one-token steps' logits bit for bit: the output is then the same with and without drafts; beyond
+that, as for any batched step, it is the model's up to the kernels' order of sums). When no length
+pays, nothing is drafted; the estimate then drifts back to its prior step by step, so drafting is
+tried again later. No drafts when the step is busy (batching several decoding sequences already fills
+it), under ``--deterministic``, or past the sequence's token limit.
 A constrained sequence drafts the tokens its grammar forces when there are some, and its draft is cut
 at the first token its grammar would refuse (both checked without advancing the matcher).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Literal
 
 from streamserve.engine.drafts import NgramDrafter, PredictionDrafter
 from streamserve.engine.sequence import Sequence
 from streamserve.engine.verify_probe import VerifyProbe
-
-logger = logging.getLogger("streamserve.engine")
 
 SpeculativeMode = Literal["off", "ngram"]
 
@@ -43,7 +42,11 @@ PRIOR_WEIGHT = 4.0
 """How many draft tokens' worth of evidence the prior counts for."""
 
 DECAY = 0.9
-"""Each verification (or step without a draft) keeps this share of the evidence before it."""
+"""Each verification keeps this share of the evidence before it: recent drafts weigh more."""
+
+FADE = 0.98
+"""Each step without a draft keeps this share: slow enough that a sequence whose drafts fail (free prose)
+tries again every few dozen steps, not every other one (a failed one-token draft costs a row)."""
 
 MIN_GAIN = 1.05
 """A draft must promise this many times the tokens per unit of time of a plain step (its overheads)."""
@@ -79,19 +82,17 @@ class Speculator:
         self.max_model_len = max_model_len
         self.is_eog = is_eog
         self.row_cost = row_cost
-        self.max_draft = PREDICTION_MAX
+        self.exact_rows = PREDICTION_MAX + 1
 
     def calibrate(self, probe: VerifyProbe) -> None:
-        """Size drafts to this machine: the cost of a row, and the most rows a verification may hold and still
-        give one-token steps' logits (no drafts at all if none does)."""
+        """Size drafts to this machine's cost of a row; record how many rows a verification may hold and
+        still give one-token steps' logits, which is what the bit-for-bit guarantee covers."""
         self.row_cost = probe.row_cost
-        self.max_draft = max(0, probe.exact_rows - 1)
-        if self.max_draft == 0:
-            logger.warning("speculation is off: no verification call gives one-token steps' logits here")
+        self.exact_rows = probe.exact_rows
 
     def draft(self, seq: Sequence, n_decoding: int, room: int) -> list[int]:
         """The draft to verify after ``seq``'s last token this step (at most ``room`` tokens); often none."""
-        if not self.enabled or n_decoding >= BUSY or room <= 0 or self.max_draft <= 0:
+        if not self.enabled or n_decoding >= BUSY or room <= 0:
             return []
         if seq.drafter is None:
             if seq.params.prediction:
@@ -134,7 +135,7 @@ class Speculator:
     def _forget(self, seq: Sequence) -> None:
         """A step without a draft: old evidence fades, so a sequence that stopped drafting tries again later."""
         hits, misses = seq.draft_evidence
-        seq.draft_evidence = (hits * DECAY, misses * DECAY)
+        seq.draft_evidence = (hits * FADE, misses * FADE)
 
     def _limit(self, seq: Sequence) -> int:
-        return min(PREDICTION_MAX if seq.params.prediction else NGRAM_MAX, self.max_draft)
+        return PREDICTION_MAX if seq.params.prediction else NGRAM_MAX

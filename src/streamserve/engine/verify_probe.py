@@ -5,8 +5,9 @@ one-token steps give only if llama.cpp computes them in the same kernel paths: o
 holds below 64 rows of a lane for flash attention, but llama.cpp's repacked matmuls (Gemma 3 270M's
 Q4_K weights here) compute rows four at a time and the rest one by one, in another order of sums
 (docs/determinism.md). So the probe decodes a few tokens one at a time, then the same tokens in one
-call of ``rows`` rows and in one of ``SAFE_ROWS``, compares the logits bit for bit, and keeps the
-largest call that matched; it also times the calls for the draft-length policy (``Speculator.row_cost``).
+call of ``rows`` rows and in one of ``SAFE_ROWS``, compares the logits bit for bit, and reports the
+largest call that matched: what the bit-for-bit guarantee covers (docs/speculation.md). It also times
+the calls for the draft-length policy (``Speculator.row_cost``).
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ def probe_verification(context: Context, batch: Batch, tokens: list[int], lane: 
     finally:
         context.remove(lane)
     row_cost = min(max(cost, MIN_ROW_COST), MAX_ROW_COST)
-    logger.info("speculation: verifications of up to %d rows give one-token steps' logits here; one more row "
-                "costs %.2f of a one-row decode", exact_rows, cost)
+    logger.info("speculation: verifications of up to %d rows give one-token steps' logits here (longer drafts "
+                "may change output in near-ties, as batching does); one more row costs %.2f of a one-row decode",
+                exact_rows, cost)
     return VerifyProbe(exact_rows, row_cost)
 
 
