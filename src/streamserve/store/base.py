@@ -219,3 +219,20 @@ class ResponseStore(Protocol):
         SQLite: the ones a previous process left running. PostgreSQL: those of replicas whose lease expired.
         """
         ...
+
+
+def walk_chain(response_id: str, max_depth: int, link: Callable[[str], ChainLink | None]) -> list[ChainLink]:
+    """The conversation ending at ``response_id``, oldest first, from ``link`` (one stored response and its
+    input items, or None if it is not stored): ``ResponseStore.chain`` for every store, whatever its SQL."""
+    links: list[ChainLink] = []
+    next_id: str | None = response_id
+    while next_id is not None:
+        if len(links) >= max_depth:
+            raise StoreError(f"the conversation is longer than {max_depth} responses")
+        found = link(next_id)
+        if found is None:
+            raise BrokenChainError(next_id)
+        links.append(found)
+        next_id = found.response.previous_response_id
+    links.reverse()
+    return links

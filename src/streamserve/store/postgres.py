@@ -27,7 +27,6 @@ from typing import Any, Literal
 import psycopg
 
 from streamserve.store.base import (
-    BrokenChainError,
     ChainLink,
     EndOrphan,
     ItemPage,
@@ -37,6 +36,7 @@ from streamserve.store.base import (
     StoreError,
     SweepResult,
     UnknownItemError,
+    walk_chain,
 )
 from streamserve.store.pg_listen import Listener
 from streamserve.store.pg_schema import SWEEP_LOCK, migrate
@@ -200,20 +200,14 @@ class PostgresStore:
     async def chain(self, response_id: str, *, max_depth: int) -> list[ChainLink]:
         """The conversation ending at ``response_id``, oldest first; see ``ResponseStore.chain``."""
         def run(s: Session) -> list[ChainLink]:
-            links: list[ChainLink] = []
-            next_id: str | None = response_id
-            while next_id is not None:
-                if len(links) >= max_depth:
-                    raise StoreError(f"the conversation is longer than {max_depth} responses")
-                response = _get(s.conn, next_id)
+            def link(link_id: str) -> ChainLink | None:
+                response = _get(s.conn, link_id)
                 if response is None:
-                    raise BrokenChainError(next_id)
-                items = [StoredItem(str(i), bytes(b)) for i, b in s.conn.execute(
-                    "SELECT id, body FROM input_items WHERE response_id = %s ORDER BY position", (next_id,))]
-                links.append(ChainLink(response, items))
-                next_id = response.previous_response_id
-            links.reverse()
-            return links
+                    return None
+                return ChainLink(response, [StoredItem(str(i), bytes(b)) for i, b in s.conn.execute(
+                    "SELECT id, body FROM input_items WHERE response_id = %s ORDER BY position", (link_id,))])
+
+            return walk_chain(response_id, max_depth, link)
 
         return await self._db.call(run)
 

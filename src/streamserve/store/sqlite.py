@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from streamserve.store.base import (
-    BrokenChainError,
     ChainLink,
     EndOrphan,
     ItemPage,
@@ -30,6 +29,7 @@ from streamserve.store.base import (
     StoreLockedError,
     SweepResult,
     UnknownItemError,
+    walk_chain,
 )
 from streamserve.store.schema import migrate
 from streamserve.store.watch import Watch, Watchers
@@ -159,20 +159,14 @@ class SQLiteStore:
     async def chain(self, response_id: str, *, max_depth: int) -> list[ChainLink]:
         """The conversation ending at ``response_id``, oldest first; see ``ResponseStore.chain``."""
         def run(conn: sqlite3.Connection) -> list[ChainLink]:
-            links: list[ChainLink] = []
-            next_id: str | None = response_id
-            while next_id is not None:
-                if len(links) >= max_depth:
-                    raise StoreError(f"the conversation is longer than {max_depth} responses")
-                response = _get(conn, next_id)
+            def link(link_id: str) -> ChainLink | None:
+                response = _get(conn, link_id)
                 if response is None:
-                    raise BrokenChainError(next_id)
-                items = [StoredItem(str(i), bytes(b)) for i, b in conn.execute(
-                    "SELECT id, body FROM input_items WHERE response_id = ? ORDER BY position", (next_id,))]
-                links.append(ChainLink(response, items))
-                next_id = response.previous_response_id
-            links.reverse()
-            return links
+                    return None
+                return ChainLink(response, [StoredItem(str(i), bytes(b)) for i, b in conn.execute(
+                    "SELECT id, body FROM input_items WHERE response_id = ? ORDER BY position", (link_id,))])
+
+            return walk_chain(response_id, max_depth, link)
 
         return await self._db.call(run)
 
