@@ -38,6 +38,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 
 from servers import Setup, running
+from variants import table
 
 from streamserve.models import resolve_model
 
@@ -124,7 +125,7 @@ def summarize(records: list[dict[str, Any]], tokens: int) -> dict[str, Any]:
     return {"requests": len(records), "ttft_p50": _pct(ttfts, 0.5), "ttft_p99": _pct(ttfts, 0.99),
             "itl_p50": _pct(gaps, 0.5), "itl_p99": _pct(gaps, 0.99),
             "itl_mean": statistics.fmean(gaps) if gaps else None,
-            "short": sum(1 for r in records if r["tokens"] != tokens)}
+            "short_requests": sum(1 for r in records if r["tokens"] != tokens)}
 
 
 async def measure(base_url: str, levels: list[int], tokens: int, rounds: int, requests: int,
@@ -148,28 +149,6 @@ async def measure(base_url: str, levels: list[int], tokens: int, rounds: int, re
     for (variant, clients), recs in records.items():
         out.setdefault(variant, {})[str(clients)] = summarize(recs, tokens)
     return out
-
-
-def table(model: str, result: dict[str, Any], levels: list[int]) -> str:
-    """Markdown rows: each variant at each level, with the ratios to chat."""
-    lines = [f"### {model}", "",
-             "| variant | streams | TTFT p50 (ms) | TTFT p99 (ms) | ITL p50 (ms) | ITL p99 (ms) | TTFT p50 / chat | "
-             "ITL p50 / chat | short |", "|---|---|---|---|---|---|---|---|---|"]
-
-    def ms(value: float | None) -> str:
-        return "–" if value is None else f"{value * 1000:.1f}"
-
-    def ratio(a: float | None, b: float | None) -> str:
-        return "–" if not a or not b else f"{a / b:.3f}"
-
-    for clients in levels:
-        chat = result["chat"][str(clients)]
-        for variant in VARIANTS:
-            s = result[variant][str(clients)]
-            lines.append(f"| {variant} | {clients} | {ms(s['ttft_p50'])} | {ms(s['ttft_p99'])} | {ms(s['itl_p50'])} | "
-                         f"{ms(s['itl_p99'])} | {ratio(s['ttft_p50'], chat['ttft_p50'])} | "
-                         f"{ratio(s['itl_p50'], chat['itl_p50'])} | {s['short']} |")
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -202,7 +181,7 @@ def main() -> None:
             result = asyncio.run(measure(base_url, levels, args.tokens, args.rounds, args.requests,
                                          args.single_requests, not args.no_warmup))
         results["models"][name] = result
-        tables.append(table(name, result, levels))
+        tables.append(table(name, result, levels, VARIANTS, reference="chat"))
     if args.out:
         (Path(args.out) / "messages-bench.json").write_text(json.dumps(results, indent=2))
     print("\n" + "\n".join(tables))

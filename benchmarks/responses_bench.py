@@ -29,8 +29,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 from servers import Setup, running
+from variants import summaries, table
 
-from streamserve.bench import BenchClient, Prompt, RequestOptions, RequestRecord, run_level, summarize
+from streamserve.bench import BenchClient, Prompt, RequestOptions, RequestRecord, run_level
 from streamserve.models import resolve_model
 
 PROMPT = "Count from 1 to 500, separated by commas."
@@ -67,36 +68,7 @@ async def measure(base_url: str, levels: list[int], tokens: int, rounds: int) ->
                 durations[variant, level] += result.duration
                 print(f"  round {round_ + 1} {variant:>18} x{level}: {result.summary.output_tokens_per_s:.1f} tok/s",
                       flush=True)
-    out: dict[str, Any] = {}
-    for (variant, level), recs in records.items():
-        summary = summarize(recs, concurrency=level, duration=durations[variant, level], planned=len(recs)).to_dict()
-        summary["short_requests"] = sum(1 for r in recs if r.ok and r.output_tokens != tokens)
-        out.setdefault(variant, {})[str(level)] = summary
-    return out
-
-
-def table(model: str, result: dict[str, Any], levels: list[int]) -> str:
-    """Markdown rows: each variant at each level, with the ratios to chat."""
-    lines = [f"### {model}", "",
-             "| variant | streams | TTFT p50 (ms) | TTFT p99 (ms) | ITL p50 (ms) | ITL p99 (ms) | tok/s | "
-             "TTFT p50 / chat | ITL p50 / chat | errors | short |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-
-    def ms(value: float | None) -> str:
-        return "–" if value is None else f"{value * 1000:.1f}"
-
-    def ratio(a: float | None, b: float | None) -> str:
-        return "–" if not a or not b else f"{a / b:.3f}"
-
-    for level in levels:
-        chat = result["chat"][str(level)]
-        for variant in VARIANTS:
-            s = result[variant][str(level)]
-            lines.append(f"| {variant} | {level} | {ms(s['ttft_p50'])} | {ms(s['ttft_p99'])} | {ms(s['itl_p50'])} | "
-                         f"{ms(s['itl_p99'])} | {s['output_tokens_per_s']:.1f} | "
-                         f"{ratio(s['ttft_p50'], chat['ttft_p50'])} | {ratio(s['itl_p50'], chat['itl_p50'])} | "
-                         f"{s['errors']} | {s['short_requests']} |")
-    return "\n".join(lines) + "\n"
+    return summaries(records, durations, tokens)
 
 
 def main() -> None:
@@ -124,7 +96,7 @@ def main() -> None:
                         extra=("--data-dir", data_dir)) as base_url:
             result = asyncio.run(measure(base_url, levels, args.tokens, args.rounds))
         results["models"][name] = result
-        tables.append(table(name, result, levels))
+        tables.append(table(name, result, levels, VARIANTS, reference="chat", label="variant"))
     out = Path(args.out)
     (out / "responses-bench.json").write_text(json.dumps(results, indent=2))
     print("\n" + "\n".join(tables))

@@ -30,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from servers import Setup, running
 from tests.pgcluster import running_cluster
+from variants import summaries, table
 
-from streamserve.bench import BenchClient, Prompt, RequestOptions, RequestRecord, run_level, summarize
+from streamserve.bench import BenchClient, Prompt, RequestOptions, RequestRecord, run_level
 from streamserve.models import resolve_model
 
 PROMPT = "Count from 1 to 500, separated by commas."
@@ -67,36 +68,7 @@ def measure(setup: Setup, name: str, pg_url: str, levels: list[int], tokens: int
                         records[store, level].extend(recs)
                         durations[store, level] += duration
                         print(f"  round {round_ + 1} {store:>10} x{level}: {len(recs)} requests", flush=True)
-    out: dict[str, Any] = {}
-    for (store, level), recs in records.items():
-        summary = summarize(recs, concurrency=level, duration=durations[store, level], planned=len(recs)).to_dict()
-        summary["short_requests"] = sum(1 for r in recs if r.ok and r.output_tokens != tokens)
-        out.setdefault(store, {})[str(level)] = summary
-    return out
-
-
-def table(model: str, result: dict[str, Any], levels: list[int]) -> str:
-    """Markdown rows: each store at each level, with the ratios to SQLite."""
-    lines = [f"### {model}", "",
-             "| store | streams | TTFT p50 (ms) | TTFT p99 (ms) | ITL p50 (ms) | ITL p99 (ms) | tok/s | "
-             "TTFT p50 / SQLite | ITL p50 / SQLite | errors | short |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-
-    def ms(value: float | None) -> str:
-        return "–" if value is None else f"{value * 1000:.1f}"
-
-    def ratio(a: float | None, b: float | None) -> str:
-        return "–" if not a or not b else f"{a / b:.3f}"
-
-    for level in levels:
-        base = result["sqlite"][str(level)]
-        for store in STORES:
-            s = result[store][str(level)]
-            lines.append(f"| {store} | {level} | {ms(s['ttft_p50'])} | {ms(s['ttft_p99'])} | {ms(s['itl_p50'])} | "
-                         f"{ms(s['itl_p99'])} | {s['output_tokens_per_s']:.1f} | "
-                         f"{ratio(s['ttft_p50'], base['ttft_p50'])} | {ratio(s['itl_p50'], base['itl_p50'])} | "
-                         f"{s['errors']} | {s['short_requests']} |")
-    return "\n".join(lines) + "\n"
+    return summaries(records, durations, tokens)
 
 
 def main() -> None:
@@ -122,7 +94,7 @@ def main() -> None:
             print(f"[{name}]", flush=True)
             result = measure(setup, name, cluster.new_database("bench"), levels, args.tokens, args.rounds)
             results["models"][name] = result
-            tables.append(table(name, result, levels))
+            tables.append(table(name, result, levels, STORES, reference="sqlite", label="store"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "store-bench.json").write_text(json.dumps(results, indent=2))
