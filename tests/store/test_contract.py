@@ -10,23 +10,11 @@ from streamserve.store import (
     BrokenChainError,
     ResponseStore,
     StoredEvent,
-    StoredItem,
     StoredResponse,
     StoreError,
     UnknownItemError,
 )
-from tests.store.conftest import Opener, run
-
-
-def response(rid: str, *, previous: str | None = None, expires_at: float = 1e12, logged: bool = True,
-             status: str = "in_progress") -> StoredResponse:
-    return StoredResponse(id=rid, created_at=time.time(), status=status, background=False,
-                          previous_response_id=previous, body=b'{"id":"%s"}' % rid.encode(),
-                          expires_at=expires_at, logged=logged)
-
-
-def items(rid: str, n: int) -> list[StoredItem]:
-    return [StoredItem(f"{rid}-item{i}", b'{"n":%d}' % i) for i in range(n)]
+from tests.store.conftest import Opener, items, response, run
 
 
 def test_writes_are_visible_to_the_next_read_without_waiting(opener: Opener) -> None:

@@ -6,48 +6,19 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from streamserve.store import (
     SQLiteStore,
     StoredEvent,
-    StoredItem,
-    StoredResponse,
     StoreError,
     StoreLockedError,
     check_data_dir,
     schema,
 )
-
-T = TypeVar("T")
-
-
-def run(data_dir: Path, body: Callable[[SQLiteStore], Awaitable[T]]) -> T:
-    async def main() -> T:
-        store = SQLiteStore(data_dir)
-        await store.open()
-        try:
-            return await body(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
-
-
-def response(rid: str, *, previous: str | None = None, expires_at: float = 1e12, logged: bool = True,
-             status: str = "in_progress") -> StoredResponse:
-    return StoredResponse(id=rid, created_at=time.time(), status=status, background=False,
-                          previous_response_id=previous, body=b'{"id":"%s"}' % rid.encode(),
-                          expires_at=expires_at, logged=logged)
-
-
-def items(rid: str, n: int) -> list[StoredItem]:
-    return [StoredItem(f"{rid}-item{i}", b'{"n":%d}' % i) for i in range(n)]
+from tests.store.conftest import items, response, run
 
 
 def test_delete_removes_items_and_events(tmp_path: Path) -> None:
@@ -58,7 +29,7 @@ def test_delete_removes_items_and_events(tmp_path: Path) -> None:
         assert await store.get("r1") is None
         assert await store.events("r1", after=-1, limit=10) == []
 
-    run(tmp_path, body)
+    run(lambda: SQLiteStore(tmp_path), body)
     conn = sqlite3.connect(tmp_path / "responses.sqlite3")
     assert conn.execute("SELECT count(*) FROM input_items").fetchone()[0] == 0
     conn.close()
@@ -80,9 +51,9 @@ def test_a_second_process_cannot_open_the_same_data_dir(tmp_path: Path) -> None:
         assert proc.returncode == 3, proc.stderr
         return proc.stdout
 
-    message = run(tmp_path, body)
+    message = run(lambda: SQLiteStore(tmp_path), body)
     assert "another streamserve" in message and str(tmp_path) in message and "--data-dir" in message
-    run(tmp_path, lambda store: store.flush())  # released on close: it opens again
+    run(lambda: SQLiteStore(tmp_path), lambda store: store.flush())  # released on close: it opens again
 
 
 def test_check_data_dir_refuses_a_held_directory_and_leaves_a_free_one_free(tmp_path: Path) -> None:
@@ -90,10 +61,10 @@ def test_check_data_dir_refuses_a_held_directory_and_leaves_a_free_one_free(tmp_
         with pytest.raises(StoreLockedError, match="another streamserve"):
             check_data_dir(tmp_path)
 
-    run(tmp_path, body)
+    run(lambda: SQLiteStore(tmp_path), body)
     check_data_dir(tmp_path)  # free once the store closed
     check_data_dir(tmp_path)  # and the check itself holds nothing
-    run(tmp_path, lambda store: store.flush())
+    run(lambda: SQLiteStore(tmp_path), lambda store: store.flush())
 
 
 def test_the_same_process_cannot_open_it_twice(tmp_path: Path) -> None:
@@ -101,11 +72,11 @@ def test_the_same_process_cannot_open_it_twice(tmp_path: Path) -> None:
         with pytest.raises(StoreLockedError):
             await SQLiteStore(tmp_path).open()
 
-    run(tmp_path, body)
+    run(lambda: SQLiteStore(tmp_path), body)
 
 
 def test_schema_is_versioned_and_a_newer_database_is_refused(tmp_path: Path) -> None:
-    run(tmp_path, lambda store: store.flush())
+    run(lambda: SQLiteStore(tmp_path), lambda store: store.flush())
     conn = sqlite3.connect(tmp_path / "responses.sqlite3")
     assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -113,7 +84,7 @@ def test_schema_is_versioned_and_a_newer_database_is_refused(tmp_path: Path) -> 
     conn.commit()
     conn.close()
     with pytest.raises(StoreError, match="newer"):
-        run(tmp_path, lambda store: store.flush())
+        run(lambda: SQLiteStore(tmp_path), lambda store: store.flush())
     run_again = SQLiteStore(tmp_path)  # the failed open released its lock
     asyncio.run(_open_close_expecting_error(run_again))
 
