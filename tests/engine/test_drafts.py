@@ -11,7 +11,7 @@ from streamserve.engine.lanes import LanePool
 from streamserve.engine.sampling import SamplingParams
 from streamserve.engine.scheduler import Scheduler
 from streamserve.engine.sequence import Sequence, SequenceStatus
-from streamserve.engine.speculation import BUSY, PREDICTION_MAX, PRIORS, Speculator, best_length, expected_tokens
+from streamserve.engine.speculation import BUSY, DRAFT_MAX, PRIORS, Speculator, best_length, expected_tokens
 from streamserve.engine.verify_probe import VerifyProbe
 from streamserve.engine.work import Sampled
 
@@ -190,7 +190,7 @@ def test_calibration_sizes_drafts_by_cost_and_records_the_exact_rows() -> None:
     seq.draft_evidence = (100.0, 0.0)  # always right: only the cost limits the draft
     spec.calibrate(VerifyProbe(exact_rows=3, row_cost=0.05))
     assert spec.exact_rows == 3
-    assert spec.draft(seq, 1, 100) == list(range(11, 11 + PREDICTION_MAX))  # not capped at the exact rows
+    assert spec.draft(seq, 1, 100) == list(range(11, 11 + DRAFT_MAX))  # not capped at the exact rows
     spec.calibrate(VerifyProbe(exact_rows=3, row_cost=2.0))  # a row dearer than a step: no length pays
     assert spec.draft(seq, 1, 100) == []
 

@@ -18,7 +18,7 @@ import pytest
 from streamserve.engine import EngineClient, EngineConfig, FinishReason, SamplingParams, SequenceStream, TokenEvent
 from streamserve.engine.constraint import Grammars
 from streamserve.engine.sequence import Sequence
-from streamserve.engine.speculation import PREDICTION_MAX, Speculator
+from streamserve.engine.speculation import DRAFT_MAX, Speculator
 from streamserve.engine.verify_probe import MAX_ROW_COST, MIN_ROW_COST, SAFE_ROWS, probe_verification
 from streamserve.llama import Batch, Context, Model, guidance_tokenizer, load_model
 from streamserve.models import resolve_model
@@ -191,7 +191,7 @@ def test_busy_steps_draft_nothing_and_n_choices_keep_their_own_drafts(engine: En
         if count == 2:
             assert all(drafted)
         else:  # at most the first, in the step before the other choices start decoding
-            assert sum(drafted) <= PREDICTION_MAX
+            assert sum(drafted) <= DRAFT_MAX
 
 
 CHI2_CRITICAL_0_001 = {1: 10.83, 2: 13.82, 3: 16.27, 4: 18.47, 5: 20.52, 6: 22.46, 7: 24.32, 8: 26.12}
@@ -237,15 +237,15 @@ def test_sampled_continuations_with_a_prediction_have_the_models_distribution(en
 def test_the_probe_finds_whole_drafts_exact_on_smollm2(model: Model) -> None:
     # SmolLM2's Q4_1 weights are not repacked: a row's logits are the same in any call of under 64 rows.
     context = Context(model, n_ctx_seq=128, n_seq_max=1, n_batch=64, n_threads=1)
-    batch = Batch(PREDICTION_MAX + 1)
+    batch = Batch(DRAFT_MAX + 1)
     try:
         tokens = model.tokenize("one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
                                 "fifteen sixteen seventeen eighteen", add_special=False, parse_special=False)
-        probe = probe_verification(context, batch, tokens[: PREDICTION_MAX + 2])
+        probe = probe_verification(context, batch, tokens[: DRAFT_MAX + 2])
     finally:
         batch.close()
         context.close()
-    assert probe.exact_rows == PREDICTION_MAX + 1
+    assert probe.exact_rows == DRAFT_MAX + 1
     assert MIN_ROW_COST <= probe.row_cost <= MAX_ROW_COST
 
 

@@ -21,7 +21,7 @@ from streamserve.engine.inbox import Inbox
 from streamserve.engine.lanes import LanePool
 from streamserve.engine.scheduler import Scheduler
 from streamserve.engine.sequence import Sequence, SequenceStatus
-from streamserve.engine.speculation import PREDICTION_MAX, Speculator
+from streamserve.engine.speculation import DRAFT_MAX, Speculator
 from streamserve.engine.turns import CPU, Turns
 from streamserve.engine.verify_probe import MAX_ROW_COST, SAFE_ROWS, VerifyProbe, probe_verification
 from streamserve.llama import Batch, Context, DecodeError, Model
@@ -171,7 +171,7 @@ class EngineCore:
 
     def _warm_up(self) -> None:
         # On the engine thread: llama.cpp decodes markedly slower from a thread other than the first to decode.
-        batch = Batch(PREDICTION_MAX + 1)
+        batch = Batch(DRAFT_MAX + 1)
         try:
             first = (self.model.tokenize("Hi", add_special=False, parse_special=False) or [0])[0]
             for pos in range(2):  # the second, paged in, seeds the prompt budget's per-step overhead
@@ -186,7 +186,7 @@ class EngineCore:
                 text = ("The quick brown fox jumps over the lazy dog, then runs far away into the green forest "
                         "and sleeps under an old oak tree until the morning sun wakes it again.")
                 tokens = self.model.tokenize(text, add_special=False, parse_special=False)
-                rows = min(PREDICTION_MAX + 1, self.config.max_num_batched_tokens)  # llama.cpp aborts past n_batch
+                rows = min(DRAFT_MAX + 1, self.config.max_num_batched_tokens)  # llama.cpp aborts past n_batch
                 with self.turns:
                     self.speculator.calibrate(probe_verification(self.context, batch, tokens[: rows + 1]))
             elif self.speculator.enabled:  # batches too small to verify a draft in

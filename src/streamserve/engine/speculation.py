@@ -26,11 +26,9 @@ from streamserve.engine.verify_probe import VerifyProbe
 
 SpeculativeMode = Literal["off", "ngram"]
 
-PREDICTION_MAX = 16
-"""Most tokens drafted at once from a prediction (llama.cpp's ``--draft-max`` default)."""
-
-NGRAM_MAX = 8
-"""Most tokens drafted at once from n-grams."""
+DRAFT_MAX = 16
+"""Most tokens drafted at once, from a prediction or n-grams (llama.cpp's ``--draft-max`` default); the
+cost model chooses fewer unless nearly every draft token is accepted."""
 
 BUSY = 4
 """From this many decoding sequences on, a step is busy: batching fills it and nothing is drafted."""
@@ -82,7 +80,7 @@ class Speculator:
         self.max_model_len = max_model_len
         self.is_eog = is_eog
         self.row_cost = row_cost
-        self.exact_rows = PREDICTION_MAX + 1
+        self.exact_rows = DRAFT_MAX + 1
 
     def calibrate(self, probe: VerifyProbe) -> None:
         """Size drafts to this machine's cost of a row; record how many rows a verification may hold and
@@ -102,7 +100,7 @@ class Speculator:
             else:
                 return []
         # The verified rows emit at most k + 1 tokens: stay within max_tokens and the context.
-        k = min(best_length(self.acceptance(seq), self.row_cost, self._limit(seq)), room,
+        k = min(best_length(self.acceptance(seq), self.row_cost, DRAFT_MAX), room,
                 seq.params.max_tokens - len(seq.output_ids) - 1, self.max_model_len - seq.num_tokens - 1)
         if k <= 0:
             self._forget(seq)
@@ -136,6 +134,3 @@ class Speculator:
         """A step without a draft: old evidence fades, so a sequence that stopped drafting tries again later."""
         hits, misses = seq.draft_evidence
         seq.draft_evidence = (hits * FADE, misses * FADE)
-
-    def _limit(self, seq: Sequence) -> int:
-        return PREDICTION_MAX if seq.params.prediction else NGRAM_MAX
