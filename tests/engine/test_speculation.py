@@ -23,6 +23,7 @@ from streamserve.engine.verify_probe import MAX_ROW_COST, MIN_ROW_COST, SAFE_ROW
 from streamserve.llama import Batch, Context, Model, guidance_tokenizer, load_model
 from streamserve.models import resolve_model
 from tests.engine.test_constraint import PERSON, json_grammar
+from tests.engine.test_engine import chat, collect
 
 ROW_COST = 0.3
 """The cost of a row the drafts are sized for, fixed so that what is drafted does not depend on the machine's load."""
@@ -47,19 +48,10 @@ def engine(model: Model) -> Iterator[EngineClient]:
     eng.stop()
 
 
-def prompt(model: Model, user: str) -> list[int]:
-    text = f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
-    return model.tokenize(text, add_special=False, parse_special=True)
-
-
-async def _collect(stream: SequenceStream) -> list[TokenEvent]:
-    return [event async for event in stream]
-
-
 def generate(engine: EngineClient, ids: list[int], params: SamplingParams) -> tuple[list[TokenEvent], SequenceStream]:
     async def go() -> tuple[list[TokenEvent], SequenceStream]:
         stream = engine.generate(ids, params)
-        return await _collect(stream), stream
+        return await collect(stream), stream
 
     return asyncio.run(asyncio.wait_for(go(), 120))
 
@@ -71,7 +63,7 @@ def trace(events: list[TokenEvent]) -> list[tuple[int, float | None, Any, Finish
 @pytest.fixture(scope="module")
 def own_answer(engine: EngineClient, model: Model) -> list[int]:
     """The model's greedy answer to PROMPT, without any draft."""
-    events, stream = generate(engine, prompt(model, PROMPT), SamplingParams(max_tokens=60, temperature=0.0))
+    events, stream = generate(engine, chat(model, PROMPT), SamplingParams(max_tokens=60, temperature=0.0))
     assert stream.drafted == 0
     return [e.token_id for e in events if e.finish is not FinishReason.EOG]
 
@@ -79,8 +71,8 @@ def own_answer(engine: EngineClient, model: Model) -> list[int]:
 def test_a_prediction_of_the_own_answer_is_accepted_and_changes_nothing(engine: EngineClient, model: Model,
                                                                        own_answer: list[int]) -> None:
     params = SamplingParams(max_tokens=60, temperature=0.0, logprobs=3)
-    plain, _ = generate(engine, prompt(model, PROMPT), params)
-    predicted, stream = generate(engine, prompt(model, PROMPT), replace(params, prediction=tuple(own_answer)))
+    plain, _ = generate(engine, chat(model, PROMPT), params)
+    predicted, stream = generate(engine, chat(model, PROMPT), replace(params, prediction=tuple(own_answer)))
     assert trace(predicted) == trace(plain)  # tokens, logprobs, alternatives and finish, bit for bit
     # Every draft is right; the first token and each verification's last are drawn, not drafted.
     assert stream.drafted == stream.accepted >= len(own_answer) * 3 // 4
@@ -92,8 +84,8 @@ def test_a_prediction_with_a_changed_span_realigns_and_changes_nothing(engine: E
     edited = list(own_answer)
     edited[20:24] = model.tokenize(" an entirely different passage", add_special=False, parse_special=False)
     params = SamplingParams(max_tokens=60, temperature=0.0)
-    plain, _ = generate(engine, prompt(model, PROMPT), params)
-    predicted, stream = generate(engine, prompt(model, PROMPT), replace(params, prediction=tuple(edited)))
+    plain, _ = generate(engine, chat(model, PROMPT), params)
+    predicted, stream = generate(engine, chat(model, PROMPT), replace(params, prediction=tuple(edited)))
     assert trace(predicted) == trace(plain)
     assert stream.drafted - stream.accepted > 0  # some rejected...
     assert stream.accepted > len(own_answer) - 20  # ...and most accepted again after the change
@@ -104,8 +96,8 @@ def test_a_prediction_with_a_changed_span_realigns_and_changes_nothing(engine: E
 def test_seeded_sampling_with_a_prediction_draws_the_same_tokens(engine: EngineClient, model: Model,
                                                                  own_answer: list[int], extra: dict[str, Any]) -> None:
     params = SamplingParams(max_tokens=40, temperature=0.7, seed=11, **extra)
-    plain, _ = generate(engine, prompt(model, PROMPT), params)
-    predicted, stream = generate(engine, prompt(model, PROMPT), replace(params, prediction=tuple(own_answer)))
+    plain, _ = generate(engine, chat(model, PROMPT), params)
+    predicted, stream = generate(engine, chat(model, PROMPT), replace(params, prediction=tuple(own_answer)))
     assert trace(predicted) == trace(plain)
     assert stream.drafted > 0
 
@@ -114,14 +106,14 @@ def test_seeded_sampling_with_a_prediction_draws_the_same_tokens(engine: EngineC
 def test_max_tokens_holds_exactly_with_a_prediction(engine: EngineClient, model: Model, own_answer: list[int],
                                                     max_tokens: int) -> None:
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0, prediction=tuple(own_answer))
-    events, _ = generate(engine, prompt(model, PROMPT), params)
+    events, _ = generate(engine, chat(model, PROMPT), params)
     assert [e.token_id for e in events] == own_answer[:max_tokens]
     assert events[-1].finish is FinishReason.LENGTH and all(e.finish is None for e in events[:-1])
 
 
 def test_a_prediction_past_the_answer_ends_with_the_model(engine: EngineClient, model: Model,
                                                          own_answer: list[int]) -> None:
-    short = prompt(model, "What is 2+2? Answer with one word.")
+    short = chat(model, "What is 2+2? Answer with one word.")
     plain, _ = generate(engine, short, SamplingParams(max_tokens=40, temperature=0.0))
     longer = [e.token_id for e in plain if e.finish is None] + own_answer  # the prediction goes on
     predicted, stream = generate(engine, short, SamplingParams(max_tokens=40, temperature=0.0,
@@ -131,7 +123,7 @@ def test_a_prediction_past_the_answer_ends_with_the_model(engine: EngineClient, 
 
 
 def test_a_constrained_sequence_with_a_prediction_is_unchanged_and_valid(engine: EngineClient, model: Model) -> None:
-    ids = prompt(model, "Describe Bob as JSON.")
+    ids = chat(model, "Describe Bob as JSON.")
     params = SamplingParams(max_tokens=60, temperature=0.0, grammar=json_grammar(PERSON))
     plain, _ = generate(engine, ids, params)
     answer = [e.token_id for e in plain if e.finish is None]
@@ -146,7 +138,7 @@ def test_a_constrained_sequence_with_a_prediction_is_unchanged_and_valid(engine:
 
 
 def test_ngram_speculation_changes_nothing(engine: EngineClient, model: Model) -> None:
-    ids = prompt(model, "Repeat this sentence three times: 'The quick brown fox jumps over the lazy dog.'")
+    ids = chat(model, "Repeat this sentence three times: 'The quick brown fox jumps over the lazy dog.'")
     params = SamplingParams(max_tokens=60, temperature=0.0, logprobs=1)
     plain, _ = generate(engine, ids, params)
     ngram = EngineClient(model, _config(speculative="ngram"))
@@ -166,7 +158,7 @@ def test_deterministic_mode_drafts_nothing(model: Model, own_answer: list[int]) 
     eng = EngineClient(model, _config(deterministic=True, speculative="ngram"))
     eng.start()
     try:
-        events, stream = generate(eng, prompt(model, PROMPT), SamplingParams(max_tokens=20, temperature=0.0,
+        events, stream = generate(eng, chat(model, PROMPT), SamplingParams(max_tokens=20, temperature=0.0,
                                                                            prediction=tuple(own_answer)))
     finally:
         eng.stop()
@@ -176,12 +168,12 @@ def test_deterministic_mode_drafts_nothing(model: Model, own_answer: list[int]) 
 
 def test_busy_steps_draft_nothing_and_n_choices_keep_their_own_drafts(engine: EngineClient, model: Model,
                                                                      own_answer: list[int]) -> None:
-    ids = prompt(model, PROMPT)
+    ids = chat(model, PROMPT)
     params = SamplingParams(max_tokens=30, temperature=0.0, prediction=tuple(own_answer))
 
     async def go(count: int) -> list[tuple[list[TokenEvent], SequenceStream]]:
         streams = engine.submit([(ids, params)] * count)
-        return [(await _collect(s), s) for s in streams]
+        return [(await collect(s), s) for s in streams]
 
     for count in (2, 4):  # two choices draft; four fill the step (speculation.BUSY) and draft nothing
         results = asyncio.run(asyncio.wait_for(go(count), 120))
@@ -203,7 +195,7 @@ def test_sampled_continuations_with_a_prediction_have_the_models_distribution(en
     # Two independent samples (different seeds) of 3-token continuations, top-2 at temperature 1: one
     # plain, one verifying the greedy answer as a draft. Accepting drafts without drawing (or drawing
     # from the wrong row or chain state) would pile the second sample onto the prediction.
-    ids = prompt(model, PROMPT)
+    ids = chat(model, PROMPT)
     n = 160
 
     def sample(first_seed: int, prediction: tuple[int, ...] | None) -> list[tuple[int, ...]]:
@@ -213,7 +205,7 @@ def test_sampled_continuations_with_a_prediction_have_the_models_distribution(en
                 params = [SamplingParams(max_tokens=3, temperature=1.0, top_k=2, seed=first_seed + start + i,
                                          prediction=prediction) for i in range(2)]
                 streams = engine.submit([(ids, p) for p in params])
-                out += [tuple(e.token_id for e in await _collect(s)) for s in streams]
+                out += [tuple(e.token_id for e in await collect(s)) for s in streams]
             return out
 
         return asyncio.run(asyncio.wait_for(go(), 300))
