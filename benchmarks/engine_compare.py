@@ -11,7 +11,8 @@ at its ``src`` (the venv's compiled llama-cpp-python serves both). For each mode
 - **16 streams**: 16 lanes of ``--max-model-len`` tokens; 16 clients each stream 2 completions of 128 tokens
   from the prompt "1, 2, 3, 4, 5, 6, 7, 8," (the engine benchmark's uniform load, end of generation
   biased away); output tokens/s over the wall time, TTFT p50 and p99, inter-token latency p99;
-- **one stream**: one client, 4 completions in turn, on the same server: tokens/s;
+- **one stream**: one client, 4 completions in turn, on the same server: tokens/s (each of these two
+  loads ``--repeats`` times per round, each figure the median of the repeats);
 - **a long prompt alone, cold**: 8 lanes of 4,096 tokens, a ~3,500-token prompt never sent before:
   its time to first token.
 
@@ -78,8 +79,12 @@ def serving(system: str, setup: Setup, args: argparse.Namespace, baseline_src: P
         yield server.base_url
 
 
-async def uniform(base_url: str, bias: dict[str, float], tokens: int) -> dict[str, Any]:
-    """16 clients x 2 streamed completions, then one client x 4; the summary figures of each."""
+async def uniform(base_url: str, bias: dict[str, float], tokens: int, repeats: int) -> dict[str, Any]:
+    """16 clients x 2 streamed completions, then one client x 4, each ``repeats`` times on the same server.
+
+    Each figure is the median over the repeats: 16 simultaneous arrivals land in one step or two, which
+    moves a single load's tokens/s by about 10%, more than the 5% this guard is for.
+    """
     async with BenchClient(base_url) as probe:
         model = (await probe.list_models())[0]
     prompt = Prompt("count", [], {"prompt": scenarios.COUNT_PROMPT, "logit_bias": bias})
@@ -88,11 +93,22 @@ async def uniform(base_url: str, bias: dict[str, float], tokens: int) -> dict[st
     async with BenchClient(base_url, model=model, options=options) as client:
         await client.send(prompt, stream=True)  # warm-up, discarded
         for name, clients, requests in (("16 streams", 16, 32), ("one stream", 1, 4)):
-            result = await run_level(client, [prompt], concurrency=clients, requests=requests, duration=1800.0)
-            summary = result.summary.to_dict()
-            summary["short_requests"] = sum(1 for r in result.records if r.ok and r.output_tokens != tokens)
-            out[name] = summary
+            summaries = []
+            for _ in range(repeats):
+                result = await run_level(client, [prompt], concurrency=clients, requests=requests, duration=1800.0)
+                summary = result.summary.to_dict()
+                summary["short_requests"] = sum(1 for r in result.records if r.ok and r.output_tokens != tokens)
+                summaries.append(summary)
+            out[name] = {**median_of(summaries), "repeats": summaries}
     return out
+
+
+def median_of(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each numeric figure's median over the summaries; anything else as the first one has it."""
+    def numeric(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return {key: statistics.median(s[key] for s in summaries) if all(numeric(s[key]) for s in summaries)
+            else value for key, value in summaries[0].items()}
 
 
 async def long_prompt(base_url: str, words: int) -> dict[str, Any]:
@@ -112,7 +128,7 @@ def one_round(system: str, name: str, path: Path, args: argparse.Namespace, base
     logs = Path("benchmarks/out/compare") / name
     uniform_setup = Setup(path, max_num_seqs=16, max_model_len=args.max_model_len, threads=args.threads)
     with serving(system, uniform_setup, args, baseline_src, logs) as base_url:
-        result = asyncio.run(uniform(base_url, bias, args.tokens))
+        result = asyncio.run(uniform(base_url, bias, args.tokens, args.repeats))
     long_setup = Setup(path, max_num_seqs=LONG_LANES, max_model_len=LONG_CTX, threads=args.threads)
     with serving(system, long_setup, args, baseline_src, logs) as base_url:
         result["long prompt"] = asyncio.run(long_prompt(base_url, args.long_words))
@@ -157,6 +173,7 @@ def main() -> None:
     parser.add_argument("--llama-server", default=str(Path.home() / ".cache/streamserve-bench/llama-server"))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each load per server and round (median)")
     parser.add_argument("--max-model-len", type=int, default=512, help="per-sequence context of the 16-stream load")
     parser.add_argument("--long-words", type=int, default=2600, help="words of the long prompt (~3,500 tokens)")
     parser.add_argument("--threads", type=int, default=2)
@@ -169,7 +186,7 @@ def main() -> None:
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=True, capture_output=True,
                           text=True).stdout.strip()
     results: dict[str, Any] = {"machine": machine(), "command": " ".join(sys.argv), "head": head, "baseline": rev,
-                               "models": {}}
+                               "repeats": args.repeats, "models": {}}
     systems = args.systems.split(",")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -200,6 +217,7 @@ def doc_section(results: dict[str, Any]) -> list[str]:
              f"`{results['command']}`, alone on the machine ({mach['cpu']}, {mach['cores']} cores): this checkout "
              f"(`{results['head']}`) against `{results['baseline']}` and llama-server, each round in a new order. "
              "16 streams: 16 lanes, 16 clients x 2 completions of 128 tokens; one stream: 4 completions in turn; "
+             f"each {results.get('repeats', 1)} times per server and round (median); "
              "long prompt: a ~3,500-token prompt alone, cold, on 8 lanes of 4,096 tokens.", ""]
     for name, runs in results["models"].items():
         lines += [*table(name, runs, results["baseline"]), ""]

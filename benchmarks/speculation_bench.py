@@ -2,11 +2,11 @@
 
 Run it alone on the machine (nothing else busy), from the repository root:
 
-    OMP_WAIT_POLICY=passive .venv/bin/python benchmarks/speculation_bench.py [--llama-server PATH]
+    .venv/bin/python benchmarks/speculation_bench.py [--llama-server PATH]
 
 For each model (SmolLM2-135M-Instruct and Gemma 3 270M), one streamserve with ``--speculative off``
-and one with ``--speculative ngram`` (and llama-server with ``--spec-type ngram-simple`` if a path is
-given), each with one lane. Every request is greedy, streamed, and measured as output tokens/s after the
+and one with ``--speculative ngram`` (and llama-server without and with ``--spec-type ngram-simple`` if a
+path is given), each with one lane. Every request is greedy, streamed, and measured as output tokens/s after the
 first token (the usage's ``completion_tokens`` less one, over the time from the first to the last
 chunk). The shipped models do not copy text they are asked to repeat, so the prediction rows use the
 model's own answer:
@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from servers import Setup, command, free_port, spawned
 
+from streamserve.bench.prometheus import parse_metrics
 from streamserve.models import resolve_model
 
 CODE = ("Write a Python module with a class Inventory that stores items with a name, a quantity and a price, "
@@ -98,6 +99,19 @@ def concurrent(base_url: str, model: str, prompts: list[str], max_tokens: int) -
     return sum(r["tokens"] for r in results) / (time.perf_counter() - start)
 
 
+def drafts(base_url: str) -> tuple[float, float] | None:
+    """The server's draft tokens verified and accepted so far (``/metrics``); None from llama-server."""
+    try:
+        response = httpx.get(base_url.removesuffix("/v1") + "/metrics", timeout=10)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    metrics = parse_metrics(response.text)
+    return (metrics.get("streamserve:spec_draft_tokens_total", 0.0),
+            metrics.get("streamserve:spec_accepted_tokens_total", 0.0))
+
+
 def change_a_line(text: str) -> str:
     """The text with its middle line replaced."""
     lines = text.split("\n")
@@ -121,23 +135,31 @@ def bench_model(name: str, args: argparse.Namespace, log_dir: Path) -> list[dict
             cmd += extra
         return spawned(f"{name}-{kind}-{'-'.join(extra) or 'plain'}", cmd, port, log_dir)
 
-    def row(label: str, base_url: str, prompt: str, reference: str | None, **extra: Any) -> dict[str, Any]:
+    def row(label: str, base_url: str, prompt: str, reference: str | None, against: str | None = None,
+            **extra: Any) -> dict[str, Any]:
+        before = drafts(base_url)
         runs = [stream_chat(base_url, "m", prompt, args.max_tokens, **extra) for _ in range(repeat)]
-        best = max(runs, key=lambda r: r["tps"])
-        result = {"model": name, "row": label, "tokens": best["tokens"], "tps": round(best["tps"], 1),
-                  "same": None if reference is None else best["text"] == reference, "details": best["details"]}
+        after = drafts(base_url)
+        median = sorted(runs, key=lambda r: r["tps"])[len(runs) // 2]
+        result = {"model": name, "row": label, "tokens": median["tokens"], "tps": round(median["tps"], 1),
+                  "same": None if reference is None else all(r["text"] == reference for r in runs),
+                  "details": median["details"]}
+        if before and after and after[0] > before[0]:  # the server's own counts, over every run of the row
+            result["drafted"], result["accepted"] = after[0] - before[0], after[1] - before[1]
+        if against is not None:
+            result["ratio"] = round(median["tps"] / next(r["tps"] for r in rows if r["row"] == against), 2)
         rows.append(result)
         print(json.dumps(result), flush=True)
-        return best
+        return median
 
     answers: dict[str, str] = {}
     with serve("streamserve", ["--speculative", "off", "--served-model-name", "m"]) as off:
         stream_chat(off.base_url, "m", "Hi", 4)  # warm-up, discarded
         own = row("off: code", off.base_url, CODE, None)
         answers[CODE] = own["text"]
-        row("(a) prediction = own answer", off.base_url, CODE, own["text"],
+        row("(a) prediction = own answer", off.base_url, CODE, own["text"], "off: code",
             prediction={"type": "content", "content": own["text"]})
-        row("(b) prediction, one line changed", off.base_url, CODE, own["text"],
+        row("(b) prediction, one line changed", off.base_url, CODE, own["text"], "off: code",
             prediction={"type": "content", "content": change_a_line(own["text"])})
         for prompt in (*structured, *prose):
             answers[prompt] = row(f"off: {prompt[:32]}", off.base_url, prompt, None)["text"]
@@ -147,30 +169,41 @@ def bench_model(name: str, args: argparse.Namespace, log_dir: Path) -> list[dict
     with serve("streamserve", ["--speculative", "ngram", "--served-model-name", "m"]) as ngram:
         stream_chat(ngram.base_url, "m", "Hi", 4)
         for prompt in structured:
-            row(f"(c) ngram: {prompt[:32]}", ngram.base_url, prompt, answers[prompt])
+            row(f"(c) ngram: {prompt[:32]}", ngram.base_url, prompt, answers[prompt], f"off: {prompt[:32]}")
         for prompt in prose:
-            row(f"(d) ngram: {prompt[:32]}", ngram.base_url, prompt, answers[prompt])
+            row(f"(d) ngram: {prompt[:32]}", ngram.base_url, prompt, answers[prompt], f"off: {prompt[:32]}")
         if args.streams and not args.quick:
             tps = concurrent(ngram.base_url, "m", [PROSE[i % len(PROSE)] for i in range(args.streams)],
                              args.max_tokens)
-            rows.append({"model": name, "row": f"(e) ngram, {args.streams} streams", "tps": round(tps, 1)})
+            off_tps = next(r["tps"] for r in rows if r["row"] == f"(e) off, {args.streams} streams")
+            rows.append({"model": name, "row": f"(e) ngram, {args.streams} streams", "tps": round(tps, 1),
+                         "ratio": round(tps / off_tps, 2)})
     if args.llama_server:
+        with serve("llama-server", []) as llama:
+            stream_chat(llama.base_url, "m", "Hi", 4)
+            for prompt in structured:
+                row(f"llama-server: {prompt[:32]}", llama.base_url, prompt, None)
         with serve("llama-server", ["--spec-type", "ngram-simple"]) as llama:
             stream_chat(llama.base_url, "m", "Hi", 4)
             for prompt in structured:
-                row(f"(c) llama-server ngram-simple: {prompt[:20]}", llama.base_url, prompt, None)
+                row(f"(c) llama-server ngram-simple: {prompt[:32]}", llama.base_url, prompt, None,
+                    f"llama-server: {prompt[:32]}")
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The rows as a markdown table."""
-    lines = ["| model | row | tokens | tokens/s | same text | accepted / rejected |", "|---|---|---|---|---|---|"]
+    lines = ["| model | row | tokens | tokens/s | vs without | same text | accepted / rejected | "
+             "drafted, accepted (all runs) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         details = r.get("details") or {}
         counts = (f"{details['accepted_prediction_tokens']} / {details['rejected_prediction_tokens']}"
                   if details else "")
         same = "" if r.get("same") is None else ("yes" if r["same"] else "NO")
-        lines.append(f"| {r['model']} | {r['row']} | {r.get('tokens', '')} | {r['tps']} | {same} | {counts} |")
+        ratio = f"{r['ratio']:.2f}x" if "ratio" in r else ""
+        drafted = f"{r['drafted']:.0f}, {r['accepted']:.0f}" if "drafted" in r else ""
+        lines.append(f"| {r['model']} | {r['row']} | {r.get('tokens', '')} | {r['tps']} | {ratio} | {same} "
+                     f"| {counts} | {drafted} |")
     return "\n".join(lines)
 
 
@@ -181,7 +214,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=300)
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=2, help="runs per row; the fastest counts")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per row; the median counts")
     parser.add_argument("--streams", type=int, default=16, help="concurrent streams for row (e); 0 skips it")
     parser.add_argument("--llama-server", help="llama-server binary, run with --spec-type ngram-simple")
     parser.add_argument("--quick", action="store_true", help="a smoke run: one model, tiny requests")
