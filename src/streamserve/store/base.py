@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from streamserve.store.watch import Watch
 
@@ -37,6 +37,20 @@ class StoredResponse:
     logged: bool
     done: bool = False
     events_expire_at: float | None = None
+
+
+RESPONSE_COLUMNS = ("id, created_at, status, background, previous_response_id, body, expires_at, logged, done, "
+                    "events_expire_at")
+"""The ``responses`` columns every store reads and writes a ``StoredResponse`` as, in its fields' order."""
+
+
+def response_from_row(row: Sequence[Any]) -> StoredResponse:
+    """The ``StoredResponse`` of a row selected as ``RESPONSE_COLUMNS`` (either store's types)."""
+    return StoredResponse(
+        id=str(row[0]), created_at=float(row[1]), status=str(row[2]), background=bool(row[3]),
+        previous_response_id=row[4], body=bytes(row[5]), expires_at=float(row[6]), logged=bool(row[7]),
+        done=bool(row[8]), events_expire_at=row[9],
+    )
 
 
 @dataclass(frozen=True, slots=True)

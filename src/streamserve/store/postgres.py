@@ -27,6 +27,7 @@ from typing import Any, Literal
 import psycopg
 
 from streamserve.store.base import (
+    RESPONSE_COLUMNS,
     ChainLink,
     EndOrphan,
     ItemPage,
@@ -36,6 +37,7 @@ from streamserve.store.base import (
     StoreError,
     SweepResult,
     UnknownItemError,
+    response_from_row,
     walk_chain,
 )
 from streamserve.store.pg_listen import Listener
@@ -51,7 +53,6 @@ SWEEP_BATCH = 500
 ORPHAN_BATCH = 100
 """Orphans ended per call at most (the next call takes the rest)."""
 
-_COLUMNS = "id, created_at, status, background, previous_response_id, body, expires_at, logged, done, events_expire_at"
 _NOW = "extract(epoch FROM clock_timestamp())"
 
 
@@ -118,7 +119,7 @@ class PostgresStore:
 
         def run(s: Session) -> None:
             with s.conn.transaction(), s.conn.cursor() as cur:
-                cur.execute(f"INSERT INTO responses ({_COLUMNS}, owner) VALUES "
+                cur.execute(f"INSERT INTO responses ({RESPONSE_COLUMNS}, owner) VALUES "
                             "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", row)
                 cur.executemany("INSERT INTO input_items (response_id, position, id, body) VALUES (%s, %s, %s, %s)",
                                 item_rows)
@@ -214,7 +215,7 @@ class PostgresStore:
     async def unfinished(self) -> list[StoredResponse]:
         """Responses not marked done (of every replica)."""
         return await self._db.call(lambda s: [
-            _response(r) for r in s.conn.execute(f"SELECT {_COLUMNS} FROM responses WHERE NOT done")])
+            response_from_row(r) for r in s.conn.execute(f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE NOT done")])
 
     async def sweep(self, now: float) -> SweepResult:
         """Delete what has expired, if no replica swept within the sweep interval (one replica at a time)."""
@@ -254,12 +255,12 @@ class PostgresStore:
         """End unfinished responses whose owner's lease has expired; see the module docstring."""
         def run(s: Session) -> list[str]:
             rows = s.conn.execute(
-                f"SELECT {_COLUMNS} FROM responses r WHERE NOT done AND (owner IS NULL OR NOT EXISTS "
+                f"SELECT {RESPONSE_COLUMNS} FROM responses r WHERE NOT done AND (owner IS NULL OR NOT EXISTS "
                 f"(SELECT 1 FROM replicas p WHERE p.id = r.owner AND p.expires_at > {_NOW})) "
                 "ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED", (ORPHAN_BATCH,)).fetchall()
             ended = []
             for row in rows:
-                record = _response(row)
+                record = response_from_row(row)
                 ending = end(record, _events(s.conn, record.id, -1, 2**31))
                 if ending.event is not None:
                     s.conn.execute("INSERT INTO events (response_id, sequence_number, type, data) "
@@ -317,17 +318,9 @@ def _row(r: StoredResponse) -> tuple[Any, ...]:
             r.logged, r.done, r.events_expire_at)
 
 
-def _response(row: Sequence[Any]) -> StoredResponse:
-    return StoredResponse(
-        id=str(row[0]), created_at=float(row[1]), status=str(row[2]), background=bool(row[3]),
-        previous_response_id=row[4], body=bytes(row[5]), expires_at=float(row[6]), logged=bool(row[7]),
-        done=bool(row[8]), events_expire_at=row[9],
-    )
-
-
 def _get(conn: psycopg.Connection, response_id: str) -> StoredResponse | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM responses WHERE id = %s", (response_id,)).fetchone()
-    return None if row is None else _response(row)
+    row = conn.execute(f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE id = %s", (response_id,)).fetchone()
+    return None if row is None else response_from_row(row)
 
 
 def _events(conn: psycopg.Connection, response_id: str, after: int, limit: int) -> list[StoredEvent]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from streamserve.store.base import (
+    RESPONSE_COLUMNS,
     ChainLink,
     EndOrphan,
     ItemPage,
@@ -29,6 +30,7 @@ from streamserve.store.base import (
     StoreLockedError,
     SweepResult,
     UnknownItemError,
+    response_from_row,
     walk_chain,
 )
 from streamserve.store.schema import migrate
@@ -45,7 +47,6 @@ LOCK_NAME = "streamserve.lock"
 SWEEP_BATCH = 500
 """Responses deleted per transaction by a sweep, so a large sweep never holds up streamed writes for long."""
 
-_COLUMNS = "id, created_at, status, background, previous_response_id, body, expires_at, logged, done, events_expire_at"
 
 
 class SQLiteStore:
@@ -91,8 +92,8 @@ class SQLiteStore:
 
         def run(conn: sqlite3.Connection) -> None:
             with _savepoint(conn):
-                conn.execute(f"INSERT INTO responses ({_COLUMNS}, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             row)
+                conn.execute(f"INSERT INTO responses ({RESPONSE_COLUMNS}, owner) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
                 conn.executemany("INSERT INTO input_items (response_id, position, id, body) VALUES (?, ?, ?, ?)",
                                  item_rows)
 
@@ -173,7 +174,7 @@ class SQLiteStore:
     async def unfinished(self) -> list[StoredResponse]:
         """Responses not marked done."""
         return await self._db.call(lambda conn: [
-            _response(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM responses WHERE done = 0")])
+            response_from_row(r) for r in conn.execute(f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE done = 0")])
 
     async def sweep(self, now: float) -> SweepResult:
         """Delete what has expired, in batches of ``SWEEP_BATCH`` so streamed writes interleave."""
@@ -212,11 +213,11 @@ class SQLiteStore:
     async def end_orphans(self, end: EndOrphan) -> list[str]:
         """End the unfinished responses of earlier processes (this one holds the directory's lock)."""
         def run(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(f"SELECT {_COLUMNS} FROM responses WHERE done = 0 AND owner IS NOT ?",
+            rows = conn.execute(f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE done = 0 AND owner IS NOT ?",
                                 (self.replica,)).fetchall()
             ended = []
             for row in rows:
-                record = _response(row)
+                record = response_from_row(row)
                 logged = [StoredEvent(int(q), str(t), bytes(d)) for q, t, d in conn.execute(
                     "SELECT sequence_number, type, data FROM events WHERE response_id = ? ORDER BY sequence_number",
                     (record.id,))]
@@ -308,17 +309,9 @@ def _row(r: StoredResponse) -> tuple[Any, ...]:
             int(r.logged), int(r.done), r.events_expire_at)
 
 
-def _response(row: Sequence[Any]) -> StoredResponse:
-    return StoredResponse(
-        id=str(row[0]), created_at=float(row[1]), status=str(row[2]), background=bool(row[3]),
-        previous_response_id=row[4], body=bytes(row[5]), expires_at=float(row[6]), logged=bool(row[7]),
-        done=bool(row[8]), events_expire_at=row[9],
-    )
-
-
 def _get(conn: sqlite3.Connection, response_id: str) -> StoredResponse | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM responses WHERE id = ?", (response_id,)).fetchone()
-    return None if row is None else _response(row)
+    row = conn.execute(f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE id = ?", (response_id,)).fetchone()
+    return None if row is None else response_from_row(row)
 
 
 def _items(conn: sqlite3.Connection, response_id: str, after: str | None, limit: int,
