@@ -22,7 +22,6 @@ Target (issue #27): the Messages stream within 5% of chat in TTFT p50 and ITL p5
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
 import json
@@ -38,7 +37,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 
 from servers import Setup, running
-from variants import table
+from variants import arguments, results_of, table, write
 
 from streamserve.models import resolve_model
 
@@ -153,23 +152,14 @@ async def measure(base_url: str, levels: list[int], tokens: int, rounds: int, re
 
 def main() -> None:
     """Run every model, write the JSON, print the tables."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="smollm2-135m-instruct,gemma-3-270m")
-    parser.add_argument("--levels", default="1,16")
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser = arguments(__doc__, rounds=4)
     parser.add_argument("--requests", type=int, default=2, help="requests per client per level and round")
     parser.add_argument("--single-requests", type=int, default=8,
                         help="requests per round at one stream (one client has few samples otherwise)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the discarded warm-up requests")
-    parser.add_argument("--max-model-len", type=int, default=2048)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="docs", help="directory for messages-bench.json ('' to write nothing)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
-    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    results: dict[str, Any] = {"command": " ".join(sys.argv), "date": date, "prompt": PROMPT, "tokens": args.tokens,
-                               "rounds": args.rounds, "models": {}}
+    results = results_of(args, PROMPT)
     tables = []
     for name in args.models.split(","):
         _, path = resolve_model(name)
@@ -182,9 +172,7 @@ def main() -> None:
                                          args.single_requests, not args.no_warmup))
         results["models"][name] = result
         tables.append(table(name, result, levels, VARIANTS, reference="chat"))
-    if args.out:
-        (Path(args.out) / "messages-bench.json").write_text(json.dumps(results, indent=2))
-    print("\n" + "\n".join(tables))
+    write(args, "messages-bench.json", results, tables)
 
 
 if __name__ == "__main__":

@@ -17,19 +17,16 @@ Target (issue #10): the stored Responses stream within 5% of chat in TTFT p50 an
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from servers import Setup, running
-from variants import summaries, table
+from variants import arguments, results_of, summaries, table, write
 
 from streamserve.bench import BenchClient, Prompt, RequestOptions, RequestRecord, run_level
 from streamserve.models import resolve_model
@@ -73,19 +70,10 @@ async def measure(base_url: str, levels: list[int], tokens: int, rounds: int) ->
 
 def main() -> None:
     """Run every model, write the JSON, print the tables."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="smollm2-135m-instruct,gemma-3-270m")
-    parser.add_argument("--levels", default="1,16")
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--max-model-len", type=int, default=2048)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="docs")
+    parser = arguments(__doc__, rounds=3)
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
-    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    results: dict[str, Any] = {"command": " ".join(sys.argv), "date": date, "prompt": PROMPT, "tokens": args.tokens,
-                               "rounds": args.rounds, "models": {}}
+    results = results_of(args, PROMPT)
     tables = []
     for name in args.models.split(","):
         _, path = resolve_model(name)
@@ -97,9 +85,7 @@ def main() -> None:
             result = asyncio.run(measure(base_url, levels, args.tokens, args.rounds))
         results["models"][name] = result
         tables.append(table(name, result, levels, VARIANTS, reference="chat", label="variant"))
-    out = Path(args.out)
-    (out / "responses-bench.json").write_text(json.dumps(results, indent=2))
-    print("\n" + "\n".join(tables))
+    write(args, "responses-bench.json", results, tables)
 
 
 if __name__ == "__main__":

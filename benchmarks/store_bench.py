@@ -16,12 +16,9 @@ Target (issue 26): PostgreSQL within 5% of SQLite in TTFT p50 and ITL p50.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from servers import Setup, running
 from tests.pgcluster import running_cluster
-from variants import summaries, table
+from variants import arguments, results_of, summaries, table, write
 
 from streamserve.bench import BenchClient, Prompt, RequestOptions, RequestRecord, run_level
 from streamserve.models import resolve_model
@@ -73,19 +70,10 @@ def measure(setup: Setup, name: str, pg_url: str, levels: list[int], tokens: int
 
 def main() -> None:
     """Run every model on both stores, write the JSON, print the tables."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="smollm2-135m-instruct,gemma-3-270m")
-    parser.add_argument("--levels", default="1,16")
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--max-model-len", type=int, default=2048)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="docs")
+    parser = arguments(__doc__, rounds=2)
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
-    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    results: dict[str, Any] = {"command": " ".join(sys.argv), "date": date, "prompt": PROMPT, "tokens": args.tokens,
-                               "rounds": args.rounds, "models": {}}
+    results = results_of(args, PROMPT)
     tables = []
     with running_cluster() as cluster:
         for name in args.models.split(","):
@@ -95,10 +83,7 @@ def main() -> None:
             result = measure(setup, name, cluster.new_database("bench"), levels, args.tokens, args.rounds)
             results["models"][name] = result
             tables.append(table(name, result, levels, STORES, reference="sqlite", label="store"))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "store-bench.json").write_text(json.dumps(results, indent=2))
-    print("\n" + "\n".join(tables))
+    write(args, "store-bench.json", results, tables)
 
 
 if __name__ == "__main__":

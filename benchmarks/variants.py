@@ -3,10 +3,43 @@ each variant's ratios to a reference one (responses_bench, store_bench, messages
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from streamserve.bench import RequestRecord, summarize
+
+
+def arguments(doc: str | None, rounds: int) -> argparse.ArgumentParser:
+    """The arguments every A/B benchmark takes (a script adds its own before parsing)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="smollm2-135m-instruct,gemma-3-270m")
+    parser.add_argument("--levels", default="1,16")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--max-model-len", type=int, default=2048)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="docs", help="directory for the JSON ('' to write nothing)")
+    return parser
+
+
+def results_of(args: argparse.Namespace, prompt: str) -> dict[str, Any]:
+    """The JSON's header (command, date, prompt, tokens, rounds); each model's result goes under ``models``."""
+    return {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "prompt": prompt, "tokens": args.tokens, "rounds": args.rounds, "models": {}}
+
+
+def write(args: argparse.Namespace, name: str, results: Mapping[str, Any], tables: Sequence[str]) -> None:
+    """Write the JSON as ``name`` into ``--out`` (unless it is empty) and print the tables."""
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(json.dumps(results, indent=2))
+    print("\n" + "\n".join(tables))
 
 
 def summaries(records: Mapping[tuple[str, int], list[RequestRecord]], durations: Mapping[tuple[str, int], float],
