@@ -144,9 +144,11 @@ def _add_engine_arguments(serve: argparse.ArgumentParser, defaults: EngineConfig
                         help="decode each sequence's rows in llama.cpp calls of their own, so greedy and seeded "
                              "output never depends on other traffic, at a throughput cost (docs/determinism.md)")
     engine.add_argument("--speculative", choices=("off", "ngram"), default=defaults.speculative,
-                        help="draftless speculative decoding: ngram drafts from each sequence's prompt and output, "
-                             "verified in one decode (lossless); off by default. A request's prediction is "
-                             "drafted from either way; --deterministic turns both off (docs/speculation.md)")
+                        help="draftless speculative decoding: ngram (the default) drafts from each sequence's "
+                             "prompt and output, verified in one decode (lossless), wherever the sequence's measured "
+                             "acceptance and this CPU's measured cost of a verification say it is faster; off "
+                             "never drafts. A request's prediction is drafted from either way; --deterministic "
+                             "turns both off (docs/speculation.md)")
     engine.add_argument("--prompt-grid", type=int, default=defaults.prompt_grid,
                         help="prompts are prefilled in grid-aligned chunks of this many tokens, and only whole "
                              "chunks are reused from the prompt cache, so a cached prompt gives a fresh prefill's "

@@ -12,7 +12,7 @@ from streamserve.engine.sampling import SamplingParams
 from streamserve.engine.scheduler import Scheduler
 from streamserve.engine.sequence import Sequence, SequenceStatus
 from streamserve.engine.speculation import BUSY, DRAFT_MAX, PRIORS, Speculator, best_length, expected_tokens
-from streamserve.engine.verify_probe import VerifyProbe
+from streamserve.engine.verify_probe import CallCost, VerifyProbe
 from streamserve.engine.work import Sampled
 
 _DUMMY: Any = object()
@@ -50,11 +50,22 @@ def test_realigning_prefers_the_next_occurrence_over_an_earlier_one() -> None:
 
 
 def test_ngram_lookup_drafts_what_followed_the_latest_earlier_occurrence() -> None:
-    drafter = NgramDrafter([5, 1, 2, 3, 9, 1, 2, 3, 4, 6])
-    assert drafter.propose([0, 1, 2, 3], 3) == [4, 6, 0]  # the later "1 2 3" is followed by 4 6 (then output)
-    assert drafter.propose([8, 8], 2) == []  # "x 8 8" and "8 8" never occurred before
-    assert drafter.propose([4], 4) == []
-    assert drafter.propose([0, 1, 2, 3], 0) == []
+    prompt = [5, 1, 2, 3, 9, 1, 2, 3, 4, 6]
+    assert NgramDrafter(prompt).propose([0, 1, 2, 3], 3) == [4, 6, 0]  # the later "1 2 3": 4 6 (then output)
+    assert NgramDrafter(prompt).propose([8, 8], 2) == []  # "x 8 8" and "8 8" never occurred before
+    assert NgramDrafter(prompt).propose([4], 4) == []
+    assert NgramDrafter(prompt).propose([0, 1, 2, 3], 0) == []
+
+
+def test_ngram_lookup_follows_a_growing_output_past_its_first_room() -> None:
+    drafter = NgramDrafter([107, 108])
+    output: list[int] = []
+    for i in range(200):  # the history outgrows its first array: the lookup still sees all of it
+        output.append(i % 50)
+        if i <= 50:
+            assert drafter.propose(output, 2) == []  # no n-gram repeats yet (49 0 is new)
+        else:
+            assert drafter.propose(output, 2) == [(i + 1) % 50, (i + 2) % 50]
 
 
 def _seq(params: SamplingParams, output: list[int] | None = None) -> Sequence:
@@ -83,39 +94,62 @@ def test_the_speculator_drafts_nothing_when_busy_off_or_deterministic() -> None:
     assert Speculator("ngram", deterministic=True, max_model_len=100).draft(_seq(params), 1, 100) == []
     no_prediction = SamplingParams(max_tokens=50)
     assert Speculator("off", max_model_len=100).draft(_seq(no_prediction, [100, 101]), 1, 100) == []
-    ngram = Speculator("ngram", max_model_len=100, row_cost=0.1)  # prior 0.6 at cheap rows: 3 tokens
+    ngram = Speculator("ngram", max_model_len=100, cost=CallCost.linear(0.1))  # prior 0.6 at cheap rows: 3 tokens
     assert ngram.draft(_seq(no_prediction, [100, 101]), 1, 100) == [102, 103, 104]
 
 
 def test_the_best_length_weighs_acceptance_against_the_cost_of_a_row() -> None:
     assert expected_tokens(1.0, 4) == 5 and expected_tokens(0.5, 2) == 1.75
-    assert best_length(0.99, 0.1, 16) == 16  # nearly always right, cheap rows: draft all it may
-    assert best_length(0.9, 0.4, 16) < best_length(0.95, 0.4, 16) < best_length(0.99, 0.4, 16)
-    assert best_length(0.3, 0.4, 16) == 0  # mostly wrong: nothing pays
-    assert best_length(0.9, 2.0, 16) == 0  # a row costs two decodes: nothing pays
+    assert best_length(0.99, CallCost.linear(0.1), 16) == 16  # nearly always right, cheap rows: draft all it may
+    linear = CallCost.linear(0.4)
+    assert best_length(0.9, linear, 16) < best_length(0.95, linear, 16) < best_length(0.99, linear, 16)
+    assert best_length(0.3, CallCost.linear(0.4), 16) == 0  # mostly wrong: nothing pays
+    assert best_length(0.9, CallCost.linear(2.0), 16) == 0  # a row costs two decodes: nothing pays
     for alpha in (0.5, 0.8, 0.95):
-        k = best_length(alpha, 0.3, 16)
+        k = best_length(alpha, CallCost.linear(0.3), 16)
         rate = expected_tokens(alpha, k) / (1 + 0.3 * k)
         assert all(expected_tokens(alpha, j) / (1 + 0.3 * j) <= rate for j in range(1, 17))
 
 
-def test_acceptance_is_learned_per_sequence_and_fades_back_to_the_prior() -> None:
-    spec = Speculator("ngram", max_model_len=100, row_cost=0.4)
-    seq = _seq(SamplingParams(max_tokens=50), [100, 101])
+def test_a_measured_call_cost_is_joined_by_lines_and_continued_past_its_last_point() -> None:
+    cost = CallCost(((1, 1.0), (3, 2.8), (9, 5.6), (17, 9.4)))  # SmolLM2 on 2 EPYC cores
+    assert cost(1) == 1.0 and cost(3) == 2.8 and cost(17) == 9.4
+    assert cost(2) == 1.9 and abs(cost(13) - 7.5) < 1e-9
+    assert abs(cost(25) - 13.2) < 1e-9  # the last segment's slope
+    assert CallCost.linear(0.5)(5) == 3.0
+
+
+def test_an_expensive_short_call_leaves_drafts_off_or_long() -> None:
+    # Up to 5 rows a call costs about what as many one-row calls do: a short draft never pays, and at high
+    # acceptance the long one does, where a linear cost fitted at 17 rows would pick a short one.
+    measured = CallCost(((1, 1.0), (3, 2.8), (9, 5.6), (17, 9.4)))
+    assert best_length(0.8, measured, 16) == 0
+    assert best_length(0.99, measured, 16) == 16
+    assert 0 < best_length(0.8, CallCost.linear((9.4 - 1) / 16), 16) < 8
+
+
+def test_acceptance_is_learned_per_sequence_from_drafts_and_from_drafts_not_taken() -> None:
+    spec = Speculator("ngram", max_model_len=100, cost=CallCost.linear(0.4))
+    seq = _seq(SamplingParams(max_tokens=50), [100, 101])  # 100, 101 occurred in the prompt: 102 follows
     prior = spec.acceptance(seq)
     assert prior == PRIORS["ngram"]
     for _ in range(5):
-        spec.observe(seq, 4, 0)  # every draft wrong from its first token
+        spec.observe(seq, 4, 0, 7)  # every draft wrong from its first token
     assert spec.acceptance(seq) < 0.3
     assert spec.draft(seq, 1, 100) == []  # drafting does not pay any more...
-    for _ in range(300):
-        spec.draft(seq, 1, 100)
-        if seq.draft_evidence[1] < 0.5:
+    assert seq.shadow_guess == 102  # ...but the proposal is still checked against the model's token
+    spec.observe(seq, 0, 0, 103)
+    assert seq.draft_evidence[1] > 0.9 * 5  # a wrong guess is a miss
+    for _ in range(30):  # the model starts repeating the prompt: the guesses come true
+        if spec.draft(seq, 1, 100):
             break
-    assert spec.draft(seq, 1, 100)  # ...until the evidence has faded and it is tried again
+        spec.observe(seq, 0, 0, 102)
+    assert spec.draft(seq, 1, 100)[:1] == [102]  # and drafting resumes
     for _ in range(10):
-        spec.observe(seq, 4, 4)
+        spec.observe(seq, 4, 4, 0)
     assert spec.acceptance(seq) > 0.9
+    spec.observe(seq, 0, 0, 5)
+    assert spec.acceptance(seq) > 0.9  # nothing proposed this step (drafted): no evidence
     predicted = _seq(SamplingParams(max_tokens=50, prediction=(10, 11)))
     assert spec.acceptance(predicted) == PRIORS["prediction"]
 
@@ -184,14 +218,30 @@ def test_nothing_is_drafted_while_a_prompt_is_read() -> None:
 
 
 def test_calibration_sizes_drafts_by_cost_and_records_the_exact_rows() -> None:
-    params = SamplingParams(max_tokens=50, prediction=tuple(range(10, 40)))
-    spec = Speculator(max_model_len=100, row_cost=0.05)
+    params = SamplingParams(max_tokens=80, prediction=tuple(range(10, 60)))
+    spec = Speculator(max_model_len=100, cost=CallCost.linear(0.05))
     seq = _seq(params)
     seq.draft_evidence = (100.0, 0.0)  # always right: only the cost limits the draft
-    spec.calibrate(VerifyProbe(exact_rows=3, row_cost=0.05))
+    spec.calibrate(VerifyProbe(exact_rows=3, cost=CallCost.linear(0.05)))
     assert spec.exact_rows == 3
     assert spec.draft(seq, 1, 100) == list(range(11, 11 + DRAFT_MAX))  # not capped at the exact rows
-    spec.calibrate(VerifyProbe(exact_rows=3, row_cost=2.0))  # a row dearer than a step: no length pays
+    spec.calibrate(VerifyProbe(exact_rows=3, cost=CallCost.linear(2.0)))  # a row dearer than a step: no length pays
     assert spec.draft(seq, 1, 100) == []
 
 
+
+
+def test_the_drafts_of_one_step_share_one_drafts_rows() -> None:
+    # Logits are computed for every row of a verification: the step's drafts together stay within DRAFT_MAX,
+    # so the rows a step computes stay within what the memory estimate counts (STEP_ROWS).
+    params = SamplingParams(max_tokens=200, prediction=tuple(range(10, 10 + 2 * DRAFT_MAX)))
+    spec = Speculator(max_model_len=300, cost=CallCost.linear(0.05))
+    sched = Scheduler(LanePool(2, 1), max_num_batched_tokens=512, grid=1, max_model_len=300, speculator=spec)
+    seqs = [Sequence([100 + i, 101, 102], params, _DUMMY) for i in range(2)]
+    for seq in seqs:
+        sched.add(seq)
+    sched.admit()
+    for seq in seqs:
+        seq.num_computed, seq.output_ids, seq.draft_evidence = 3, [10], (100.0, 0.0)
+    works = sched.schedule(0)
+    assert [len(w.draft) for w in works] == [DRAFT_MAX, 0]

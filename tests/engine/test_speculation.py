@@ -8,6 +8,7 @@ the draft. SmolLM2's kernels give a row the same logits in any ubatch of 1 to 63
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,7 +20,7 @@ from streamserve.engine import EngineClient, EngineConfig, FinishReason, Samplin
 from streamserve.engine.constraint import Grammars
 from streamserve.engine.sequence import Sequence
 from streamserve.engine.speculation import DRAFT_MAX, Speculator
-from streamserve.engine.verify_probe import MAX_ROW_COST, MIN_ROW_COST, SAFE_ROWS, probe_verification
+from streamserve.engine.verify_probe import MAX_ROW_COST, MIN_ROW_COST, SAFE_ROWS, CallCost, probe_verification
 from streamserve.llama import Batch, Context, Model, guidance_tokenizer, load_model
 from streamserve.models import resolve_model
 from tests.engine.test_constraint import PERSON, json_grammar
@@ -41,9 +42,9 @@ def _config(**overrides: Any) -> EngineConfig:
 @pytest.fixture(scope="module")
 def engine(model: Model) -> Iterator[EngineClient]:
     """An engine with n-gram speculation off: drafts come only from predictions."""
-    eng = EngineClient(model, _config())
+    eng = EngineClient(model, _config(speculative="off"))
     eng.start()
-    eng.core.speculator.row_cost = ROW_COST
+    eng.core.speculator.cost = CallCost.linear(ROW_COST)
     yield eng
     eng.stop()
 
@@ -143,7 +144,7 @@ def test_ngram_speculation_changes_nothing(engine: EngineClient, model: Model) -
     plain, _ = generate(engine, ids, params)
     ngram = EngineClient(model, _config(speculative="ngram"))
     ngram.start()
-    ngram.core.speculator.row_cost = ROW_COST
+    ngram.core.speculator.cost = CallCost.linear(ROW_COST)
     try:
         drafted, stream = generate(ngram, ids, params)
         seeded = SamplingParams(max_tokens=40, temperature=0.8, seed=3)
@@ -232,13 +233,19 @@ def test_the_probe_finds_whole_drafts_exact_on_smollm2(model: Model) -> None:
     batch = Batch(DRAFT_MAX + 1)
     try:
         tokens = model.tokenize("one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-                                "fifteen sixteen seventeen eighteen", add_special=False, parse_special=False)
+                                "fifteen sixteen seventeen eighteen nineteen twenty twenty-one twenty-two "
+                                "twenty-three twenty-four twenty-five", add_special=False, parse_special=False)
+        assert len(tokens) >= DRAFT_MAX + 2
         probe = probe_verification(context, batch, tokens[: DRAFT_MAX + 2])
     finally:
         batch.close()
         context.close()
     assert probe.exact_rows == DRAFT_MAX + 1
-    assert MIN_ROW_COST <= probe.row_cost <= MAX_ROW_COST
+    sizes = [rows for rows, _ in probe.cost.points]
+    assert sizes == sorted(sizes) and sizes[0] == 1 and sizes[-1] == DRAFT_MAX + 1
+    for (a, ca), (b, cb) in itertools.pairwise(probe.cost.points):  # rows never cost less than before
+        assert ca + MIN_ROW_COST * (b - a) <= cb + 1e-9 or cb == ca
+        assert cb <= 1 + MAX_ROW_COST * (b - 1)
 
 
 def test_gemma_drafts_past_the_rows_it_verifies_bit_for_bit() -> None:
@@ -248,16 +255,16 @@ def test_gemma_drafts_past_the_rows_it_verifies_bit_for_bit() -> None:
     # output with its own answer as the prediction may leave that answer only where it was a near-tie.
     _, path = resolve_model("gemma-3-270m")
     with load_model(path) as gemma:
-        eng = EngineClient(gemma, _config(n_threads=2))
+        eng = EngineClient(gemma, _config(n_threads=2, speculative="off"))
         eng.start()
         try:
             assert eng.core.speculator.exact_rows == SAFE_ROWS
             verified: list[tuple[int, int]] = []
             observe = eng.core.speculator.observe
 
-            def spy(seq: Sequence, drafted: int, accepted: int) -> None:
+            def spy(seq: Sequence, drafted: int, accepted: int, drawn: int) -> None:
                 verified.append((drafted, accepted))
-                observe(seq, drafted, accepted)
+                observe(seq, drafted, accepted, drawn)
 
             eng.core.speculator.observe = spy  # type: ignore[method-assign]
             ids = gemma.tokenize("<start_of_turn>user\nList the days of the week, one per line.<end_of_turn>\n"
@@ -294,7 +301,7 @@ def test_tokens_the_grammar_forces_are_drafted_and_refused_ones_cut(model: Model
         seq.num_computed = seq.num_tokens - 1
         return seq
 
-    speculator = Speculator("ngram", max_model_len=512, row_cost=0.05)
+    speculator = Speculator("ngram", max_model_len=512, cost=CallCost.linear(0.05))
     for token in tokens("{"):
         constraint.consume(token)
     forced = constraint.forced()

@@ -12,7 +12,7 @@ from pathlib import Path
 from streamserve.api.moderation import ModerationService, build_moderation
 from streamserve.api.params import Limits, control_stop_ids
 from streamserve.config import ServerConfig
-from streamserve.engine import EngineClient, EngineConfig
+from streamserve.engine import STEP_ROWS, EngineClient, EngineConfig
 from streamserve.models import ModelSpec, estimate, resident_memory, resolve_model
 from streamserve.models.memory import give_back
 from streamserve.moderation import ModerationObserver
@@ -56,10 +56,12 @@ class ModelLoader:
                                    max_num_seqs=spec.max_num_seqs or base.max_num_seqs)
 
     def estimate(self, spec: ModelSpec) -> int:
-        """Bytes before loading: weights as the file holds them, the whole KV cache, the logits rows."""
+        """Bytes before loading: weights as the file holds them, the whole KV cache, the logits rows (a step
+        verifying a draft computes more rows than lanes when lanes are few)."""
         engine = self.engine_config(spec)
         lanes = engine.max_num_seqs
-        return estimate(spec.source, engine.max_model_len * lanes, _OUTPUT_ROWS_PER_LANE * lanes)
+        rows = max(_OUTPUT_ROWS_PER_LANE * lanes, 0 if engine.deterministic else STEP_ROWS)
+        return estimate(spec.source, engine.max_model_len * lanes, rows)
 
     def load(self, spec: ModelSpec) -> tuple[LoadedModel, int]:
         """Load and start the model; return it with the resident memory its load added (blocking)."""

@@ -11,9 +11,11 @@ from streamserve.engine.core import EngineCore, EngineStats
 from streamserve.engine.errors import EngineError, EngineStoppedError, QueueFullError, StreamBacklogError
 from streamserve.engine.events import FinishReason, SequenceOutput, TokenEvent
 from streamserve.engine.sampling import SamplingParams
+from streamserve.engine.speculation import STEP_ROWS
 from streamserve.engine.stream import SequenceStream
 
 __all__ = [
+    "STEP_ROWS",
     "EngineClient",
     "EngineConfig",
     "EngineCore",

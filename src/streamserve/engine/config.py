@@ -40,8 +40,9 @@ class EngineConfig:
     it (``Scheduler.admit``).
     ``deterministic`` decodes each sequence's rows in a llama_decode call of their own, so its output
     does not depend on other traffic whatever the kernels do, at a throughput cost; it also turns
-    speculation off. ``speculative`` ``ngram`` drafts from n-grams of each sequence's prompt and output
-    (a request's ``prediction`` is drafted from whatever it says; docs/speculation.md).
+    speculation off. ``speculative`` ``ngram`` (the default) drafts from n-grams of each sequence's prompt
+    and output where the sequence's measured acceptance and this CPU's measured cost of a verification say
+    it pays; ``off`` never does (a request's ``prediction`` is drafted from either way; docs/speculation.md).
     """
 
     max_num_seqs: int = 8
@@ -58,7 +59,7 @@ class EngineConfig:
     max_long_partial_prefills: int = 1
     prefill_chunks: int = 2
     deterministic: bool = False
-    speculative: Literal["off", "ngram"] = "off"
+    speculative: Literal["off", "ngram"] = "ngram"
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.prefill_stall) or self.prefill_stall <= 1.0:

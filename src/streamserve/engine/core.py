@@ -23,7 +23,7 @@ from streamserve.engine.scheduler import Scheduler
 from streamserve.engine.sequence import Sequence, SequenceStatus
 from streamserve.engine.speculation import DRAFT_MAX, Speculator
 from streamserve.engine.turns import CPU, Turns
-from streamserve.engine.verify_probe import MAX_ROW_COST, SAFE_ROWS, VerifyProbe, probe_verification
+from streamserve.engine.verify_probe import MAX_ROW_COST, SAFE_ROWS, CallCost, VerifyProbe, probe_once
 from streamserve.llama import Batch, Context, DecodeError, Model
 
 logger = logging.getLogger("streamserve.engine")
@@ -184,13 +184,15 @@ class EngineCore:
             self.budget.observe(1, 0, seconds)
             if self.speculator.enabled and self.config.max_num_batched_tokens >= SAFE_ROWS:
                 text = ("The quick brown fox jumps over the lazy dog, then runs far away into the green forest "
-                        "and sleeps under an old oak tree until the morning sun wakes it again.")
+                        "and sleeps under an old oak tree until the morning sun wakes it again. The next day "
+                        "it walks back along the river, past the mill and the bridge, to the farm where it began.")
                 tokens = self.model.tokenize(text, add_special=False, parse_special=False)
                 rows = min(DRAFT_MAX + 1, self.config.max_num_batched_tokens)  # llama.cpp aborts past n_batch
                 with self.turns:
-                    self.speculator.calibrate(probe_verification(self.context, batch, tokens[: rows + 1]))
+                    self.speculator.calibrate(probe_once(self.context, batch, tokens[: rows + 1],
+                                                         self.config.n_threads))
             elif self.speculator.enabled:  # batches too small to verify a draft in
-                self.speculator.calibrate(VerifyProbe(exact_rows=0, row_cost=MAX_ROW_COST))
+                self.speculator.calibrate(VerifyProbe(exact_rows=0, cost=CallCost.linear(MAX_ROW_COST)))
         finally:
             batch.close()
             self.context.remove(0)

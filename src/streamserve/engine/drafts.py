@@ -76,22 +76,40 @@ class PredictionDrafter:
 
 class NgramDrafter:
     """Draftless drafts (prompt lookup): the tokens that followed the last earlier occurrence of the
-    output's final n-gram in the prompt and output so far."""
+    output's final n-gram in the prompt and output so far.
+
+    The history is kept in one array that the output is appended to, so a lookup each step costs a scan
+    of it, not a copy of the prompt (steps propose even when nothing is drafted: ``Speculator.draft``).
+    """
 
     def __init__(self, prompt: Sequence[int]) -> None:
-        self.prompt = list(prompt)
+        self._history = np.empty(max(64, 2 * len(prompt)), dtype=np.int64)
+        self._history[: len(prompt)] = prompt
+        self._prompt_len = self._len = len(prompt)
 
     def propose(self, output: Sequence[int], k: int) -> list[int]:
         """Up to ``k`` tokens that followed the latest earlier occurrence of the last 3 (else 2) tokens."""
+        self._extend(output)
         if k <= 0:
             return []
-        history = self.prompt + list(output)
-        array = np.asarray(history, dtype=np.int64)
+        history = self._history[: self._len]
         for n in LOOKUP_NGRAM:
-            if len(history) <= n:
+            if self._len <= n:
                 continue
-            starts = _occurrences(array[:-1], history[-n:])  # earlier occurrences, not the suffix itself
+            starts = _occurrences(history[:-1], history[-n:].tolist())  # earlier ones, not the suffix itself
             if starts.size:
                 end = int(starts[-1]) + n
-                return history[end : end + k]
+                return [int(t) for t in history[end : end + k]]
         return []
+
+    def _extend(self, output: Sequence[int]) -> None:
+        """Append the output tokens not in the history yet."""
+        new = output[self._len - self._prompt_len :]
+        if not new:
+            return
+        if self._len + len(new) > self._history.size:
+            grown = np.empty(2 * (self._len + len(new)), dtype=np.int64)
+            grown[: self._len] = self._history[: self._len]
+            self._history = grown
+        self._history[self._len : self._len + len(new)] = new
+        self._len += len(new)

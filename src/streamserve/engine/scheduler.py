@@ -9,7 +9,7 @@ from streamserve.engine.events import FinishReason, SequenceOutput, TokenEvent
 from streamserve.engine.lanes import LanePool, grid_extent, reusable_prefix
 from streamserve.engine.prefill import prompt_shares, unfilled, whole_units
 from streamserve.engine.sequence import Sequence, SequenceStatus
-from streamserve.engine.speculation import Speculator
+from streamserve.engine.speculation import DRAFT_MAX, Speculator
 from streamserve.engine.work import Sampled, Work
 
 
@@ -114,9 +114,15 @@ class Scheduler:
         """
         prefilling = [seq for seq in self.running if seq.is_prefilling]
         n_decoding = -1 if prefilling else self.num_decoding()  # -1: nothing is drafted while a prompt is read
-        works = [self._decode_work(seq, n_decoding) if seq.output_ids
-                 else Work(seq, [], seq.num_computed, True, "cached")
-                 for seq in self.running if not seq.is_prefilling]
+        room = min(DRAFT_MAX, self.max_num_batched_tokens - 1)  # the step's drafts share one draft's rows
+        works = []
+        for seq in self.running:
+            if seq.is_prefilling:
+                continue
+            work = self._decode_work(seq, n_decoding, room) if seq.output_ids else Work(
+                seq, [], seq.num_computed, True, "cached")
+            room -= len(work.draft)
+            works.append(work)
         granting = [seq for seq in prefilling if unfilled(seq) > seq.prompt_credit]
         capacity = self.max_num_batched_tokens - sum(len(w.tokens) for w in works)
         budget = min(capacity, max(prompt_budget, len(granting)))
@@ -136,14 +142,14 @@ class Scheduler:
                 works.append(Work(seq, seq.prompt_ids[full:end], full, True, "tail"))
         return works
 
-    def _decode_work(self, seq: Sequence, n_decoding: int) -> Work:
+    def _decode_work(self, seq: Sequence, n_decoding: int, room: int) -> Work:
         """A decoding sequence's work: its last token, with a draft to verify when the speculator has one.
 
         Nothing is drafted while a prompt is being read (``n_decoding`` -1), so prefill steps stay as they were.
         """
         draft = []
         if n_decoding >= 0 and self.speculator is not None:
-            draft = self.speculator.draft(seq, n_decoding, self.max_num_batched_tokens - 1)
+            draft = self.speculator.draft(seq, n_decoding, room)
         return Work(seq, [seq.output_ids[-1], *draft], seq.num_computed, True, "verify" if draft else "decode")
 
     def postprocess(self, works: list[Work], sampled: list[Sampled]) -> tuple[list[SequenceOutput], list[Sequence]]:
@@ -196,8 +202,8 @@ class Scheduler:
         for seq, emitted in events.items():
             outputs.append(SequenceOutput(seq.number, tuple(emitted), drafted=drafted.get(seq, 0),
                                           accepted=accepted.get(seq, 0)))
-            if seq in drafted and self.speculator is not None:
-                self.speculator.observe(seq, drafted[seq], accepted.get(seq, 0))
+            if self.speculator is not None:
+                self.speculator.observe(seq, drafted.get(seq, 0), accepted.get(seq, 0), emitted[0].token_id)
         return outputs, failed
 
     def finish(self, seq: Sequence, status: SequenceStatus, *, keep_kv: bool = True) -> None:

@@ -59,6 +59,7 @@ class Sequence:
     sampler: Sampler | None = None
     drafter: PredictionDrafter | NgramDrafter | None = None  # made at its first draft (engine.speculation)
     draft_evidence: tuple[float, float] = (0.0, 0.0)  # draft tokens accepted and rejected, recent ones weighing more
+    shadow_guess: int | None = None  # this step's proposed but untaken draft's first token (engine.speculation)
     arrival_time: float = field(default_factory=time.monotonic)
     admit_time: float | None = None
 

@@ -1,16 +1,18 @@
 """Speculator: which draft each decoding sequence gets this step, and how long, from acceptance and cost.
 
-A sequence with a predicted output drafts from it; otherwise, with ``--speculative ngram``, from n-grams
-of its prompt and output. The draft length is chosen per sequence and step to maximise the expected
+A sequence with a predicted output drafts from it; otherwise, with ``--speculative ngram`` (the default),
+from n-grams of its prompt and output. The draft length is chosen per sequence and step to maximise the expected
 tokens per unit of decode time (``best_length``): from the sequence's measured acceptance (each draft
 token taken as accepted with one probability, estimated from its verifications so far, recent ones
-weighing more) and from the cost of one more row in a decode call, measured at startup
-(``row_cost``, by ``verify_probe``, which also finds how many rows a verification may hold and still
-give one-token steps' logits bit for bit: the output is then the same with and without drafts; beyond
-that, as for any batched step, it is the model's up to the kernels' order of sums). When no length
-pays, nothing is drafted; the estimate then drifts back to its prior step by step, so drafting is
-tried again later. No drafts when the step is busy (batching several decoding sequences already fills
-it), under ``--deterministic``, or past the sequence's token limit.
+weighing more, and from steps where a draft was proposed but not taken: whether the model's token was
+the draft's first, a free observation) and from what a call of ``k + 1`` rows costs, measured at startup
+for a few sizes (``CallCost``, by ``verify_probe``, which also finds how many rows a verification may
+hold and still give one-token steps' logits bit for bit: the output is then the same with and without
+drafts; beyond that, as for any batched step, it is the model's up to the kernels' order of sums). When
+no length pays, nothing is drafted, but the proposal's first token is still checked against the
+model's, so a sequence that starts repeating itself starts drafting again. No drafts when the step is
+busy (batching several decoding sequences already fills it), under ``--deterministic``, or past the
+sequence's token limit.
 A constrained sequence drafts the tokens its grammar forces when there are some, and its draft is cut
 at the first token its grammar would refuse (both checked without advancing the matcher).
 """
@@ -22,16 +24,21 @@ from typing import Literal
 
 from streamserve.engine.drafts import NgramDrafter, PredictionDrafter
 from streamserve.engine.sequence import Sequence
-from streamserve.engine.verify_probe import VerifyProbe
+from streamserve.engine.verify_probe import CallCost, VerifyProbe
 
 SpeculativeMode = Literal["off", "ngram"]
 
-DRAFT_MAX = 16
-"""Most tokens drafted at once, from a prediction or n-grams (llama.cpp's ``--draft-max`` default); the
-cost model chooses fewer unless nearly every draft token is accepted."""
+DRAFT_MAX = 32
+"""Most tokens drafted in one step, from a prediction or n-grams (llama.cpp's ``--draft-max`` is 16): on a
+CPU a call of 33 rows costs 10 to 12 one-row decodes against 7.6 to 9.3 for 17 (docs/speculation.md), so
+long drafts are where speculation pays; the cost model chooses fewer unless nearly every token is accepted."""
 
 BUSY = 4
 """From this many decoding sequences on, a step is busy: batching fills it and nothing is drafted."""
+
+STEP_ROWS = BUSY + DRAFT_MAX
+"""Most rows of logits a step with a draft computes: the steps' drafts share ``DRAFT_MAX`` tokens, so at most
+``BUSY - 1`` decoding rows and one draft's. A memory estimate counts this many rows of vocabulary floats."""
 
 PRIORS = {"prediction": 0.9, "ngram": 0.6}
 """Acceptance assumed before a sequence's first verification, per draft source."""
@@ -42,15 +49,11 @@ PRIOR_WEIGHT = 4.0
 DECAY = 0.9
 """Each verification keeps this share of the evidence before it: recent drafts weigh more."""
 
-FADE = 0.98
-"""Each step without a draft keeps this share: slow enough that a sequence whose drafts fail (free prose)
-tries again every few dozen steps, not every other one (a failed one-token draft costs a row)."""
-
 MIN_GAIN = 1.05
 """A draft must promise this many times the tokens per unit of time of a plain step (its overheads)."""
 
-DEFAULT_ROW_COST = 0.4
-"""One more row's cost relative to a one-row decode, until measured (SmolLM2 on 2 cores: 0.4 to 0.8)."""
+DEFAULT_COST = CallCost.linear(0.4)
+"""What a call of several rows costs until the startup probe has measured it."""
 
 
 def expected_tokens(alpha: float, k: int) -> float:
@@ -60,11 +63,11 @@ def expected_tokens(alpha: float, k: int) -> float:
     return (1.0 - alpha ** (k + 1)) / (1.0 - alpha)
 
 
-def best_length(alpha: float, row_cost: float, limit: int) -> int:
+def best_length(alpha: float, cost: CallCost, limit: int) -> int:
     """The draft length (0 to ``limit``) with the most expected tokens per unit of decode time."""
     best, best_rate = 0, MIN_GAIN
     for k in range(1, limit + 1):
-        rate = expected_tokens(alpha, k) / (1.0 + row_cost * k)
+        rate = expected_tokens(alpha, k) / cost(k + 1)
         if rate > best_rate:
             best, best_rate = k, rate
     return best
@@ -74,22 +77,27 @@ class Speculator:
     """Proposes each decoding sequence's draft for a step (``draft``) and learns from what was accepted."""
 
     def __init__(self, mode: SpeculativeMode = "off", *, deterministic: bool = False, max_model_len: int,
-                 is_eog: Callable[[int], bool] = lambda token: False, row_cost: float = DEFAULT_ROW_COST) -> None:
+                 is_eog: Callable[[int], bool] = lambda token: False, cost: CallCost = DEFAULT_COST) -> None:
         self.mode = mode
         self.enabled = not deterministic
         self.max_model_len = max_model_len
         self.is_eog = is_eog
-        self.row_cost = row_cost
+        self.cost = cost
         self.exact_rows = DRAFT_MAX + 1
 
     def calibrate(self, probe: VerifyProbe) -> None:
-        """Size drafts to this machine's cost of a row; record how many rows a verification may hold and
+        """Size drafts to what calls cost on this machine; record how many rows a verification may hold and
         still give one-token steps' logits, which is what the bit-for-bit guarantee covers."""
-        self.row_cost = probe.row_cost
+        self.cost = probe.cost
         self.exact_rows = probe.exact_rows
 
     def draft(self, seq: Sequence, n_decoding: int, room: int) -> list[int]:
-        """The draft to verify after ``seq``'s last token this step (at most ``room`` tokens); often none."""
+        """The draft to verify after ``seq``'s last token this step (at most ``room`` tokens); often none.
+
+        When a draft is proposed but no length of it pays, its first token is kept as ``seq.shadow_guess``
+        for ``observe`` to check against the model's: acceptance keeps being measured without drafting.
+        """
+        seq.shadow_guess = None
         if not self.enabled or n_decoding >= BUSY or room <= 0:
             return []
         if seq.drafter is None:
@@ -100,14 +108,13 @@ class Speculator:
             else:
                 return []
         # The verified rows emit at most k + 1 tokens: stay within max_tokens and the context.
-        k = min(best_length(self.acceptance(seq), self.row_cost, DRAFT_MAX), room,
-                seq.params.max_tokens - len(seq.output_ids) - 1, self.max_model_len - seq.num_tokens - 1)
-        if k <= 0:
-            self._forget(seq)
+        limit = min(DRAFT_MAX, room, seq.params.max_tokens - len(seq.output_ids) - 1,
+                    self.max_model_len - seq.num_tokens - 1)
+        if limit <= 0:
             return []
-        draft = seq.drafter.propose(seq.output_ids, k)
+        draft = seq.drafter.propose(seq.output_ids, limit)
         if seq.constraint is not None:  # what the grammar forces is a draft that cannot be wrong
-            draft = seq.constraint.forced()[:k] or draft
+            draft = seq.constraint.forced()[:limit] or draft
         stops = seq.params.stop_token_ids
         for i, token in enumerate(draft):  # a draft never ends the sequence: end-of-generation is the model's call
             if token in stops or self.is_eog(token):
@@ -115,7 +122,12 @@ class Speculator:
                 break
         if draft and seq.constraint is not None:
             draft = draft[: seq.constraint.valid_prefix(draft)]
-        return draft
+        if not draft:
+            return []
+        k = best_length(self.acceptance(seq), self.cost, len(draft))
+        if k == 0:
+            seq.shadow_guess = draft[0]
+        return draft[:k]
 
     def acceptance(self, seq: Sequence) -> float:
         """The estimated chance that ``seq``'s next draft token is accepted: its prior and its recent verifications."""
@@ -123,14 +135,12 @@ class Speculator:
         hits, misses = seq.draft_evidence
         return (hits + prior * PRIOR_WEIGHT) / (hits + misses + PRIOR_WEIGHT)
 
-    def observe(self, seq: Sequence, drafted: int, accepted: int) -> None:
-        """Learn from one verification: ``accepted`` tokens agreed, then one disagreed unless all did."""
+    def observe(self, seq: Sequence, drafted: int, accepted: int, drawn: int) -> None:
+        """Learn from one step of ``seq``: of ``drafted`` draft tokens, ``accepted`` agreed, then one disagreed
+        unless all did; with no draft, whether ``drawn`` (the step's first token) was its ``shadow_guess``."""
         if drafted == 0:
-            return
+            if seq.shadow_guess is None:
+                return
+            drafted, accepted = 1, int(drawn == seq.shadow_guess)
         hits, misses = seq.draft_evidence
         seq.draft_evidence = (hits * DECAY + accepted, misses * DECAY + (accepted < drafted))
-
-    def _forget(self, seq: Sequence) -> None:
-        """A step without a draft: old evidence fades, so a sequence that stopped drafting tries again later."""
-        hits, misses = seq.draft_evidence
-        seq.draft_evidence = (hits * FADE, misses * FADE)
