@@ -30,14 +30,14 @@ SpeculativeMode = Literal["off", "ngram"]
 
 DRAFT_MAX = 32
 """Most tokens drafted in one step, from a prediction or n-grams (llama.cpp's ``--draft-max`` is 16): on a
-CPU a call of 33 rows costs 10 to 12 one-row decodes against 7.6 to 9.3 for 17 (docs/speculation.md), so
+CPU a call of 33 rows costs 10 to 18 one-row decodes against 7.6 to 9.3 for 17 (docs/speculation.md), so
 long drafts are where speculation pays; the cost model chooses fewer unless nearly every token is accepted."""
 
 BUSY = 4
 """From this many decoding sequences on, a step is busy: batching fills it and nothing is drafted."""
 
 STEP_ROWS = BUSY + DRAFT_MAX
-"""Most rows of logits a step with a draft computes: the steps' drafts share ``DRAFT_MAX`` tokens, so at most
+"""Most rows of logits a step with a draft computes: a step's drafts share ``DRAFT_MAX`` tokens, so at most
 ``BUSY - 1`` decoding rows and one draft's. A memory estimate counts this many rows of vocabulary floats."""
 
 PRIORS = {"prediction": 0.9, "ngram": 0.6}
