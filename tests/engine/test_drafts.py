@@ -140,6 +140,9 @@ def test_acceptance_is_learned_per_sequence_from_drafts_and_from_drafts_not_take
     assert seq.shadow_guess == 102  # ...but the proposal is still checked against the model's token
     spec.observe(seq, 0, 0, 103)
     assert seq.draft_evidence[1] > 0.9 * 5  # a wrong guess is a miss
+    evidence = seq.draft_evidence
+    spec.observe(seq, 0, 0, 104)  # a step that proposed nothing (a prompt was read): the guess was used up
+    assert seq.shadow_guess is None and seq.draft_evidence == evidence
     for _ in range(30):  # the model starts repeating the prompt: the guesses come true
         if spec.draft(seq, 1, 100):
             break
@@ -227,8 +230,6 @@ def test_calibration_sizes_drafts_by_cost_and_records_the_exact_rows() -> None:
     assert spec.draft(seq, 1, 100) == list(range(11, 11 + DRAFT_MAX))  # not capped at the exact rows
     spec.calibrate(VerifyProbe(exact_rows=3, cost=CallCost.linear(2.0)))  # a row dearer than a step: no length pays
     assert spec.draft(seq, 1, 100) == []
-
-
 
 
 def test_the_drafts_of_one_step_share_one_drafts_rows() -> None:

@@ -95,9 +95,9 @@ class Speculator:
         """The draft to verify after ``seq``'s last token this step (at most ``room`` tokens); often none.
 
         When a draft is proposed but no length of it pays, its first token is kept as ``seq.shadow_guess``
-        for ``observe`` to check against the model's: acceptance keeps being measured without drafting.
+        for this step's ``observe`` to check against the model's: acceptance keeps being measured without
+        drafting.
         """
-        seq.shadow_guess = None
         if not self.enabled or n_decoding >= BUSY or room <= 0:
             return []
         if seq.drafter is None:
@@ -137,10 +137,12 @@ class Speculator:
 
     def observe(self, seq: Sequence, drafted: int, accepted: int, drawn: int) -> None:
         """Learn from one step of ``seq``: of ``drafted`` draft tokens, ``accepted`` agreed, then one disagreed
-        unless all did; with no draft, whether ``drawn`` (the step's first token) was its ``shadow_guess``."""
+        unless all did; with no draft, whether ``drawn`` (the step's first token) was its ``shadow_guess``,
+        which is used up here: a step that did not consult ``draft`` (a prompt being read) has none."""
+        guess, seq.shadow_guess = seq.shadow_guess, None
         if drafted == 0:
-            if seq.shadow_guess is None:
+            if guess is None:
                 return
-            drafted, accepted = 1, int(drawn == seq.shadow_guess)
+            drafted, accepted = 1, int(drawn == guess)
         hits, misses = seq.draft_evidence
         seq.draft_evidence = (hits * DECAY + accepted, misses * DECAY + (accepted < drafted))

@@ -34,7 +34,7 @@ cost more than calls of one row), which would turn drafting off."""
 
 COST_SIZES = (SAFE_ROWS, 9, 17)
 """Call sizes timed besides the longest verification: the cost of a call is far from linear in its rows on
-a CPU (on 2 EPYC cores, 3 rows cost 2.2 one-row calls, 17 rows 7.6 to 9.3, 33 rows 10 to 12), so drafts
+a CPU (on 2 EPYC cores, 3 rows cost 2.2 one-row calls, 17 rows 7.6 to 9.3, 33 rows 10 to 18), so drafts
 are sized from points."""
 
 
