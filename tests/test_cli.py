@@ -62,6 +62,7 @@ CASES: list[tuple[list[str], dict[str, Any], str | None]] = [
     (["--max-long-reads", "0"], {"engine.max_long_partial_prefills": 0}, "--max-long-partial-prefills"),
     (["--deterministic"], {"engine.deterministic": True}, None),
     (["--speculative", "ngram"], {"engine.speculative": "ngram"}, None),
+    (["--speculative", "off"], {"engine.speculative": "off"}, None),
     (["--prompt-grid", "32"], {"engine.prompt_grid": 32}, None),
     (["--max-tokens-default", "100"], {"max_tokens_default": 100}, None),
     (["--max-n", "2"], {"max_n": 2}, None),

@@ -143,12 +143,15 @@ def _add_engine_arguments(serve: argparse.ArgumentParser, defaults: EngineConfig
     engine.add_argument("--deterministic", action="store_true", default=defaults.deterministic,
                         help="decode each sequence's rows in llama.cpp calls of their own, so greedy and seeded "
                              "output never depends on other traffic, at a throughput cost (docs/determinism.md)")
-    engine.add_argument("--speculative", choices=("off", "ngram"), default=defaults.speculative,
-                        help="draftless speculative decoding: ngram (the default) drafts from each sequence's "
-                             "prompt and output, verified in one decode (lossless), wherever the sequence's measured "
-                             "acceptance and this CPU's measured cost of a verification say it is faster; off "
-                             "never drafts. A request's prediction is drafted from either way; --deterministic "
-                             "turns both off (docs/speculation.md)")
+    engine.add_argument("--speculative", choices=("off", "auto", "ngram"), default=defaults.speculative,
+                        help="draftless speculative decoding: drafts from each sequence's prompt and output, "
+                             "verified in one decode, wherever the sequence's measured acceptance and this CPU's "
+                             "measured cost of a verification say it is faster. auto (the default) drafts only as "
+                             "many tokens as the startup probe finds keep greedy output bit for bit what it is "
+                             "without drafts (with several threads, none on this llama.cpp build); ngram drafts "
+                             "whatever pays (output may then change in near-ties, as under load); off never "
+                             "drafts. A request's prediction is drafted from in every mode; --deterministic turns "
+                             "all drafting off (docs/speculation.md)")
     engine.add_argument("--prompt-grid", type=int, default=defaults.prompt_grid,
                         help="prompts are prefilled in grid-aligned chunks of this many tokens, and only whole "
                              "chunks are reused from the prompt cache, so a cached prompt gives a fresh prefill's "

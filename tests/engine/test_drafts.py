@@ -232,6 +232,31 @@ def test_calibration_sizes_drafts_by_cost_and_records_the_exact_rows() -> None:
     assert spec.draft(seq, 1, 100) == []
 
 
+def test_auto_keeps_ngram_drafts_within_the_exact_rows_and_predictions_go_on() -> None:
+    repeating = list(range(100, 110)) * 4  # n-grams that always have a continuation
+    spec = Speculator("auto", max_model_len=200, cost=CallCost.linear(0.05))
+    ngram = _seq(SamplingParams(max_tokens=80))
+    ngram.prompt_ids, ngram.output_ids = repeating, [100, 101]
+    ngram.draft_evidence = (100.0, 0.0)
+    predicted = _seq(SamplingParams(max_tokens=80, prediction=tuple(range(10, 60))))
+    predicted.draft_evidence = (100.0, 0.0)
+    spec.calibrate(VerifyProbe(exact_rows=4, cost=CallCost.linear(0.05)))
+    assert spec.ngram
+    assert spec.draft(ngram, 1, 100) == [102, 103, 104]  # three drafts and the last token: four exact rows
+    assert len(spec.draft(predicted, 1, 100)) == DRAFT_MAX  # a prediction is asked for: not capped
+    for exact_rows in (1, 0):  # no call of two rows or more is exact: no n-gram drafts at all
+        spec = Speculator("auto", max_model_len=200, cost=CallCost.linear(0.05))
+        spec.calibrate(VerifyProbe(exact_rows=exact_rows, cost=CallCost.linear(0.05)))
+        fresh = _seq(SamplingParams(max_tokens=80))
+        fresh.prompt_ids, fresh.output_ids = repeating, [100, 101]
+        assert not spec.ngram and spec.draft(fresh, 1, 100) == [] and fresh.drafter is None
+    spec = Speculator("ngram", max_model_len=200, cost=CallCost.linear(0.05))
+    spec.calibrate(VerifyProbe(exact_rows=0, cost=CallCost.linear(0.05)))
+    ngram.drafter, ngram.output_ids = None, [100, 101]
+    assert spec.ngram and len(spec.draft(ngram, 1, 100)) > 3  # ngram drafts whatever pays
+    assert not Speculator("ngram", deterministic=True, max_model_len=200).ngram
+
+
 def test_the_drafts_of_one_step_share_one_drafts_rows() -> None:
     # Logits are computed for every row of a verification: the step's drafts together stay within DRAFT_MAX,
     # so the rows a step computes stay within what the memory estimate counts (STEP_ROWS).

@@ -1,8 +1,9 @@
 """Speculative decoding on the real SmolLM2 model: drafts change how fast tokens come, never which tokens.
 
 Each comparison runs its sequences alone and in one engine, so the only difference between the runs is
-the draft. SmolLM2's kernels give a row the same logits in any ubatch of 1 to 63 rows of its lane
-(docs/determinism.md), so greedy and seeded output, logprobs included, must match bit for bit.
+the draft. With one thread SmolLM2's kernels give a row the same logits in any ubatch of 1 to 63 rows of its
+lane at every position (docs/determinism.md), so greedy and seeded output, logprobs included, must match bit
+for bit.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from streamserve.engine import EngineClient, EngineConfig, FinishReason, Samplin
 from streamserve.engine.constraint import Grammars
 from streamserve.engine.sequence import Sequence
 from streamserve.engine.speculation import DRAFT_MAX, Speculator
-from streamserve.engine.verify_probe import MAX_ROW_COST, MIN_ROW_COST, SAFE_ROWS, CallCost, probe_verification
+from streamserve.engine.verify_probe import (
+    MAX_ROW_COST,
+    MIN_ROW_COST,
+    SAFE_ROWS,
+    CallCost,
+    VerifyProbe,
+    probe_verification,
+)
 from streamserve.llama import Batch, Context, Model, guidance_tokenizer, load_model
 from streamserve.models import resolve_model
 from tests.engine.test_constraint import PERSON, json_grammar
@@ -227,25 +235,43 @@ def test_sampled_continuations_with_a_prediction_have_the_models_distribution(en
     assert chi2 < CHI2_CRITICAL_0_001[min(len(pooled) - 1, 8)], (chi2, pooled)
 
 
-def test_the_probe_finds_whole_drafts_exact_on_smollm2(model: Model) -> None:
-    # SmolLM2's Q4_1 weights are not repacked: a row's logits are the same in any call of under 64 rows.
-    context = Context(model, n_ctx_seq=128, n_seq_max=1, n_batch=64, n_threads=1)
+COUNTING = ("one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+            "seventeen eighteen nineteen twenty twenty-one twenty-two twenty-three twenty-four twenty-five")
+
+
+def _probe(model: Model, n_ctx_seq: int, n_threads: int) -> VerifyProbe:
+    context = Context(model, n_ctx_seq=n_ctx_seq, n_seq_max=1, n_batch=64, n_threads=n_threads)
     batch = Batch(DRAFT_MAX + 1)
     try:
-        tokens = model.tokenize("one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-                                "fifteen sixteen seventeen eighteen nineteen twenty twenty-one twenty-two "
-                                "twenty-three twenty-four twenty-five", add_special=False, parse_special=False)
+        tokens = model.tokenize(COUNTING, add_special=False, parse_special=False)
         assert len(tokens) >= DRAFT_MAX + 2
-        probe = probe_verification(context, batch, tokens[: DRAFT_MAX + 2])
+        return probe_verification(context, batch, tokens[: DRAFT_MAX + 2])
     finally:
         batch.close()
         context.close()
+
+
+def test_the_probe_finds_whole_drafts_exact_on_smollm2_in_one_thread(model: Model) -> None:
+    # SmolLM2's Q4_1 weights are not repacked: a row's logits are the same in any call of under 64 rows, and
+    # with one thread a lone decode's attention is one piece at every position.
+    probe = _probe(model, 512, 1)
     assert probe.exact_rows == DRAFT_MAX + 1
     sizes = [rows for rows, _ in probe.cost.points]
     assert sizes == sorted(sizes) and sizes[0] == 1 and sizes[-1] == DRAFT_MAX + 1
     for (a, ca), (b, cb) in itertools.pairwise(probe.cost.points):  # rows never cost less than before
         assert ca + MIN_ROW_COST * (b - a) <= cb + 1e-9 or cb == ca
         assert cb <= 1 + MAX_ROW_COST * (b - 1)
+
+
+def test_past_256_positions_two_threads_split_a_lone_decode_and_no_verification_is_exact(model: Model) -> None:
+    # llama.cpp's CPU flash attention splits a one-row decode's keys between threads from 512 (padded) keys on,
+    # which a call of several rows never does: the probe looks that far in, and ``auto`` then drafts no n-grams.
+    far = _probe(model, 512, 2)
+    assert far.exact_rows == 0
+    assert _probe(model, 200, 2).exact_rows == DRAFT_MAX + 1  # a lane this short never reaches the split
+    auto = Speculator("auto", max_model_len=512)
+    auto.calibrate(far)
+    assert not auto.ngram
 
 
 def test_gemma_drafts_past_the_rows_it_verifies_bit_for_bit() -> None:
@@ -255,7 +281,8 @@ def test_gemma_drafts_past_the_rows_it_verifies_bit_for_bit() -> None:
     # output with its own answer as the prediction may leave that answer only where it was a near-tie.
     _, path = resolve_model("gemma-3-270m")
     with load_model(path) as gemma:
-        eng = EngineClient(gemma, _config(n_threads=2, speculative="off"))
+        # Lanes of 256 positions: the probe's far check stays short of the split attention of longer ones.
+        eng = EngineClient(gemma, _config(n_threads=2, speculative="off", max_model_len=256))
         eng.start()
         try:
             assert eng.core.speculator.exact_rows == SAFE_ROWS

@@ -29,6 +29,7 @@ from streamserve.api.protocol import (
 )
 from streamserve.api.serving import data_only_failure, keep_alive, serve
 from streamserve.api.state import LoadedModel, ServerState
+from streamserve.engine import EngineStats
 from streamserve.formats import sse
 from streamserve.formats.completions import ChunkFormatter, CompletionBuilder, CompletionMeta, Shape, new_completion_id
 from streamserve.generation.generation import GenerationRequest, start_generation
@@ -54,7 +55,8 @@ async def health(request: Request) -> Response:
     and while shutting down. ``models`` gives each servable model's state."""
     state = _state(request)
     models = {} if state.models is None else {
-        slot.spec.name: {"state": slot.state.value, **({"error": slot.error} if slot.error else {})}
+        slot.spec.name: {"state": slot.state.value, **({"error": slot.error} if slot.error else {}),
+                         **({"speculation": _speculation(slot.loaded.engine.stats())} if slot.loaded else {})}
         for slot in state.models.slots.values()}
     if state.status != "ok":
         errors = [slot["error"] for slot in models.values() if "error" in slot]
@@ -65,6 +67,11 @@ async def health(request: Request) -> Response:
     engine = state.config.engine
     return _json({"status": "ok", "cpu_kernels": cpu, "models": models,
                   "determinism": {"deterministic": engine.deterministic, "prompt_grid": engine.prompt_grid}})
+
+
+def _speculation(stats: EngineStats) -> dict[str, Any]:
+    """What a loaded model drafts: n-grams or not, and how many verification rows its startup probe found exact."""
+    return {"ngram_drafts": stats.spec_ngram, "exact_rows": stats.spec_exact_rows}
 
 
 @health_router.get("/metrics")

@@ -40,9 +40,11 @@ class EngineConfig:
     it (``Scheduler.admit``).
     ``deterministic`` decodes each sequence's rows in a llama_decode call of their own, so its output
     does not depend on other traffic whatever the kernels do, at a throughput cost; it also turns
-    speculation off. ``speculative`` ``ngram`` (the default) drafts from n-grams of each sequence's prompt
+    speculation off. ``speculative`` ``auto`` (the default) drafts from n-grams of each sequence's prompt
     and output where the sequence's measured acceptance and this CPU's measured cost of a verification say
-    it pays; ``off`` never does (a request's ``prediction`` is drafted from either way; docs/speculation.md).
+    it pays, but only as many tokens as keep the output what it is without drafts (as the startup probe
+    finds: with several threads, none on this llama.cpp build); ``ngram`` drafts whatever pays; ``off``
+    never drafts from n-grams (a request's ``prediction`` is drafted from in every mode; docs/speculation.md).
     """
 
     max_num_seqs: int = 8
@@ -59,7 +61,7 @@ class EngineConfig:
     max_long_partial_prefills: int = 1
     prefill_chunks: int = 2
     deterministic: bool = False
-    speculative: Literal["off", "ngram"] = "ngram"
+    speculative: Literal["off", "auto", "ngram"] = "auto"
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.prefill_stall) or self.prefill_stall <= 1.0:
@@ -70,8 +72,8 @@ class EngineConfig:
                      "prompt_grid", "prefill_chunks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.speculative not in ("off", "ngram"):
-            raise ValueError(f"speculative must be off or ngram, got {self.speculative!r}")
+        if self.speculative not in ("off", "auto", "ngram"):
+            raise ValueError(f"speculative must be off, auto or ngram, got {self.speculative!r}")
         if self.extra_bufts not in ("auto", "on", "off"):
             raise ValueError(f"extra_bufts must be auto, on or off, got {self.extra_bufts!r}")
         for name in ("max_queue", "long_prefill_token_threshold", "max_long_partial_prefills"):

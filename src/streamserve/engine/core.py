@@ -39,7 +39,9 @@ class EngineStats:
     ``aborted_total`` counts aborted sequences by ``ABORT_PHASES`` phase (a client gone or too far
     behind, or, in decode, a stop string matched); ``lanes_free`` of ``lanes_total`` lanes hold no
     sequence. ``spec_draft_tokens_total`` draft tokens were verified, ``spec_accepted_tokens_total`` of them
-    accepted (docs/speculation.md).
+    accepted; ``spec_ngram`` says whether sequences without a prediction draft from n-grams, and
+    ``spec_exact_rows`` how many rows a verification may hold and give one-token steps' logits, as the
+    startup probe found (docs/speculation.md).
     """
 
     running: int = 0
@@ -54,6 +56,8 @@ class EngineStats:
     aborted_total: tuple[tuple[str, int], ...] = ()
     spec_draft_tokens_total: int = 0
     spec_accepted_tokens_total: int = 0
+    spec_ngram: bool = False
+    spec_exact_rows: int = 0
 
 
 Deliver = Callable[[list[tuple[Sequence, SequenceOutput]]], None]
@@ -196,6 +200,7 @@ class EngineCore:
         finally:
             batch.close()
             self.context.remove(0)
+            self._publish()
             self.ready.set()
 
     def _with_admission(self, seq: Sequence, output: SequenceOutput) -> SequenceOutput:
@@ -242,6 +247,8 @@ class EngineCore:
             aborted_total=tuple(self._aborted.items()),
             spec_draft_tokens_total=self._drafted_tokens,
             spec_accepted_tokens_total=self._accepted_tokens,
+            spec_ngram=self.speculator.ngram,
+            spec_exact_rows=self.speculator.exact_rows if self.speculator.enabled else 0,
         )
 
     def close(self) -> None:

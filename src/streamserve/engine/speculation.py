@@ -1,18 +1,21 @@
 """Speculator: which draft each decoding sequence gets this step, and how long, from acceptance and cost.
 
-A sequence with a predicted output drafts from it; otherwise, with ``--speculative ngram`` (the default),
-from n-grams of its prompt and output. The draft length is chosen per sequence and step to maximise the expected
-tokens per unit of decode time (``best_length``): from the sequence's measured acceptance (each draft
-token taken as accepted with one probability, estimated from its verifications so far, recent ones
-weighing more, and from steps where a draft was proposed but not taken: whether the model's token was
-the draft's first, a free observation) and from what a call of ``k + 1`` rows costs, measured at startup
-for a few sizes (``CallCost``, by ``verify_probe``, which also finds how many rows a verification may
-hold and still give one-token steps' logits bit for bit: the output is then the same with and without
-drafts; beyond that, as for any batched step, it is the model's up to the kernels' order of sums). When
-no length pays, nothing is drafted, but the proposal's first token is still checked against the
-model's, so a sequence that starts repeating itself starts drafting again. No drafts when the step is
-busy (batching several decoding sequences already fills it), under ``--deterministic``, or past the
-sequence's token limit.
+A sequence with a predicted output drafts from it; otherwise, with ``--speculative auto`` (the default) or
+``ngram``, from n-grams of its prompt and output. The draft length is chosen per sequence and step to
+maximise the expected tokens per unit of decode time (``best_length``): from the sequence's measured
+acceptance (each draft token taken as accepted with one probability, estimated from its verifications so
+far, recent ones weighing more, and from steps where a draft was proposed but not taken: whether the
+model's token was the draft's first, a free observation) and from what a call of ``k + 1`` rows costs,
+measured at startup for a few sizes (``CallCost``, by ``verify_probe``). The probe also finds how many
+rows a verification may hold and still give one-token steps' logits bit for bit, at the start of a lane
+and hundreds of positions in: within that the output is the same with and without drafts; beyond it,
+as for any batched step, it is the model's up to the kernels' order of sums. ``auto`` keeps n-gram
+drafts within it (with several threads, on this llama.cpp build, that is none: a lone one-row decode
+splits its attention between threads past 256 positions), ``ngram`` drafts whatever pays, and a
+prediction, which a request asks for, is drafted in every mode. When no length pays, nothing is drafted,
+but the proposal's first token is still checked against the model's, so a sequence that starts
+repeating itself starts drafting again. No drafts when the step is busy (batching several decoding
+sequences already fills it), under ``--deterministic``, or past the sequence's token limit.
 A constrained sequence drafts the tokens its grammar forces when there are some, and its draft is cut
 at the first token its grammar would refuse (both checked without advancing the matcher).
 """
@@ -26,7 +29,7 @@ from streamserve.engine.drafts import NgramDrafter, PredictionDrafter
 from streamserve.engine.sequence import Sequence
 from streamserve.engine.verify_probe import CallCost, VerifyProbe
 
-SpeculativeMode = Literal["off", "ngram"]
+SpeculativeMode = Literal["off", "auto", "ngram"]
 
 DRAFT_MAX = 32
 """Most tokens drafted in one step, from a prediction or n-grams (llama.cpp's ``--draft-max`` is 16): on a
@@ -85,6 +88,12 @@ class Speculator:
         self.cost = cost
         self.exact_rows = DRAFT_MAX + 1
 
+    @property
+    def ngram(self) -> bool:
+        """Whether sequences without a prediction draft from n-grams: ``ngram``, or ``auto`` where a verification of
+        two rows or more gives one-token steps' logits."""
+        return self.enabled and (self.mode == "ngram" or (self.mode == "auto" and self.exact_rows > 1))
+
     def calibrate(self, probe: VerifyProbe) -> None:
         """Size drafts to what calls cost on this machine; record how many rows a verification may hold and
         still give one-token steps' logits, which is what the bit-for-bit guarantee covers."""
@@ -103,13 +112,15 @@ class Speculator:
         if seq.drafter is None:
             if seq.params.prediction:
                 seq.drafter = PredictionDrafter(seq.params.prediction)
-            elif self.mode == "ngram":
+            elif self.ngram:
                 seq.drafter = NgramDrafter(seq.prompt_ids)
             else:
                 return []
         # The verified rows emit at most k + 1 tokens: stay within max_tokens and the context.
         limit = min(DRAFT_MAX, room, seq.params.max_tokens - len(seq.output_ids) - 1,
                     self.max_model_len - seq.num_tokens - 1)
+        if self.mode == "auto" and not seq.params.prediction:
+            limit = min(limit, self.exact_rows - 1)
         if limit <= 0:
             return []
         draft = seq.drafter.propose(seq.output_ids, limit)

@@ -1,13 +1,16 @@
 """What verifying a draft costs and how many rows it may take and stay exact, measured once at startup.
 
 A verification decodes a sequence's last token and its draft in one call. Its rows give the logits
-one-token steps give only if llama.cpp computes them in the same kernel paths: on this build that
-holds below 64 rows of a lane for flash attention, but llama.cpp's repacked matmuls (Gemma 3 270M's
-Q4_K weights here) compute rows four at a time and the rest one by one, in another order of sums
-(docs/determinism.md). So the probe decodes a few tokens one at a time, then the same tokens in one
-call of ``rows`` rows and in one of ``SAFE_ROWS``, compares the logits bit for bit, and reports the
-largest call that matched: what the bit-for-bit guarantee covers (docs/speculation.md). It also times
-calls of a few sizes for the draft-length policy (``CallCost``).
+one-token steps give only if llama.cpp computes them in the same kernel paths, and on this build they
+often do not: repacked matmuls (Gemma 3 270M's Q4_K weights here) compute rows four at a time and the
+rest one by one, in another order of sums; and from 256 positions on (512 keys, padded) flash
+attention splits a lone one-row decode's keys into one piece per thread, merged after, where a call of
+several rows sums each row's keys in one piece (docs/determinism.md). So the probe decodes a few
+tokens one at a time, then the same tokens in one call of ``rows`` rows and in one of ``SAFE_ROWS``,
+at the start of a lane and again ``LONG_POSITION`` tokens in (or as far as the lane reaches), compares
+the logits bit for bit, and reports the largest call that matched at both: what the bit-for-bit
+guarantee covers (docs/speculation.md). It also times calls of a few sizes for the draft-length
+policy (``CallCost``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ are sized from points."""
 TIMINGS = 2
 """Calls of each size timed; the fastest counts (the first call of a shape also builds its graph)."""
 
+LONG_POSITION = 300
+"""Where the second exactness check starts: past the 256 positions from which llama.cpp's CPU flash attention
+(its keys padded to 512) splits a lone one-row decode's keys between threads (``use_split_kv_path`` in
+``ggml-cpu/ops.cpp``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class CallCost:
@@ -73,14 +81,15 @@ class VerifyProbe:
     cost: CallCost
 
 
-_FINDINGS: dict[tuple[str, bool, int, int, tuple[int, ...]], VerifyProbe] = {}
+_FINDINGS: dict[tuple[str, bool, int, int, int, tuple[int, ...]], VerifyProbe] = {}
 
 
 def probe_once(context: Context, batch: Batch, tokens: list[int], n_threads: int) -> VerifyProbe:
-    """``probe_verification`` once per model file and kernels, thread count and tokens in this process: an engine
-    started again on the same model (a model loaded again after an eviction, or tests) reuses the findings
-    instead of spending a second on the same measurement."""
-    key = (str(context.model.path), context.model.extra_bufts, n_threads, context.n_batch, tuple(tokens))
+    """``probe_verification`` once per model file and kernels, thread count, context and tokens in this process:
+    an engine started again on the same model (a model loaded again after an eviction, or tests) reuses the
+    findings instead of spending a second on the same measurement."""
+    key = (str(context.model.path), context.model.extra_bufts, n_threads, context.n_batch, context.n_ctx_seq,
+           tuple(tokens))
     if key not in _FINDINGS:
         _FINDINGS[key] = probe_verification(context, batch, tokens)
     return _FINDINGS[key]
@@ -96,27 +105,41 @@ def probe_verification(context: Context, batch: Batch, tokens: list[int], lane: 
     rows = len(tokens) - 1
     if rows < SAFE_ROWS:
         raise ValueError(f"the probe needs at least {SAFE_ROWS + 1} tokens, got {len(tokens)}")
+    far = min(LONG_POSITION, context.n_ctx_seq - len(tokens))
+    exact_rows = rows
     try:
-        reference, one = _one_by_one(context, batch, tokens, lane)
-        exact_rows = 0
-        for size in (rows, SAFE_ROWS):
-            digests, _ = _in_one_call(context, batch, tokens[: size + 1], lane)
-            if digests == reference[:size]:
-                exact_rows = size
-                break
+        for start in (far, 0) if far > 0 else (0,):  # the far check first: where the kernels part, it fails
+            if exact_rows:
+                exact_rows = _exact_rows(context, batch, tokens, lane, start, (exact_rows, SAFE_ROWS))
+        _fill(context, tokens, lane, 0)
+        _, one = _one_by_one(context, batch, tokens[: 2 * TIMINGS + 1], lane, 0)
         points = [(1, 1.0)]
         for size in sorted({s for s in (*COST_SIZES, rows) if 1 < s <= rows}):
-            elapsed = min(_in_one_call(context, batch, tokens[: size + 1], lane, read=False)[1]
+            elapsed = min(_in_one_call(context, batch, tokens[: size + 1], lane, 0, read=False)[1]
                           for _ in range(TIMINGS))
             low, high = 1 + MIN_ROW_COST * (size - 1), 1 + MAX_ROW_COST * (size - 1)
             points.append((size, max(points[-1][1], min(max(elapsed / one, low), high))))
     finally:
         context.remove(lane)
     cost = CallCost(tuple(points))
-    logger.info("speculation: verifications of up to %d rows give one-token steps' logits here (longer drafts "
-                "may change output in near-ties, as batching does); a call of %s rows costs %s one-row decodes",
-                exact_rows, ", ".join(str(r) for r, _ in points[1:]), ", ".join(f"{c:.1f}" for _, c in points[1:]))
+    logger.info("speculation: verifications of up to %d rows give one-token steps' logits at positions 0 and %d "
+                "here (longer drafts may change output in near-ties, as batching does); a call of %s rows costs %s "
+                "one-row decodes", exact_rows, max(far, 0), ", ".join(str(r) for r, _ in points[1:]),
+                ", ".join(f"{c:.1f}" for _, c in points[1:]))
     return VerifyProbe(exact_rows, cost)
+
+
+def _exact_rows(context: Context, batch: Batch, tokens: list[int], lane: int, start: int,
+                sizes: tuple[int, ...]) -> int:
+    """The first of ``sizes`` whose call, ``start`` positions into the lane, gives the logits one-token steps give
+    there; 0 if none does."""
+    _fill(context, tokens, lane, start)
+    reference, _ = _one_by_one(context, batch, tokens, lane, start)
+    for size in sizes:
+        digests, _ = _in_one_call(context, batch, tokens[: size + 1], lane, start)
+        if digests == reference[:size]:
+            return size
+    return 0
 
 
 def _digest(logits: np.ndarray) -> bytes:
@@ -124,33 +147,51 @@ def _digest(logits: np.ndarray) -> bytes:
     return hashlib.blake2b(np.ascontiguousarray(logits).tobytes(), digest_size=16).digest()
 
 
-def _one_by_one(context: Context, batch: Batch, tokens: list[int], lane: int) -> tuple[list[bytes], float]:
-    """Each row's logits (digests) decoded one token a call, and the fastest such call's time."""
+def _fill(context: Context, tokens: list[int], lane: int, length: int) -> None:
+    """Make ``lane`` hold ``length`` positions (maybe none) of ``tokens`` repeated, read in calls as large as the
+    context takes."""
     context.remove(lane)
+    filler = (tokens * (length // len(tokens) + 1))[:length]
+    batch = Batch(context.n_batch)
+    try:
+        for start in range(0, length, context.n_batch):
+            batch.clear()
+            for pos in range(start, min(start + context.n_batch, length)):
+                batch.add(filler[pos], pos, lane, False)
+            context.decode(batch)
+    finally:
+        batch.close()
+
+
+def _one_by_one(context: Context, batch: Batch, tokens: list[int], lane: int,
+                start: int) -> tuple[list[bytes], float]:
+    """Each row's logits (digests) decoded one token a call from position ``start`` (the lane holding the positions
+    before it), and the fastest such call's time."""
+    context.remove(lane, start, -1)
     digests, times = [], []
-    for pos, token in enumerate(tokens):
+    for pos, token in enumerate(tokens, start=start):
         batch.clear()
         batch.add(token, pos, lane, True)
-        start = time.perf_counter()
+        began = time.perf_counter()
         context.decode(batch)
-        times.append(time.perf_counter() - start)
-        if pos:
+        times.append(time.perf_counter() - began)
+        if pos > start:
             digests.append(_digest(context.logits(0)))
     return digests, min(times[1:])
 
 
-def _in_one_call(context: Context, batch: Batch, tokens: list[int], lane: int,
+def _in_one_call(context: Context, batch: Batch, tokens: list[int], lane: int, start: int,
                  read: bool = True) -> tuple[list[bytes], float]:
-    """Rows 1.. of ``tokens`` decoded in one call after the first alone: their logits' digests (if ``read``)
-    and the call's time."""
-    context.remove(lane)
+    """Rows 1.. of ``tokens`` decoded in one call after the first alone, from position ``start`` (the lane holding
+    the positions before it): their logits' digests (if ``read``) and the call's time."""
+    context.remove(lane, start, -1)
     batch.clear()
-    batch.add(tokens[0], 0, lane, False)
+    batch.add(tokens[0], start, lane, False)
     context.decode(batch)
     batch.clear()
-    for pos, token in enumerate(tokens[1:], start=1):
+    for pos, token in enumerate(tokens[1:], start=start + 1):
         batch.add(token, pos, lane, True)
-    start = time.perf_counter()
+    began = time.perf_counter()
     context.decode(batch)
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - began
     return [_digest(context.logits(row)) for row in range(len(tokens) - 1)] if read else [], elapsed
