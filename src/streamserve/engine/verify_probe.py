@@ -122,10 +122,16 @@ def probe_verification(context: Context, batch: Batch, tokens: list[int], lane: 
     finally:
         context.remove(lane)
     cost = CallCost(tuple(points))
-    logger.info("speculation: verifications of up to %d rows give one-token steps' logits at positions 0 and %d "
-                "here (longer drafts may change output in near-ties, as batching does); a call of %s rows costs %s "
-                "one-row decodes", exact_rows, max(far, 0), ", ".join(str(r) for r, _ in points[1:]),
-                ", ".join(f"{c:.1f}" for _, c in points[1:]))
+    costs = (f"a call of {', '.join(str(r) for r, _ in points[1:])} rows costs "
+             f"{', '.join(f'{c:.1f}' for _, c in points[1:])} one-row decodes")
+    if exact_rows:
+        logger.info("speculation: verifications of up to %d rows give one-token steps' logits here (at positions 0 "
+                    "and %d; longer drafts may change output in near-ties, as batching does); %s",
+                    exact_rows, max(far, 0), costs)
+    else:
+        logger.info("speculation: no verification of several rows gives one-token steps' logits %d positions into "
+                    "a lane here, so --speculative auto drafts no n-grams (predictions and --speculative ngram may "
+                    "change output in near-ties, as batching does); %s", max(far, 0), costs)
     return VerifyProbe(exact_rows, cost)
 
 
