@@ -111,7 +111,6 @@ def probe_verification(context: Context, batch: Batch, tokens: list[int], lane: 
         for start in (far, 0) if far > 0 else (0,):  # the far check first: where the kernels part, it fails
             if exact_rows:
                 exact_rows = _exact_rows(context, batch, tokens, lane, start, (exact_rows, SAFE_ROWS))
-        _fill(context, tokens, lane, 0)
         _, one = _one_by_one(context, batch, tokens[: 2 * TIMINGS + 1], lane, 0)
         points = [(1, 1.0)]
         for size in sorted({s for s in (*COST_SIZES, rows) if 1 < s <= rows}):
