@@ -34,6 +34,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def reports_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU reports AMX, where a native llama.cpp build's extra buffer types crash (llama.cpp#20824)."""
+    try:
+        return "amx_int8" in Path(cpuinfo).read_text()
+    except OSError:
+        return False
+
+
 def command(kind: str, setup: Setup, port: int, llama_server: str | None, extra: Sequence[str] = (), *,
             old_names: bool = False) -> list[str]:
     """The command line that starts ``kind`` on ``port``; ``extra`` arguments go to streamserve only.
@@ -52,7 +60,9 @@ def command(kind: str, setup: Setup, port: int, llama_server: str | None, extra:
             raise ValueError("llama-server needs --llama-server PATH")
         return [llama_server, "-m", str(setup.model_path), "--host", "127.0.0.1", "--port", str(port),
                 "-np", str(setup.max_num_seqs), "-c", str(setup.max_num_seqs * setup.max_model_len),
-                "-t", str(setup.threads), "-tb", str(setup.threads), "--no-webui"]
+                "-t", str(setup.threads), "-tb", str(setup.threads), "--no-webui",
+                # streamserve's kernel probe turns the AMX kernels off there: llama-server gets the same kernels
+                *(["--no-repack"] if reports_amx() else [])]
     if kind == "llama-cpp-python":
         return [sys.executable, "-m", "llama_cpp.server", "--model", str(setup.model_path), "--port", str(port),
                 "--host", "127.0.0.1", "--n_ctx", str(setup.max_model_len), "--n_threads", str(setup.threads),
