@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from streamserve.engine import EngineConfig
-from streamserve.models import DEFAULT_MODEL, Catalog, build_catalog
+from streamserve.models import DEFAULT_MODEL, Catalog, build_catalog, cache_dir
 
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 """Request bodies above this get 413 (a 4,096-token chat is about 20 KB)."""
@@ -23,6 +23,12 @@ def default_data_dir() -> Path:
     """Where stored responses live by default: ``$XDG_DATA_HOME/streamserve`` (``~/.local/share/streamserve``)."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "streamserve"
+
+
+def default_engine() -> EngineConfig:
+    """The served engines' settings by default: EngineConfig's, with the startup probe's findings kept in
+    ``cache_dir()/probes`` so a restart skips measuring again."""
+    return EngineConfig(probe_cache=cache_dir() / "probes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +93,7 @@ class ServerConfig:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     allowed_origins: tuple[str, ...] = ()
     playground: bool = True
-    engine: EngineConfig = field(default_factory=EngineConfig)
+    engine: EngineConfig = field(default_factory=default_engine)
     moderation: ModerationConfig = field(default_factory=ModerationConfig)
     data_dir: Path = field(default_factory=default_data_dir)
     store_ttl: float = 30 * DAY

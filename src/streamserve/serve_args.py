@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from streamserve.cli_flags import DEPRECATED, DeprecatedAlias, duration
-from streamserve.config import ModerationConfig, ServerConfig
+from streamserve.config import ModerationConfig, ServerConfig, default_engine
 from streamserve.durations import format_duration, parse_duration
 from streamserve.engine import EngineConfig
 from streamserve.models import BUILTIN_MODELS, parse_size
@@ -231,7 +231,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         max_backlog=args.max_backlog, prompt_grid=args.prompt_grid,
         long_prefill_token_threshold=args.long_prefill_token_threshold,
         max_long_partial_prefills=args.max_long_partial_prefills, deterministic=args.deterministic,
-        speculative=args.speculative,
+        speculative=args.speculative, probe_cache=default_engine().probe_cache,
     )
     moderation = ModerationConfig(
         mode=args.moderation, window=args.moderation_window, rules_file=args.moderation_rules,

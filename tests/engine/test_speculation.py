@@ -13,11 +13,20 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from streamserve.engine import EngineClient, EngineConfig, FinishReason, SamplingParams, SequenceStream, TokenEvent
+from streamserve.engine import (
+    EngineClient,
+    EngineConfig,
+    FinishReason,
+    SamplingParams,
+    SequenceStream,
+    TokenEvent,
+    verify_probe,
+)
 from streamserve.engine.constraint import Grammars
 from streamserve.engine.sequence import Sequence
 from streamserve.engine.speculation import DRAFT_MAX, Speculator
@@ -27,6 +36,7 @@ from streamserve.engine.verify_probe import (
     SAFE_ROWS,
     CallCost,
     VerifyProbe,
+    probe_once,
     probe_verification,
 )
 from streamserve.llama import Batch, Context, Model, guidance_tokenizer, load_model
@@ -272,6 +282,41 @@ def test_past_256_positions_two_threads_split_a_lone_decode_and_no_verification_
     auto = Speculator("auto", max_model_len=512)
     auto.calibrate(far)
     assert not auto.ngram
+
+
+def test_the_probe_is_kept_between_starts_and_measured_again_for_other_settings(
+        model: Model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A restart reads what the last start measured (no decode at all); other threads, or a file that cannot
+    # be read, measure again.
+    tokens = model.tokenize(COUNTING, add_special=False, parse_special=False)[: DRAFT_MAX + 2]
+    monkeypatch.setattr(verify_probe, "_FINDINGS", {})
+
+    def once(n_threads: int) -> VerifyProbe:
+        context = Context(model, n_ctx_seq=200, n_seq_max=1, n_batch=64, n_threads=n_threads)
+        batch = Batch(DRAFT_MAX + 1)
+        try:
+            return probe_once(context, batch, tokens, n_threads, tmp_path)
+        finally:
+            batch.close()
+            context.close()
+
+    measured = once(1)
+    [kept] = tmp_path.glob("verify-*.json")
+    assert json.loads(kept.read_text())["exact_rows"] == measured.exact_rows == DRAFT_MAX + 1
+
+    def no_measuring(*args: object) -> VerifyProbe:
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(verify_probe, "_FINDINGS", {})  # a new process
+    with monkeypatch.context() as patched:
+        patched.setattr(verify_probe, "probe_verification", no_measuring)
+        assert once(1) == measured
+    once(2)
+    assert len(list(tmp_path.glob("verify-*.json"))) == 2
+    kept.write_text("{not json")
+    monkeypatch.setattr(verify_probe, "_FINDINGS", {})
+    assert once(1).exact_rows == DRAFT_MAX + 1
+    assert json.loads(kept.read_text())["exact_rows"] == DRAFT_MAX + 1
 
 
 def test_gemma_drafts_past_the_rows_it_verifies_bit_for_bit() -> None:

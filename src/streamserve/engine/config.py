@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 
@@ -45,6 +46,7 @@ class EngineConfig:
     it pays, but only as many tokens as keep the output what it is without drafts (as the startup probe
     finds: with several threads, none on this llama.cpp build); ``ngram`` drafts whatever pays; ``off``
     never drafts from n-grams (a request's ``prediction`` is drafted from in every mode; docs/speculation.md).
+    ``probe_cache``, a directory, keeps that probe's findings between starts (None: measured at every start).
     """
 
     max_num_seqs: int = 8
@@ -62,6 +64,7 @@ class EngineConfig:
     prefill_chunks: int = 2
     deterministic: bool = False
     speculative: Literal["off", "auto", "ngram"] = "auto"
+    probe_cache: Path | None = None
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.prefill_stall) or self.prefill_stall <= 1.0:

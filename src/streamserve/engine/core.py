@@ -194,7 +194,7 @@ class EngineCore:
                 rows = min(DRAFT_MAX + 1, self.config.max_num_batched_tokens)  # llama.cpp aborts past n_batch
                 with self.turns:
                     self.speculator.calibrate(probe_once(self.context, batch, tokens[: rows + 1],
-                                                         self.config.n_threads))
+                                                         self.config.n_threads, self.config.probe_cache))
             elif self.speculator.enabled:  # batches too small to verify a draft in
                 self.speculator.calibrate(VerifyProbe(exact_rows=0, cost=CallCost.linear(MAX_ROW_COST)))
         finally:

@@ -16,13 +16,17 @@ policy (``CallCost``).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from streamserve.llama import Batch, Context
+from streamserve.llama import Batch, Context, build_identity
 
 logger = logging.getLogger("streamserve.engine")
 
@@ -84,15 +88,80 @@ class VerifyProbe:
 _FINDINGS: dict[tuple[str, bool, int, int, int, tuple[int, ...]], VerifyProbe] = {}
 
 
-def probe_once(context: Context, batch: Batch, tokens: list[int], n_threads: int) -> VerifyProbe:
+def probe_once(context: Context, batch: Batch, tokens: list[int], n_threads: int,
+               cache: Path | None = None) -> VerifyProbe:
     """``probe_verification`` once per model file and kernels, thread count, context and tokens in this process:
     an engine started again on the same model (a model loaded again after an eviction, or tests) reuses the
-    findings instead of spending a second on the same measurement."""
+    findings instead of spending a second on the same measurement.
+
+    With ``cache`` (a directory), once per machine too: the findings are kept in a file named by a digest of all
+    they depend on (this CPU and llama.cpp build, the model file, its kernels, threads, context and tokens), so
+    a restart skips the two or three seconds of measuring. Deleting the directory measures again.
+    """
     key = (str(context.model.path), context.model.extra_bufts, n_threads, context.n_batch, context.n_ctx_seq,
            tuple(tokens))
-    if key not in _FINDINGS:
-        _FINDINGS[key] = probe_verification(context, batch, tokens)
-    return _FINDINGS[key]
+    if key in _FINDINGS:
+        return _FINDINGS[key]
+    path = None if cache is None else cache / f"verify-{_digest_of(context, key)}.json"
+    found = None if path is None else _read(path)
+    if found is None:
+        found = probe_verification(context, batch, tokens)
+        if path is not None:
+            _write(path, found)
+    else:
+        _report(found, _far(context, tokens), f" (measured at an earlier start, kept in {path})")
+    _FINDINGS[key] = found
+    return found
+
+
+def _digest_of(context: Context, key: tuple[object, ...]) -> str:
+    stat = context.model.path.stat()
+    described = repr((build_identity(), stat.st_size, stat.st_mtime_ns, *key))
+    return hashlib.blake2b(described.encode(), digest_size=16).hexdigest()
+
+
+def _read(path: Path) -> VerifyProbe | None:
+    """Findings kept by ``_write``; None if there are none or they cannot be read."""
+    try:
+        kept = json.loads(path.read_text())
+        points = tuple((int(rows), float(cost)) for rows, cost in kept["cost"])
+        if len(points) < 2 or points[0] != (1, 1.0):
+            return None
+        return VerifyProbe(int(kept["exact_rows"]), CallCost(points))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write(path: Path, found: VerifyProbe) -> None:
+    """Keep ``found`` at ``path``, atomically; a directory that cannot be written only costs the next start a probe."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".verify-", suffix=".json")
+        with os.fdopen(fd, "w") as out:
+            json.dump({"exact_rows": found.exact_rows, "cost": [list(p) for p in found.cost.points]}, out)
+        os.replace(tmp, path)
+    except OSError as exc:
+        logger.warning("speculation: could not keep the probe's findings in %s: %s", path.parent, exc)
+
+
+def _far(context: Context, tokens: list[int]) -> int:
+    """Where the second exactness check starts: ``LONG_POSITION``, or as far as a lane reaches."""
+    return min(LONG_POSITION, context.n_ctx_seq - len(tokens))
+
+
+def _report(found: VerifyProbe, far: int, kept: str = "") -> None:
+    """Log what the probe found, in words."""
+    points = found.cost.points
+    costs = (f"a call of {', '.join(str(r) for r, _ in points[1:])} rows costs "
+             f"{', '.join(f'{c:.1f}' for _, c in points[1:])} one-row decodes")
+    if found.exact_rows:
+        logger.info("speculation: verifications of up to %d rows give one-token steps' logits here (at positions 0 "
+                    "and %d; longer drafts may change output in near-ties, as batching does); %s%s",
+                    found.exact_rows, max(far, 0), costs, kept)
+    else:
+        logger.info("speculation: no verification of several rows gives one-token steps' logits %d positions into "
+                    "a lane here, so --speculative auto drafts no n-grams (predictions and --speculative ngram may "
+                    "change output in near-ties, as batching does); %s%s", max(far, 0), costs, kept)
 
 
 def probe_verification(context: Context, batch: Batch, tokens: list[int], lane: int = 0) -> VerifyProbe:
@@ -105,7 +174,7 @@ def probe_verification(context: Context, batch: Batch, tokens: list[int], lane: 
     rows = len(tokens) - 1
     if rows < SAFE_ROWS:
         raise ValueError(f"the probe needs at least {SAFE_ROWS + 1} tokens, got {len(tokens)}")
-    far = min(LONG_POSITION, context.n_ctx_seq - len(tokens))
+    far = _far(context, tokens)
     exact_rows = rows
     try:
         for start in (far, 0) if far > 0 else (0,):  # the far check first: where the kernels part, it fails
@@ -120,18 +189,9 @@ def probe_verification(context: Context, batch: Batch, tokens: list[int], lane: 
             points.append((size, max(points[-1][1], min(max(elapsed / one, low), high))))
     finally:
         context.remove(lane)
-    cost = CallCost(tuple(points))
-    costs = (f"a call of {', '.join(str(r) for r, _ in points[1:])} rows costs "
-             f"{', '.join(f'{c:.1f}' for _, c in points[1:])} one-row decodes")
-    if exact_rows:
-        logger.info("speculation: verifications of up to %d rows give one-token steps' logits here (at positions 0 "
-                    "and %d; longer drafts may change output in near-ties, as batching does); %s",
-                    exact_rows, max(far, 0), costs)
-    else:
-        logger.info("speculation: no verification of several rows gives one-token steps' logits %d positions into "
-                    "a lane here, so --speculative auto drafts no n-grams (predictions and --speculative ngram may "
-                    "change output in near-ties, as batching does); %s", max(far, 0), costs)
-    return VerifyProbe(exact_rows, cost)
+    found = VerifyProbe(exact_rows, CallCost(tuple(points)))
+    _report(found, far)
+    return found
 
 
 def _exact_rows(context: Context, batch: Batch, tokens: list[int], lane: int, start: int,

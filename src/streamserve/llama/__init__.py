@@ -1,5 +1,6 @@
 """The ctypes boundary: the only package that imports ``llama_cpp`` (its low-level API)."""
 
+from streamserve.llama.backend import build_identity
 from streamserve.llama.batch import Batch
 from streamserve.llama.context import Context, DecodeError
 from streamserve.llama.guidance import guidance_tokenizer
@@ -19,6 +20,7 @@ __all__ = [
     "ModelShape",
     "ProbeSettings",
     "Sampler",
+    "build_identity",
     "choose_kernels",
     "guidance_tokenizer",
     "load_model",

@@ -1,7 +1,7 @@
 """The models a server serves: found by name or path, listed in a catalog, loaded on demand within a memory
 budget by the registry."""
 
-from streamserve.models.builtin import BUILTIN_MODELS, DEFAULT_MODEL, BuiltinModel, gemma_cache_dir, resolve_model
+from streamserve.models.builtin import BUILTIN_MODELS, DEFAULT_MODEL, BuiltinModel, cache_dir, resolve_model
 from streamserve.models.catalog import Catalog, CatalogError, ModelSpec, build_catalog, keep_alive_seconds
 from streamserve.models.errors import LoadFailed, ModelBusy, ModelUnavailable, NoRoom, UnknownModel
 from streamserve.models.memory import default_budget, estimate, format_size, parse_size, resident_memory
@@ -24,10 +24,10 @@ __all__ = [
     "Slot",
     "UnknownModel",
     "build_catalog",
+    "cache_dir",
     "default_budget",
     "estimate",
     "format_size",
-    "gemma_cache_dir",
     "keep_alive_seconds",
     "parse_size",
     "resident_memory",

