@@ -102,7 +102,7 @@ def probe_once(context: Context, batch: Batch, tokens: list[int], n_threads: int
            tuple(tokens))
     if key in _FINDINGS:
         return _FINDINGS[key]
-    path = None if cache is None else cache / f"verify-{_digest_of(context, key)}.json"
+    path = None if cache is None else cache / f"verify-{_file_key(context, key)}.json"
     found = None if path is None else _read(path)
     if found is None:
         found = probe_verification(context, batch, tokens)
@@ -114,7 +114,8 @@ def probe_once(context: Context, batch: Batch, tokens: list[int], n_threads: int
     return found
 
 
-def _digest_of(context: Context, key: tuple[object, ...]) -> str:
+def _file_key(context: Context, key: tuple[object, ...]) -> str:
+    """The name of the file that keeps the findings for ``key`` on this machine and build."""
     stat = context.model.path.stat()
     described = repr((build_identity(), stat.st_size, stat.st_mtime_ns, *key))
     return hashlib.blake2b(described.encode(), digest_size=16).hexdigest()
