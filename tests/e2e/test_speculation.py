@@ -107,9 +107,15 @@ def test_a_malformed_prediction_is_a_400(http: httpx.Client) -> None:
 
 
 @pytest.fixture(scope="module")
-def ngram_server() -> Iterator[ServerProcess]:
-    """A server that drafts n-grams wherever they pay (``--speculative ngram``), exact or not."""
-    with running_server("--served-model-name", MODEL, "--speculative", "ngram", "--max-num-seqs", "2") as process:
+def ngram_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server that drafts n-grams wherever they pay (``--speculative ngram``), exact or not.
+
+    It measures what a verification costs at its own start, beside this suite's other servers (an empty cache
+    directory), as every server did before the probe's findings were kept: a table kept from a start on an idle
+    2-core machine can say no draft ever pays there, and this test needs drafts to compare answers."""
+    cache = {"STREAMSERVE_CACHE": str(tmp_path_factory.mktemp("probe-cache"))}
+    with running_server("--served-model-name", MODEL, "--speculative", "ngram", "--max-num-seqs", "2",
+                        env=cache) as process:
         yield process
 
 
