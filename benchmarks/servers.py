@@ -83,12 +83,13 @@ class Spawned:
 
 @contextlib.contextmanager
 def spawned(name: str, cmd: list[str], port: int, log_dir: Path, *,
-            stop_signal: signal.Signals = signal.SIGINT, env: dict[str, str] | None = None) -> Iterator[Spawned]:
+            stop_signal: signal.Signals = signal.SIGINT, env: dict[str, str] | None = None,
+            poll: float = 0.5) -> Iterator[Spawned]:
     """Run ``cmd`` (listening on ``port``) until the block ends; yields once it answers /v1/models.
 
-    At the end it gets ``stop_signal``, then 30 s to exit before it is killed; the exit code and
-    the time it took are recorded on the yielded ``Spawned``. ``env``: the process's environment
-    (default: this one's).
+    It is asked every ``poll`` seconds. At the end it gets ``stop_signal``, then 30 s to exit before it is
+    killed; the exit code and the time it took are recorded on the yielded ``Spawned``. ``env``: the
+    process's environment (default: this one's).
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
@@ -108,7 +109,7 @@ def spawned(name: str, cmd: list[str], port: int, log_dir: Path, *,
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not start; see {log_path}")
-            time.sleep(0.5)
+            time.sleep(poll)
         yield server
     finally:
         started = time.monotonic()

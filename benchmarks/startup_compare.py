@@ -14,19 +14,16 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).parent))
 
 from engine_bench import machine
 from engine_compare import worktree
-from servers import free_port
+from servers import free_port, spawned
 
 
 def time_to_healthy(src: Path | None, model: str) -> float:
@@ -36,21 +33,8 @@ def time_to_healthy(src: Path | None, model: str) -> float:
            "--log-level", "warning", "--data-dir", tempfile.mkdtemp(prefix="streamserve-startup-")]
     env = {**os.environ, "PYTHONPATH": str(src)} if src is not None else None
     started = time.monotonic()
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while time.monotonic() - started < 300:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited with {process.returncode}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0).status_code == 200:
-                    return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.02)
-        raise TimeoutError("the server was not healthy within 300 s")
-    finally:
-        process.terminate()
-        process.wait(30)
+    with spawned("startup", cmd, port, Path("benchmarks/out/startup"), env=env, poll=0.02):
+        return time.monotonic() - started
 
 
 def main() -> None:
